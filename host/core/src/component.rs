@@ -1,0 +1,170 @@
+//! Component traits and what factories get to build them.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use wasmcol_config::{ComponentId, Kind, PipelineId};
+
+use crate::health::DeliveryHealth;
+use crate::{ConsumerRef, Metrics, Signal, Tasks};
+
+/// A component failed to start or stop.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentError(pub String);
+
+impl ComponentError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        ComponentError(message.into())
+    }
+}
+
+/// A component could not be built from its config; each message starts with the key path.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct BuildError(pub Vec<String>);
+
+impl BuildError {
+    /// One problem.
+    pub fn new(message: impl Into<String>) -> Self {
+        BuildError(vec![message.into()])
+    }
+}
+
+impl From<String> for BuildError {
+    fn from(s: String) -> Self {
+        BuildError(vec![s])
+    }
+}
+
+/// Start and stop. Building a component has no side effects (no ports bound, no files
+/// opened, no tasks spawned) so `wasmcol validate` can build the whole graph safely.
+#[async_trait]
+pub trait Lifecycle: Send + Sync {
+    /// Binds ports, opens files, spawns tasks.
+    async fn start(&self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Stops; processors flush what they hold downstream, exporters drain. The service
+    /// bounds the whole shutdown by `service.shutdown_timeout`.
+    async fn shutdown(&self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+}
+
+/// A receiver: produces batches into its pipelines' consumers.
+pub trait Receiver: Lifecycle {}
+
+/// A processor: a consumer that forwards to the next stage.
+pub trait Processor: crate::Consumer + Lifecycle {}
+
+/// An exporter: the end of a pipeline.
+pub trait Exporter: crate::Consumer + Lifecycle {
+    /// Delivery outcomes, for connectors that route by health (failover).
+    fn health(&self) -> Option<Arc<DeliveryHealth>> {
+        None
+    }
+}
+
+/// A connector: an exporter in one pipeline and a receiver in others.
+pub trait Connector: crate::Consumer + Lifecycle {}
+
+/// An extension: started first, stopped last; others find it by id.
+pub trait Extension: Lifecycle {
+    /// For downcasting by components that use a specific extension (storage).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The consumers a receiver feeds, per signal (only signals that have pipelines).
+#[derive(Clone, Default)]
+pub struct ReceiverConsumers {
+    /// Signal → the fan-out into every pipeline of that signal listing this receiver.
+    pub by_signal: HashMap<Signal, ConsumerRef>,
+}
+
+impl ReceiverConsumers {
+    /// The consumer for `signal`, if a pipeline of that signal lists the receiver.
+    pub fn get(&self, signal: Signal) -> Option<&ConsumerRef> {
+        self.by_signal.get(&signal)
+    }
+}
+
+/// The pipelines a connector feeds, with the delivery health of the exporters that each
+/// pipeline ends in (directly or through further connectors).
+#[derive(Clone, Default)]
+pub struct ConnectorRoutes {
+    /// Pipeline id → its entry consumer and its exporters' health.
+    pub pipelines: IndexMap<PipelineId, (ConsumerRef, Vec<Arc<DeliveryHealth>>)>,
+}
+
+/// Readiness of the whole service, read by `health_check`.
+#[derive(Default)]
+pub struct ServiceStatus {
+    ready: AtomicBool,
+    since: parking_lot::Mutex<Option<SystemTime>>,
+}
+
+impl ServiceStatus {
+    /// Marks the service ready (all pipelines started) or not (starting, shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+        *self.since.lock() = if ready { Some(SystemTime::now()) } else { None };
+    }
+
+    /// Whether the service is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// When it became ready.
+    pub fn ready_since(&self) -> Option<SystemTime> {
+        *self.since.lock()
+    }
+}
+
+/// Started extensions by id.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    map: Arc<IndexMap<ComponentId, Arc<dyn Extension>>>,
+}
+
+impl Extensions {
+    /// Wraps built extensions.
+    pub fn new(map: IndexMap<ComponentId, Arc<dyn Extension>>) -> Self {
+        Extensions { map: Arc::new(map) }
+    }
+
+    /// The extension with `id`.
+    pub fn get(&self, id: &ComponentId) -> Option<&Arc<dyn Extension>> {
+        self.map.get(id)
+    }
+
+    /// All extensions in start order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ComponentId, &Arc<dyn Extension>)> {
+        self.map.iter()
+    }
+}
+
+/// What a factory gets besides the config body.
+#[derive(Clone)]
+pub struct CreateContext {
+    /// The component's id.
+    pub id: ComponentId,
+    /// Its section.
+    pub kind: Kind,
+    /// The collector's metrics registry.
+    pub metrics: Metrics,
+    /// Where the component spawns its tasks.
+    pub tasks: Tasks,
+    /// Extensions configured in `service.extensions` (built before everything else).
+    pub extensions: Extensions,
+    /// Service readiness.
+    pub status: Arc<ServiceStatus>,
+}

@@ -1,0 +1,127 @@
+//! A small HTTP/1.1 + h2c server on hyper, shared by the metrics endpoint, `health_check` and
+//! the OTLP/HTTP receiver.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A request handler.
+pub type Handler = Arc<
+    dyn Fn(
+            http::Request<Incoming>,
+        ) -> Pin<Box<dyn Future<Output = http::Response<Full<Bytes>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Binds `endpoint` (`host:port`; `localhost` resolves to the loopback addresses).
+pub async fn bind(endpoint: &str) -> std::io::Result<TcpListener> {
+    let endpoint = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+    let mut last = None;
+    for addr in tokio::net::lookup_host(endpoint).await? {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{endpoint} resolves to no address"),
+        )
+    }))
+}
+
+/// A running server; stops accepting on [`HttpServer::stop`] and lets open requests finish.
+pub struct HttpServer {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl HttpServer {
+    /// Serves `handler` on `listener`.
+    pub fn start(listener: TcpListener, handler: Handler) -> std::io::Result<HttpServer> {
+        let local_addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (c, t) = (cancel.clone(), tracker.clone());
+        tracker.spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = c.cancelled() => break,
+                    r = listener.accept() => match r {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = stream.set_nodelay(true);
+                let h = handler.clone();
+                let conn_cancel = c.clone();
+                t.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let h = h.clone();
+                        async move { Ok::<_, Infallible>(h(req).await) }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = conn_cancel.cancelled() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(HttpServer {
+            local_addr,
+            cancel,
+            tracker,
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, finishes open requests (bounded), and returns.
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+    }
+}
+
+/// A plain response.
+pub fn response(
+    status: http::StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> http::Response<Full<Bytes>> {
+    let mut r = http::Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}

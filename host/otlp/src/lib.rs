@@ -1,0 +1,3 @@
+//! stub
+/// Registers this crate's factories.
+pub fn register(_r: &mut wasmcol_core::Registry) {}

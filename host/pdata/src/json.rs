@@ -1,0 +1,68 @@
+//! OTLP/JSON: lowerCamelCase or snake_case field names, hex trace and span ids, enums as
+//! integers, 64-bit integers as strings.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// OTLP/JSON that does not parse as the expected request, or a batch that cannot be printed.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// The JSON is malformed or does not match the OTLP schema.
+    #[error("failed to decode OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The batch's protobuf bytes did not decode.
+    #[error(transparent)]
+    Decode(#[from] crate::DecodeError),
+}
+
+/// Parses an OTLP/JSON export request.
+///
+/// Upstream accepts both `traceId` and `trace_id`; the generated serde code knows only the
+/// camelCase form, so snake_case keys are rewritten first. This is safe because in OTLP/JSON
+/// every object key is a field name (attribute keys are values of `key` fields).
+pub fn from_json<M: DeserializeOwned>(json: &[u8]) -> Result<M, JsonError> {
+    let mut value: serde_json::Value = serde_json::from_slice(json)?;
+    camel_case_keys(&mut value);
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Prints a request as OTLP/JSON.
+pub fn to_json<M: Serialize>(message: &M) -> Result<String, JsonError> {
+    Ok(serde_json::to_string(message)?)
+}
+
+fn camel_case_keys(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|k| k.contains('_')) {
+                let old = std::mem::take(map);
+                for (k, mut v) in old {
+                    camel_case_keys(&mut v);
+                    map.insert(to_camel(&k), v);
+                }
+            } else {
+                for v in map.values_mut() {
+                    camel_case_keys(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(camel_case_keys),
+        _ => {}
+    }
+}
+
+fn to_camel(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

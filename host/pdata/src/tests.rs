@@ -1,0 +1,168 @@
+use super::*;
+use proto::common::v1::{AnyValue, KeyValue, any_value};
+use proto::resource::v1::Resource;
+use proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn traces(resources: usize, spans: usize) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: (0..resources)
+            .map(|r| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", &format!("svc{r}"))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..spans)
+                        .map(|i| Span {
+                            trace_id: vec![r as u8; 16],
+                            span_id: vec![i as u8; 8],
+                            name: format!("span-{i}"),
+                            attributes: vec![kv("k", "v")],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn scan_counts_match_decoded_counts() {
+    let msg = traces(3, 7);
+    let bytes = Bytes::from(msg.encode_to_vec());
+    let batch = TracesBatch::from_encoded(bytes.clone()).unwrap();
+    assert_eq!(batch.item_count(), 21);
+    assert!(batch.is_encoded());
+    // Untouched batches hand back the received bytes, not a re-encode.
+    assert_eq!(batch.encoded().as_ptr(), bytes.as_ptr());
+}
+
+#[test]
+fn scan_rejects_garbage_and_bad_utf8() {
+    assert!(TracesBatch::from_encoded(Bytes::from_static(b"\x0a\xff\xff")).is_err());
+    assert!(TracesBatch::from_encoded(Bytes::from_static(b"not protobuf at all")).is_err());
+    // A span name (field 5 of Span) that is not UTF-8: prost would refuse it, so must we.
+    let mut msg = traces(1, 1);
+    msg.resource_spans[0].scope_spans[0].spans[0].name = "\u{e9}".into();
+    let mut bytes = msg.encode_to_vec();
+    let pos = bytes.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
+    bytes[pos] = 0xff;
+    assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
+    assert!(TracesBatch::from_encoded(Bytes::from(bytes)).is_err());
+}
+
+#[test]
+fn scan_accepts_what_prost_accepts_for_all_signals() {
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![proto::logs::v1::ResourceLogs {
+            scope_logs: vec![proto::logs::v1::ScopeLogs {
+                log_records: vec![Default::default(); 4],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let b = LogsBatch::from_encoded(Bytes::from(logs.encode_to_vec())).unwrap();
+    assert_eq!(b.item_count(), 4);
+
+    use proto::metrics::v1::{
+        Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, metric,
+    };
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![proto::metrics::v1::ResourceMetrics {
+            scope_metrics: vec![proto::metrics::v1::ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "g".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); 2],
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "h".into(),
+                        data: Some(metric::Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                bucket_counts: vec![1, 2, 3],
+                                explicit_bounds: vec![1.0, 2.0],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 2,
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let b = MetricsBatch::from_encoded(Bytes::from(metrics.encode_to_vec())).unwrap();
+    assert_eq!(b.item_count(), 3);
+    assert_eq!(b.to_message().unwrap(), metrics);
+}
+
+#[test]
+fn mutation_copies_only_when_shared() {
+    let batch = TracesBatch::from_message(traces(1, 2));
+    let mut edited = batch.clone();
+    edited.message_mut().unwrap().resource_spans[0].scope_spans[0]
+        .spans
+        .pop();
+    assert_eq!(batch.item_count(), 2);
+    assert_eq!(edited.item_count(), 1);
+}
+
+#[test]
+fn split_and_append_preserve_items() {
+    let mut batch = TracesBatch::from_message(traces(3, 5));
+    let front = batch.split_front(7).unwrap().unwrap();
+    assert_eq!(front.item_count(), 7);
+    assert_eq!(batch.item_count(), 8);
+    let mut joined = front;
+    joined.append(batch).unwrap();
+    assert_eq!(joined.item_count(), 15);
+    let names: Vec<_> = joined
+        .to_message()
+        .unwrap()
+        .resource_spans
+        .iter()
+        .flat_map(|r| {
+            r.scope_spans
+                .iter()
+                .flat_map(|s| s.spans.iter().map(|s| s.name.clone()))
+        })
+        .collect();
+    assert_eq!(names.len(), 15);
+}
+
+#[test]
+fn json_round_trip_and_snake_case() {
+    let msg = traces(1, 2);
+    let json = to_json(&msg).unwrap();
+    assert!(
+        json.contains("\"traceId\":\"00000000000000000000000000000000\""),
+        "{json}"
+    );
+    let back: ExportTraceServiceRequest = from_json(json.as_bytes()).unwrap();
+    assert_eq!(back, msg);
+    let snake = r#"{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"0102030405060708090a0b0c0d0e0f10","span_id":"0102030405060708","name":"x","kind":2,"start_time_unix_nano":"1700000000000000000"}]}]}]}"#;
+    let parsed: ExportTraceServiceRequest = from_json(snake.as_bytes()).unwrap();
+    let span = &parsed.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.trace_id, (1..=16).collect::<Vec<u8>>());
+    assert_eq!(span.kind, 2);
+    assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
+}

@@ -1,0 +1,302 @@
+//! A validating walk over OTLP protobuf bytes that counts items without decoding them.
+//!
+//! The receiver must refuse malformed input (400 / INVALID_ARGUMENT) and report item counts
+//! for its metrics, but a forwarder should not pay for a full decode it never uses. This walk
+//! checks the wire structure, the field wire types prost would check and the UTF-8 of string
+//! fields, allocating nothing; a buffer it accepts decodes with prost.
+
+use crate::DecodeError;
+
+/// How one known field of a message is encoded.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// varint scalar (int, enum, bool); repeated ones may be packed
+    Varint,
+    /// 64-bit fixed scalar (fixed64, sfixed64, double); repeated ones may be packed
+    Fixed64,
+    /// 32-bit fixed scalar (fixed32)
+    Fixed32,
+    /// bytes: any content
+    Bytes,
+    /// string: must be UTF-8
+    Str,
+    /// embedded message
+    Msg(&'static Schema),
+}
+
+/// The known fields of one message type; unknown fields are skipped like prost does.
+pub(crate) struct Schema {
+    fields: &'static [(u32, Kind)],
+    /// Each occurrence of this message is one item (span, data point, log record).
+    counts: bool,
+}
+
+use Kind::*;
+
+const fn s(fields: &'static [(u32, Kind)]) -> Schema {
+    Schema {
+        fields,
+        counts: false,
+    }
+}
+const fn item(fields: &'static [(u32, Kind)]) -> Schema {
+    Schema {
+        fields,
+        counts: true,
+    }
+}
+
+static ANY_VALUE: Schema = s(&[
+    (1, Str),
+    (2, Varint),
+    (3, Varint),
+    (4, Fixed64),
+    (5, Msg(&ARRAY_VALUE)),
+    (6, Msg(&KV_LIST)),
+    (7, Bytes),
+    (8, Varint),
+]);
+static ARRAY_VALUE: Schema = s(&[(1, Msg(&ANY_VALUE))]);
+static KV_LIST: Schema = s(&[(1, Msg(&KEY_VALUE))]);
+static KEY_VALUE: Schema = s(&[(1, Str), (2, Msg(&ANY_VALUE)), (3, Varint)]);
+static SCOPE: Schema = s(&[(1, Str), (2, Str), (3, Msg(&KEY_VALUE)), (4, Varint)]);
+static ENTITY_REF: Schema = s(&[(1, Str), (2, Str), (3, Str), (4, Str)]);
+static RESOURCE: Schema = s(&[(1, Msg(&KEY_VALUE)), (2, Varint), (3, Msg(&ENTITY_REF))]);
+
+// traces
+static STATUS: Schema = s(&[(2, Str), (3, Varint)]);
+static EVENT: Schema = s(&[(1, Fixed64), (2, Str), (3, Msg(&KEY_VALUE)), (4, Varint)]);
+static LINK: Schema = s(&[
+    (1, Bytes),
+    (2, Bytes),
+    (3, Str),
+    (4, Msg(&KEY_VALUE)),
+    (5, Varint),
+    (6, Fixed32),
+]);
+static SPAN: Schema = item(&[
+    (1, Bytes),
+    (2, Bytes),
+    (3, Str),
+    (4, Bytes),
+    (5, Str),
+    (6, Varint),
+    (7, Fixed64),
+    (8, Fixed64),
+    (9, Msg(&KEY_VALUE)),
+    (10, Varint),
+    (11, Msg(&EVENT)),
+    (12, Varint),
+    (13, Msg(&LINK)),
+    (14, Varint),
+    (15, Msg(&STATUS)),
+    (16, Fixed32),
+]);
+static SCOPE_SPANS: Schema = s(&[(1, Msg(&SCOPE)), (2, Msg(&SPAN)), (3, Str)]);
+static RESOURCE_SPANS: Schema = s(&[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_SPANS)), (3, Str)]);
+pub(crate) static TRACES_REQUEST: Schema = s(&[(1, Msg(&RESOURCE_SPANS))]);
+
+// logs
+static LOG_RECORD: Schema = item(&[
+    (1, Fixed64),
+    (2, Varint),
+    (3, Str),
+    (5, Msg(&ANY_VALUE)),
+    (6, Msg(&KEY_VALUE)),
+    (7, Varint),
+    (8, Fixed32),
+    (9, Bytes),
+    (10, Bytes),
+    (11, Fixed64),
+    (12, Str),
+]);
+static SCOPE_LOGS: Schema = s(&[(1, Msg(&SCOPE)), (2, Msg(&LOG_RECORD)), (3, Str)]);
+static RESOURCE_LOGS: Schema = s(&[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_LOGS)), (3, Str)]);
+pub(crate) static LOGS_REQUEST: Schema = s(&[(1, Msg(&RESOURCE_LOGS))]);
+
+// metrics
+static EXEMPLAR: Schema = s(&[
+    (7, Msg(&KEY_VALUE)),
+    (2, Fixed64),
+    (3, Fixed64),
+    (6, Fixed64),
+    (4, Bytes),
+    (5, Bytes),
+]);
+static NUMBER_POINT: Schema = item(&[
+    (7, Msg(&KEY_VALUE)),
+    (2, Fixed64),
+    (3, Fixed64),
+    (4, Fixed64),
+    (6, Fixed64),
+    (5, Msg(&EXEMPLAR)),
+    (8, Varint),
+]);
+static HISTOGRAM_POINT: Schema = item(&[
+    (9, Msg(&KEY_VALUE)),
+    (2, Fixed64),
+    (3, Fixed64),
+    (4, Fixed64),
+    (5, Fixed64),
+    (6, Fixed64),
+    (7, Fixed64),
+    (8, Msg(&EXEMPLAR)),
+    (10, Varint),
+    (11, Fixed64),
+    (12, Fixed64),
+]);
+static BUCKETS: Schema = s(&[(1, Varint), (2, Varint)]);
+static EXP_HISTOGRAM_POINT: Schema = item(&[
+    (1, Msg(&KEY_VALUE)),
+    (2, Fixed64),
+    (3, Fixed64),
+    (4, Fixed64),
+    (5, Fixed64),
+    (6, Varint),
+    (7, Fixed64),
+    (8, Msg(&BUCKETS)),
+    (9, Msg(&BUCKETS)),
+    (10, Varint),
+    (11, Msg(&EXEMPLAR)),
+    (12, Fixed64),
+    (13, Fixed64),
+    (14, Fixed64),
+]);
+static QUANTILE: Schema = s(&[(1, Fixed64), (2, Fixed64)]);
+static SUMMARY_POINT: Schema = item(&[
+    (7, Msg(&KEY_VALUE)),
+    (2, Fixed64),
+    (3, Fixed64),
+    (4, Fixed64),
+    (5, Fixed64),
+    (6, Msg(&QUANTILE)),
+    (8, Varint),
+]);
+static GAUGE: Schema = s(&[(1, Msg(&NUMBER_POINT))]);
+static SUM: Schema = s(&[(1, Msg(&NUMBER_POINT)), (2, Varint), (3, Varint)]);
+static HISTOGRAM: Schema = s(&[(1, Msg(&HISTOGRAM_POINT)), (2, Varint)]);
+static EXP_HISTOGRAM: Schema = s(&[(1, Msg(&EXP_HISTOGRAM_POINT)), (2, Varint)]);
+static SUMMARY: Schema = s(&[(1, Msg(&SUMMARY_POINT))]);
+static METRIC: Schema = s(&[
+    (1, Str),
+    (2, Str),
+    (3, Str),
+    (5, Msg(&GAUGE)),
+    (7, Msg(&SUM)),
+    (9, Msg(&HISTOGRAM)),
+    (10, Msg(&EXP_HISTOGRAM)),
+    (11, Msg(&SUMMARY)),
+    (12, Msg(&KEY_VALUE)),
+]);
+static SCOPE_METRICS: Schema = s(&[(1, Msg(&SCOPE)), (2, Msg(&METRIC)), (3, Str)]);
+static RESOURCE_METRICS: Schema = s(&[(1, Msg(&RESOURCE)), (2, Msg(&SCOPE_METRICS)), (3, Str)]);
+pub(crate) static METRICS_REQUEST: Schema = s(&[(1, Msg(&RESOURCE_METRICS))]);
+
+/// prost's own recursion limit; deeper nesting (AnyValue in AnyValue…) is refused.
+const MAX_DEPTH: u32 = 100;
+
+/// Validates `buf` as the message described by `schema` and returns the number of items in it.
+pub(crate) fn validate_and_count(buf: &[u8], schema: &Schema) -> Result<usize, DecodeError> {
+    let mut count = 0usize;
+    walk(buf, schema, 0, &mut count)?;
+    Ok(count)
+}
+
+fn walk(mut buf: &[u8], schema: &Schema, depth: u32, count: &mut usize) -> Result<(), DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::new("recursion limit reached"));
+    }
+    if schema.counts {
+        *count += 1;
+    }
+    while !buf.is_empty() {
+        let key = read_varint(&mut buf)?;
+        let wire = (key & 7) as u8;
+        let field = key >> 3;
+        if field == 0 || field > u64::from(u32::MAX >> 3) {
+            return Err(DecodeError::new("invalid field number"));
+        }
+        let kind = schema
+            .fields
+            .iter()
+            .find(|(n, _)| u64::from(*n) == field)
+            .map(|(_, k)| *k);
+        match (kind, wire) {
+            (_, 0) if matches!(kind, None | Some(Varint)) => {
+                read_varint(&mut buf)?;
+            }
+            (_, 1) if matches!(kind, None | Some(Fixed64)) => skip(&mut buf, 8)?,
+            (_, 5) if matches!(kind, None | Some(Fixed32)) => skip(&mut buf, 4)?,
+            (_, 2) => {
+                let len = read_varint(&mut buf)?;
+                let len = usize::try_from(len).map_err(|_| DecodeError::new("length overflow"))?;
+                if len > buf.len() {
+                    return Err(DecodeError::new("buffer underflow"));
+                }
+                let (body, rest) = buf.split_at(len);
+                buf = rest;
+                match kind {
+                    Some(Msg(inner)) => walk(body, inner, depth + 1, count)?,
+                    Some(Str) => {
+                        std::str::from_utf8(body).map_err(|_| {
+                            DecodeError::new("invalid string value: data is not UTF-8 encoded")
+                        })?;
+                    }
+                    Some(Fixed64) if body.len() % 8 != 0 => {
+                        return Err(DecodeError::new(
+                            "packed fixed64 length not a multiple of 8",
+                        ));
+                    }
+                    Some(Fixed32) if body.len() % 4 != 0 => {
+                        return Err(DecodeError::new(
+                            "packed fixed32 length not a multiple of 4",
+                        ));
+                    }
+                    Some(Varint) => {
+                        let mut packed = body;
+                        while !packed.is_empty() {
+                            read_varint(&mut packed)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (None, 3 | 4) | (_, 6 | 7) => {
+                return Err(DecodeError::new(format!("invalid wire type {wire}")));
+            }
+            (Some(_), _) => {
+                return Err(DecodeError::new(format!(
+                    "invalid wire type {wire} for field {field}"
+                )));
+            }
+            (None, _) => return Err(DecodeError::new(format!("invalid wire type {wire}"))),
+        }
+    }
+    Ok(())
+}
+
+fn skip(buf: &mut &[u8], n: usize) -> Result<(), DecodeError> {
+    if buf.len() < n {
+        return Err(DecodeError::new("buffer underflow"));
+    }
+    *buf = &buf[n..];
+    Ok(())
+}
+
+fn read_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let Some((&b, rest)) = buf.split_first() else {
+            return Err(DecodeError::new("buffer underflow"));
+        };
+        *buf = rest;
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            if i == 9 && b > 1 {
+                return Err(DecodeError::new("invalid varint"));
+            }
+            return Ok(value);
+        }
+    }
+    Err(DecodeError::new("invalid varint"))
+}

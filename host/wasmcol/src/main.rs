@@ -1,0 +1,190 @@
+//! `wasmcol`: an OpenTelemetry collector whose processors are WebAssembly components.
+
+mod components;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use wasmcol_core::{Metrics, config};
+
+#[derive(Parser)]
+#[command(
+    name = "wasmcol",
+    version,
+    about = "An OpenTelemetry collector with WebAssembly processors"
+)]
+struct Cli {
+    /// Config file (repeatable; later files merge over earlier ones).
+    #[arg(long = "config", global = true)]
+    config: Vec<String>,
+    /// Override a config value, e.g. `--set processors.batch.timeout=2s` (repeatable).
+    #[arg(long = "set", global = true)]
+    set: Vec<String>,
+    /// Accepted for compatibility with upstream's command line; wasmcol has no feature gates.
+    #[arg(long = "feature-gates", global = true)]
+    feature_gates: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config, building every component and plugin, and print every problem.
+    Validate,
+    /// List the built-in component types and bundled plugins.
+    Components,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Validate) => validate(&cli.config, &cli.set),
+        Some(Command::Components) => {
+            print!("{}", list_components());
+            Ok(())
+        }
+        None => run(&cli.config, &cli.set),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(paths: &[String], sets: &[String]) -> anyhow::Result<config::RawConfig> {
+    if paths.is_empty() {
+        anyhow::bail!("at least one config flag must be provided");
+    }
+    config::load(paths, sets).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+}
+
+fn validate(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
+    let cfg = load(paths, sets)?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    // Building inside the runtime lets factories that need a handle (plugins) work; nothing
+    // is started, so no port is bound.
+    let _guard = rt.enter();
+    let registry = components::registry();
+    let mut errors = match wasmcol_core::build(&cfg, &registry, &Metrics::new()) {
+        Ok(_) => config::ConfigErrors::default(),
+        Err(e) => e,
+    };
+    if let Err(e) = cfg.service.telemetry.metrics.prometheus() {
+        errors.push("service::telemetry::metrics", e);
+    }
+    if errors.is_empty() {
+        println!("config is valid");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "invalid configuration ({} problems):\n{errors}",
+            errors.0.len()
+        )
+    }
+}
+
+fn list_components() -> String {
+    let mut out = String::new();
+    let registry = components::registry();
+    let mut last = None;
+    for e in registry.entries() {
+        if last != Some(e.kind) {
+            out.push_str(&format!("{}:\n", e.kind.section()));
+            last = Some(e.kind);
+        }
+        let aliases = if e.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also: {})", e.aliases.join(", "))
+        };
+        out.push_str(&format!("  {}{} - {}\n", e.name, aliases, e.description));
+    }
+    out
+}
+
+fn init_logging(level: Option<String>) {
+    let filter = std::env::var("WASMCOL_LOG")
+        .ok()
+        .or(level)
+        .unwrap_or_else(|| "info".into())
+        .to_lowercase();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
+    let cfg = load(paths, sets)?;
+    init_logging(cfg.service.telemetry.log_level());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let registry = components::registry();
+    let prometheus = cfg
+        .service
+        .telemetry
+        .metrics
+        .prometheus()
+        .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
+    let service = wasmcol_core::build(&cfg, &registry, &metrics)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let telemetry = match &prometheus {
+        Some(p) => Some(
+            wasmcol_core::telemetry::serve(&p.endpoint, metrics.clone(), p.without_type_suffix)
+                .await
+                .with_context(|| format!("cannot serve metrics on {}", p.endpoint))?,
+        ),
+        None => None,
+    };
+    service
+        .start()
+        .await
+        .context("cannot start the collector")?;
+    tracing::info!("Everything is ready. Begin running and processing data.");
+    wait_for_signal().await;
+    tracing::info!(
+        "Received signal, shutting down within {:?}",
+        service.shutdown_timeout()
+    );
+    let clean = service.shutdown().await;
+    if let Some(t) = telemetry {
+        t.stop().await;
+    }
+    if !clean {
+        anyhow::bail!(
+            "shutdown did not finish cleanly within {:?}",
+            service.shutdown_timeout()
+        );
+    }
+    tracing::info!("Shutdown complete.");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
