@@ -104,11 +104,23 @@ impl HttpServer {
         self.local_addr
     }
 
-    /// Stops accepting, finishes open requests (bounded), and returns.
-    pub async fn stop(&self) {
+    /// Stops accepting new connections and asks open ones to close after their current
+    /// request; returns at once. A receiver uses this so requests that wait on a batch being
+    /// flushed during shutdown can still be answered.
+    pub fn stop_accepting(&self) {
         self.cancel.cancel();
         self.tracker.close();
+    }
+
+    /// Waits (bounded) until every connection is closed.
+    pub async fn wait(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+    }
+
+    /// Stops accepting, finishes open requests (bounded), and returns.
+    pub async fn stop(&self) {
+        self.stop_accepting();
+        self.wait().await;
     }
 }
 

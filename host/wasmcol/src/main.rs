@@ -115,6 +115,7 @@ fn init_logging(level: Option<String>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -140,11 +141,14 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
     let service = wasmcol_core::build(&cfg, &registry, &metrics)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let telemetry = match &prometheus {
-        Some(p) => Some(
-            wasmcol_core::telemetry::serve(&p.endpoint, metrics.clone(), p.without_type_suffix)
-                .await
-                .with_context(|| format!("cannot serve metrics on {}", p.endpoint))?,
-        ),
+        Some(p) => {
+            let server =
+                wasmcol_core::telemetry::serve(&p.endpoint, metrics.clone(), p.without_type_suffix)
+                    .await
+                    .with_context(|| format!("cannot serve metrics on {}", p.endpoint))?;
+            tracing::info!(endpoint = %server.local_addr(), "Serving Prometheus metrics");
+            Some(server)
+        }
         None => None,
     };
     service

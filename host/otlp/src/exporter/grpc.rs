@@ -1,0 +1,348 @@
+//! `otlp_grpc` (alias `otlp`).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use prost::Message;
+use serde::Deserialize;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
+use wasmcol_config::{GoDuration, Value};
+use wasmcol_core::{
+    Batch, BuildError, ComponentError, ConsumeError, CreateContext, ExporterFactory, ExporterParts,
+    Lifecycle, Sender, Signal,
+};
+
+use super::{ExportResponse, log_partial_success};
+use crate::BytesCodec;
+use crate::compression::Compression;
+use crate::status::classify_grpc;
+use crate::tls::ClientTls;
+
+fn default_compression() -> String {
+    "gzip".into()
+}
+fn default_timeout() -> GoDuration {
+    GoDuration::secs(5)
+}
+
+/// `otlp_grpc` config, with upstream's keys and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `host:port`; `http://` means plaintext, `https://` forces TLS.
+    #[serde(default)]
+    pub endpoint: String,
+    /// TLS (on by default with the system roots; `insecure: true` for plaintext).
+    #[serde(default)]
+    pub tls: ClientTls,
+    /// `gzip` (default), `zstd`, `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// gRPC metadata on every call.
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+    /// Per-attempt timeout (5s).
+    #[serde(default = "default_timeout")]
+    pub timeout: GoDuration,
+    /// Accepted (`round_robin`, `pick_first`).
+    #[serde(default)]
+    pub balancer_name: Option<String>,
+    /// Accepted.
+    #[serde(default)]
+    pub wait_for_ready: bool,
+    /// Client keepalive (`time`, `timeout`, `permit_without_stream`).
+    #[serde(default)]
+    pub keepalive: Option<ClientKeepalive>,
+    /// Accepted.
+    #[serde(default)]
+    pub write_buffer_size: Option<u64>,
+    /// Accepted.
+    #[serde(default)]
+    pub read_buffer_size: Option<u64>,
+    /// `:authority` override.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// User-Agent override.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Authenticator extension: not supported.
+    #[serde(default)]
+    pub auth: Option<Value>,
+    /// Middlewares: not supported.
+    #[serde(default)]
+    pub middlewares: Vec<Value>,
+    /// Queue.
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retry.
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+/// `keepalive` for clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKeepalive {
+    /// Ping interval.
+    pub time: Option<GoDuration>,
+    /// Ping timeout.
+    pub timeout: Option<GoDuration>,
+    /// Ping without active streams.
+    #[serde(default)]
+    pub permit_without_stream: bool,
+}
+
+/// Parsed endpoint: URI for tonic and whether TLS is used.
+pub(crate) fn parse_endpoint(endpoint: &str, tls: &ClientTls) -> Result<(String, bool), String> {
+    if endpoint.is_empty() {
+        return Err("endpoint: requires a non-empty \"endpoint\"".into());
+    }
+    let (rest, scheme_tls) = if let Some(r) = endpoint.strip_prefix("https://") {
+        (r, Some(true))
+    } else if let Some(r) = endpoint.strip_prefix("http://") {
+        (r, Some(false))
+    } else if let Some(r) = endpoint.strip_prefix("dns:///") {
+        (r, None)
+    } else if endpoint.starts_with("unix://") {
+        return Err("endpoint: unix sockets are not supported".into());
+    } else {
+        (endpoint, None)
+    };
+    let rest = rest.trim_end_matches('/');
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(format!("endpoint: {endpoint:?} must be host:port"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("endpoint: invalid port in {endpoint:?}"));
+    }
+    let use_tls = scheme_tls.unwrap_or(!tls.insecure);
+    Ok((
+        format!("{}://{rest}", if use_tls { "https" } else { "http" }),
+        use_tls,
+    ))
+}
+
+/// Builds `otlp_grpc` exporters.
+pub struct OtlpGrpcExporterFactory;
+
+impl ExporterFactory for OtlpGrpcExporterFactory {
+    fn create(
+        &self,
+        ctx: &CreateContext,
+        config: &Value,
+        signal: Signal,
+    ) -> Result<ExporterParts, BuildError> {
+        let cfg: Config = wasmcol_config::decode(config)?;
+        let mut errs = Vec::new();
+        let endpoint = parse_endpoint(&cfg.endpoint, &cfg.tls)
+            .map_err(|e| errs.push(e))
+            .ok();
+        let compression = Compression::parse(&cfg.compression)
+            .map_err(|e| errs.push(e))
+            .ok();
+        if compression == Some(Compression::Zlib) {
+            errs.push(
+                "compression: deflate/zlib is not a gRPC compression; use gzip, zstd or none"
+                    .into(),
+            );
+        }
+        let tls = if endpoint.as_ref().is_some_and(|(_, t)| *t) {
+            cfg.tls.load().map_err(|e| errs.push(e)).ok()
+        } else {
+            None
+        };
+        if cfg.auth.is_some() {
+            errs.push("auth: not supported by wasmcol".into());
+        }
+        if !cfg.middlewares.is_empty() {
+            errs.push("middlewares: not supported by wasmcol".into());
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &cfg.headers {
+            match (
+                MetadataKey::from_str(&k.to_ascii_lowercase()),
+                MetadataValue::try_from(v.as_str()),
+            ) {
+                (Ok(k), Ok(v)) => headers.push((k, v)),
+                _ => errs.push(format!("headers.{k}: not a valid gRPC metadata entry")),
+            }
+        }
+        let helper = HelperConfig {
+            timeout: Some(cfg.timeout),
+            retry: cfg.retry_on_failure.clone(),
+            queue: cfg.sending_queue.clone(),
+        };
+        errs.extend(helper.validate());
+        let (Some((uri, _)), Some(compression), true) = (endpoint, compression, errs.is_empty())
+        else {
+            return Err(BuildError(errs));
+        };
+        let sender = GrpcSender {
+            name: ctx.id.to_string(),
+            signal,
+            uri,
+            tls,
+            compression,
+            headers,
+            cfg,
+            channel: Mutex::new(None),
+        };
+        Ok(ExporterParts {
+            sender: Arc::new(sender),
+            helper,
+        })
+    }
+}
+
+struct GrpcSender {
+    name: String,
+    signal: Signal,
+    uri: String,
+    tls: Option<crate::tls::ClientPem>,
+    compression: Compression,
+    headers: Vec<(
+        MetadataKey<tonic::metadata::Ascii>,
+        MetadataValue<tonic::metadata::Ascii>,
+    )>,
+    cfg: Config,
+    channel: Mutex<Option<Channel>>,
+}
+
+impl GrpcSender {
+    fn channel(&self) -> Result<Channel, String> {
+        let mut ep = Endpoint::from_shared(self.uri.clone()).map_err(|e| e.to_string())?;
+        ep = ep
+            .user_agent(
+                self.cfg
+                    .user_agent
+                    .clone()
+                    .unwrap_or_else(|| format!("wasmcol/{}", env!("CARGO_PKG_VERSION"))),
+            )
+            .map_err(|e| e.to_string())?
+            .tcp_nodelay(true);
+        if let Some(k) = &self.cfg.keepalive {
+            if let Some(t) = k.time.filter(|t| !t.is_zero()) {
+                ep = ep
+                    .http2_keep_alive_interval(t.into())
+                    .keep_alive_while_idle(k.permit_without_stream);
+            }
+            if let Some(t) = k.timeout.filter(|t| !t.is_zero()) {
+                ep = ep.keep_alive_timeout(t.into());
+            }
+        }
+        if let Some(a) = &self.cfg.authority {
+            ep = ep.origin(
+                format!(
+                    "{}://{a}",
+                    if self.tls.is_some() { "https" } else { "http" }
+                )
+                .parse()
+                .map_err(|e| format!("authority: {e}"))?,
+            );
+        }
+        if let Some(pem) = &self.tls {
+            let mut t = ClientTlsConfig::new();
+            t = match &pem.ca {
+                Some(ca) => t.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                None => t.with_native_roots(),
+            };
+            if let Some((c, k)) = &pem.identity {
+                t = t.identity(tonic::transport::Identity::from_pem(c, k));
+            }
+            if let Some(n) = &pem.server_name {
+                t = t.domain_name(n.clone());
+            }
+            ep = ep.tls_config(t).map_err(|e| format!("tls: {e}"))?;
+        }
+        Ok(ep.connect_lazy())
+    }
+}
+
+#[async_trait]
+impl Lifecycle for GrpcSender {
+    async fn start(&self) -> Result<(), ComponentError> {
+        // Lazy: no connection is made until the first export, so a backend that is down at
+        // start does not stop the collector from starting (its data waits in the queue).
+        let ch = self.channel().map_err(ComponentError::new)?;
+        *self.channel.lock() = Some(ch);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sender for GrpcSender {
+    async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let Some(channel) = self.channel.lock().clone() else {
+            return Err(ConsumeError::ShuttingDown);
+        };
+        let mut client = tonic::client::Grpc::new(channel);
+        client = match self.compression {
+            Compression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
+            Compression::Zstd => client.send_compressed(CompressionEncoding::Zstd),
+            _ => client,
+        };
+        client = client
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(64 << 10);
+        client.ready().await.map_err(|e| {
+            ConsumeError::retryable(format!("{}: connection not ready: {e}", self.name))
+        })?;
+        let mut req = tonic::Request::new(batch.encoded());
+        for (k, v) in &self.headers {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        let path = http::uri::PathAndQuery::from_static(crate::grpc_path(self.signal));
+        match client.unary(req, path, BytesCodec).await {
+            Ok(resp) => {
+                if let Ok(r) = ExportResponse::decode(resp.into_inner()) {
+                    log_partial_success(&self.name, &r);
+                }
+                Ok(())
+            }
+            Err(status) => Err(classify_grpc(&status)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_like_upstream() {
+        let plain = ClientTls {
+            insecure: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            parse_endpoint("localhost:4317", &plain).unwrap(),
+            ("http://localhost:4317".into(), false)
+        );
+        assert_eq!(
+            parse_endpoint("localhost:4317", &ClientTls::default())
+                .unwrap()
+                .1,
+            true
+        );
+        assert_eq!(
+            parse_endpoint("https://a:1", &plain).unwrap(),
+            ("https://a:1".into(), true)
+        );
+        assert_eq!(
+            parse_endpoint("http://a:1", &ClientTls::default()).unwrap(),
+            ("http://a:1".into(), false)
+        );
+        assert!(
+            parse_endpoint("", &plain)
+                .unwrap_err()
+                .contains("non-empty")
+        );
+        assert!(parse_endpoint("a:b", &plain).is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! `otlp_http` (alias `otlphttp`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message;
+use serde::Deserialize;
+use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
+use wasmcol_config::{GoDuration, Value};
+use wasmcol_core::{
+    Batch, BuildError, ComponentError, ConsumeError, CreateContext, ExporterFactory, ExporterParts,
+    Lifecycle, Sender, Signal,
+};
+
+use super::{ExportResponse, log_partial_success};
+use crate::compression::Compression;
+use crate::status::{RpcStatus, classify_http, parse_retry_after};
+use crate::tls::ClientTls;
+
+fn default_compression() -> String {
+    "gzip".into()
+}
+fn default_timeout() -> GoDuration {
+    GoDuration::secs(30)
+}
+fn default_encoding() -> String {
+    "proto".into()
+}
+
+/// `otlp_http` config, with upstream's keys and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Base URL; the signal path (`/v1/traces`) is appended.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Full URL for traces.
+    #[serde(default)]
+    pub traces_endpoint: Option<String>,
+    /// Full URL for metrics.
+    #[serde(default)]
+    pub metrics_endpoint: Option<String>,
+    /// Full URL for logs.
+    #[serde(default)]
+    pub logs_endpoint: Option<String>,
+    /// Accepted (profiles are not supported).
+    #[serde(default)]
+    pub profiles_endpoint: Option<String>,
+    /// `proto` (default) or `json`.
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+    /// `gzip` (default), `zstd`, `zlib`, `deflate`, `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// `level` (accepted).
+    #[serde(default)]
+    pub compression_params: Option<Value>,
+    /// HTTP client timeout per attempt (30s).
+    #[serde(default = "default_timeout")]
+    pub timeout: GoDuration,
+    /// Headers on every request.
+    #[serde(default)]
+    pub headers: HashMap<String, String>,
+    /// TLS for `https://` endpoints.
+    #[serde(default)]
+    pub tls: ClientTls,
+    /// Proxy.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Accepted.
+    #[serde(default)]
+    pub read_buffer_size: Option<u64>,
+    /// Accepted.
+    #[serde(default)]
+    pub write_buffer_size: Option<u64>,
+    /// Accepted.
+    #[serde(default)]
+    pub max_idle_conns: Option<u64>,
+    /// Idle connections kept per host.
+    #[serde(default)]
+    pub max_idle_conns_per_host: Option<usize>,
+    /// Accepted.
+    #[serde(default)]
+    pub max_conns_per_host: Option<u64>,
+    /// Idle connection timeout.
+    #[serde(default)]
+    pub idle_conn_timeout: Option<GoDuration>,
+    /// Accepted.
+    #[serde(default)]
+    pub disable_keep_alives: bool,
+    /// Accepted.
+    #[serde(default)]
+    pub force_attempt_http2: Option<bool>,
+    /// Accepted.
+    #[serde(default)]
+    pub http2_read_idle_timeout: Option<GoDuration>,
+    /// Accepted.
+    #[serde(default)]
+    pub http2_ping_timeout: Option<GoDuration>,
+    /// Accepted.
+    #[serde(default)]
+    pub cookies: Option<Value>,
+    /// Authenticator: not supported.
+    #[serde(default)]
+    pub auth: Option<Value>,
+    /// Middlewares: not supported.
+    #[serde(default)]
+    pub middlewares: Vec<Value>,
+    /// Queue.
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retry.
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn signal_url(cfg: &Config, signal: Signal) -> Option<String> {
+    let explicit = match signal {
+        Signal::Traces => &cfg.traces_endpoint,
+        Signal::Metrics => &cfg.metrics_endpoint,
+        Signal::Logs => &cfg.logs_endpoint,
+    };
+    if let Some(e) = explicit {
+        return Some(e.clone());
+    }
+    let base = cfg.endpoint.as_ref()?;
+    let path = match signal {
+        Signal::Traces => "v1/traces",
+        Signal::Metrics => "v1/metrics",
+        Signal::Logs => "v1/logs",
+    };
+    Some(if base.ends_with('/') {
+        format!("{base}{path}")
+    } else {
+        format!("{base}/{path}")
+    })
+}
+
+/// Builds `otlp_http` exporters.
+pub struct OtlpHttpExporterFactory;
+
+impl ExporterFactory for OtlpHttpExporterFactory {
+    fn create(
+        &self,
+        ctx: &CreateContext,
+        config: &Value,
+        signal: Signal,
+    ) -> Result<ExporterParts, BuildError> {
+        let cfg: Config = wasmcol_config::decode(config)?;
+        let mut errs = Vec::new();
+        if cfg.endpoint.is_none()
+            && cfg.traces_endpoint.is_none()
+            && cfg.metrics_endpoint.is_none()
+            && cfg.logs_endpoint.is_none()
+            && cfg.profiles_endpoint.is_none()
+        {
+            errs.push("endpoint: at least one endpoint must be specified".into());
+        }
+        let url = signal_url(&cfg, signal);
+        if let Some(u) = &url
+            && let Err(e) = reqwest::Url::parse(u)
+        {
+            errs.push(format!("endpoint: invalid URL {u:?}: {e}"));
+        }
+        let json = match cfg.encoding.as_str() {
+            "proto" => false,
+            "json" => true,
+            other => {
+                errs.push(format!("encoding: invalid encoding type: {other}"));
+                false
+            }
+        };
+        let compression = Compression::parse(&cfg.compression)
+            .map_err(|e| errs.push(e))
+            .ok();
+        let tls = cfg.tls.load().map_err(|e| errs.push(e)).ok();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            match (
+                reqwest::header::HeaderName::try_from(k.as_str()),
+                reqwest::header::HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(k), Ok(v)) => {
+                    headers.insert(k, v);
+                }
+                _ => errs.push(format!("headers.{k}: not a valid HTTP header")),
+            }
+        }
+        if cfg.auth.is_some() {
+            errs.push("auth: not supported by wasmcol".into());
+        }
+        if !cfg.middlewares.is_empty() {
+            errs.push("middlewares: not supported by wasmcol".into());
+        }
+        // otlp_http times each attempt with its HTTP client; exporterhelper's timeout is off.
+        let helper = HelperConfig {
+            timeout: None,
+            retry: cfg.retry_on_failure.clone(),
+            queue: cfg.sending_queue.clone(),
+        };
+        errs.extend(helper.validate());
+        if !errs.is_empty() {
+            return Err(BuildError(errs));
+        }
+        let sender = HttpSender {
+            name: ctx.id.to_string(),
+            url,
+            json,
+            compression: compression.unwrap_or(Compression::None),
+            headers,
+            tls: tls.unwrap_or_default(),
+            cfg,
+            client: Mutex::new(None),
+        };
+        Ok(ExporterParts {
+            sender: Arc::new(sender),
+            helper,
+        })
+    }
+}
+
+struct HttpSender {
+    name: String,
+    url: Option<String>,
+    json: bool,
+    compression: Compression,
+    headers: reqwest::header::HeaderMap,
+    tls: crate::tls::ClientPem,
+    cfg: Config,
+    client: Mutex<Option<reqwest::Client>>,
+}
+
+impl HttpSender {
+    fn build_client(&self) -> Result<reqwest::Client, String> {
+        let mut b = reqwest::Client::builder()
+            .timeout(self.cfg.timeout.into())
+            .user_agent(format!("wasmcol/{}", env!("CARGO_PKG_VERSION")))
+            .default_headers(self.headers.clone())
+            .tcp_nodelay(true);
+        if let Some(n) = self.cfg.max_idle_conns_per_host {
+            b = b.pool_max_idle_per_host(n);
+        }
+        if let Some(t) = self.cfg.idle_conn_timeout {
+            b = b.pool_idle_timeout(Some(t.into()));
+        }
+        if let Some(p) = &self.cfg.proxy_url {
+            b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url: {e}"))?);
+        }
+        if let Some(ca) = &self.tls.ca {
+            for cert in reqwest::Certificate::from_pem_bundle(ca)
+                .map_err(|e| format!("tls.ca_file: {e}"))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        if let Some((c, k)) = &self.tls.identity {
+            let mut pem = c.clone();
+            pem.push(b'\n');
+            pem.extend_from_slice(k);
+            b = b.identity(
+                reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls.cert_file: {e}"))?,
+            );
+        }
+        b.build().map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
+impl Lifecycle for HttpSender {
+    async fn start(&self) -> Result<(), ComponentError> {
+        let c = self.build_client().map_err(ComponentError::new)?;
+        *self.client.lock() = Some(c);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sender for HttpSender {
+    async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let Some(client) = self.client.lock().clone() else {
+            return Err(ConsumeError::ShuttingDown);
+        };
+        let Some(url) = &self.url else {
+            return Err(ConsumeError::permanent(format!(
+                "{}: no endpoint for {}",
+                self.name,
+                batch.signal()
+            )));
+        };
+        let (body, content_type) = if self.json {
+            let j = batch
+                .to_json()
+                .map_err(|e| ConsumeError::permanent(e.to_string()))?;
+            (Bytes::from(j), "application/json")
+        } else {
+            (batch.encoded(), "application/x-protobuf")
+        };
+        let mut req = client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type);
+        let body = match self.compression.header() {
+            Some(h) => {
+                req = req.header(reqwest::header::CONTENT_ENCODING, h);
+                // Compression is CPU work of a few ms for large batches; it stays on this task
+                // rather than a blocking pool because it never waits on I/O.
+                Bytes::from(
+                    self.compression
+                        .compress(&body)
+                        .map_err(|e| ConsumeError::permanent(e.to_string()))?,
+                )
+            }
+            None => body,
+        };
+        let resp =
+            req.body(body).send().await.map_err(|e| {
+                ConsumeError::retryable(format!("failed to make an HTTP request: {e}"))
+            })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let resp_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = resp.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            if resp_type.starts_with("application/x-protobuf") && !body.is_empty() {
+                match ExportResponse::decode(body) {
+                    Ok(r) => log_partial_success(&self.name, &r),
+                    // Parsing failed after the backend accepted: do not re-send accepted data.
+                    Err(e) => {
+                        return Err(ConsumeError::permanent(format!(
+                            "failed to parse export response: {e}"
+                        )));
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let detail = if resp_type.starts_with("application/x-protobuf") {
+            RpcStatus::decode(body.clone())
+                .map(|s| s.message)
+                .unwrap_or_default()
+        } else {
+            String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
+        };
+        let message = format!(
+            "error exporting items, request to {url} responded with HTTP Status Code {}, Message={detail}",
+            status.as_u16()
+        );
+        Err(classify_http(status, retry_after, message))
+    }
+}

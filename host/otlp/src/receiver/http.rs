@@ -1,0 +1,222 @@
+//! OTLP/HTTP: status codes and bodies exactly as upstream's otlpreceiver (reference §2.2),
+//! except that a body that does not decode gets 400 with a clear message.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use prost::Message;
+use wasmcol_core::http::{Handler, HttpServer, response};
+use wasmcol_core::{Batch, ConsumeError};
+use wasmcol_pdata::Signal;
+
+use super::{HttpServerConfig, Ingest};
+use crate::compression::{Encoding, decompress};
+use crate::status::{RpcStatus, grpc_status, http_code_for_grpc};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Proto,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Proto => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+struct Settings {
+    paths: Vec<(String, Signal)>,
+    limit: usize,
+    encodings: Option<Vec<String>>,
+    response_headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+pub(crate) async fn start(
+    cfg: &HttpServerConfig,
+    ingest: Arc<Ingest>,
+) -> Result<HttpServer, String> {
+    let listener = wasmcol_core::http::bind(&cfg.endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    let limit = if cfg.max_request_body_size <= 0 {
+        20 << 20
+    } else {
+        cfg.max_request_body_size as usize
+    };
+    let mut response_headers = Vec::new();
+    for (k, v) in &cfg.response_headers {
+        let name = http::HeaderName::try_from(k.as_str())
+            .map_err(|e| format!("response_headers.{k}: {e}"))?;
+        let value =
+            HeaderValue::try_from(v.as_str()).map_err(|e| format!("response_headers.{k}: {e}"))?;
+        response_headers.push((name, value));
+    }
+    let settings = Arc::new(Settings {
+        paths: vec![
+            (cfg.traces_url_path.clone(), Signal::Traces),
+            (cfg.metrics_url_path.clone(), Signal::Metrics),
+            (cfg.logs_url_path.clone(), Signal::Logs),
+        ],
+        limit,
+        encodings: cfg.compression_algorithms.clone(),
+        response_headers,
+    });
+    let handler: Handler = Arc::new(move |req| {
+        let ingest = ingest.clone();
+        let settings = settings.clone();
+        Box::pin(async move {
+            let mut res = handle(req, &ingest, &settings).await;
+            for (k, v) in &settings.response_headers {
+                res.headers_mut().insert(k.clone(), v.clone());
+            }
+            res
+        })
+    });
+    HttpServer::start(listener, handler).map_err(|e| e.to_string())
+}
+
+fn status_body(format: Format, code: tonic::Code, message: &str) -> Bytes {
+    let st = RpcStatus {
+        code: code as i32,
+        message: message.to_owned(),
+        details: Vec::new(),
+    };
+    match format {
+        Format::Proto => Bytes::from(st.encode_to_vec()),
+        Format::Json => {
+            Bytes::from(serde_json::json!({"code": code as i32, "message": message}).to_string())
+        }
+    }
+}
+
+fn error_response(format: Format, code: tonic::Code, message: &str) -> http::Response<Full<Bytes>> {
+    response(
+        http_code_for_grpc(code),
+        format.content_type(),
+        status_body(format, code, message),
+    )
+}
+
+async fn handle(
+    req: http::Request<Incoming>,
+    ingest: &Ingest,
+    s: &Settings,
+) -> http::Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let Some(signal) = s
+        .paths
+        .iter()
+        .find(|(p, _)| p == path)
+        .map(|(_, sig)| *sig)
+        .filter(|sig| ingest.serves(*sig))
+    else {
+        return response(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "404 page not found\n",
+        );
+    };
+    if req.method() != http::Method::POST {
+        return response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "405 method not allowed, supported: [POST]",
+        );
+    }
+    let media = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let format = match media.as_str() {
+        "application/x-protobuf" => Format::Proto,
+        "application/json" => Format::Json,
+        _ => {
+            return response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "text/plain",
+                "415 unsupported media type, supported: [application/json, application/x-protobuf]",
+            );
+        }
+    };
+    let enc_header = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let allowed = s.encodings.as_ref().is_none_or(|list| {
+        enc_header.is_empty() || list.iter().any(|a| a.eq_ignore_ascii_case(&enc_header))
+    });
+    let Some(encoding) = Encoding::parse(&enc_header).filter(|_| allowed) else {
+        return error_response(
+            format,
+            tonic::Code::InvalidArgument,
+            &format!("unsupported Content-Encoding: {enc_header}"),
+        );
+    };
+    let body = match Limited::new(req.into_body(), s.limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let msg = if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                format!("request body too large: the limit is {} bytes", s.limit)
+            } else {
+                format!("failed to read request body: {e}")
+            };
+            return error_response(format, tonic::Code::InvalidArgument, &msg);
+        }
+    };
+    let body = match decompress(encoding, body, s.limit) {
+        Ok(b) => b,
+        Err(e) => return error_response(format, tonic::Code::InvalidArgument, &e.to_string()),
+    };
+    let batch = match format {
+        Format::Proto => Batch::from_encoded(signal, body).map_err(|e| e.to_string()),
+        Format::Json => Batch::from_json(signal, &body).map_err(|e| e.to_string()),
+    };
+    let batch = match batch {
+        Ok(b) => b,
+        Err(msg) => return error_response(format, tonic::Code::InvalidArgument, &msg),
+    };
+    match ingest.push("http", batch).await {
+        Ok(()) => {
+            let body = match format {
+                Format::Proto => Bytes::new(),
+                Format::Json => Bytes::from_static(b"{}"),
+            };
+            response(StatusCode::OK, format.content_type(), body)
+        }
+        Err(e) => consume_error_response(format, &e),
+    }
+}
+
+fn consume_error_response(format: Format, e: &ConsumeError) -> http::Response<Full<Bytes>> {
+    let st = grpc_status(e);
+    let mut res = error_response(format, st.code(), st.message());
+    // Retry-After only with 429/503 and a known delay, like upstream's writeStatusResponse.
+    if let Some(d) = e.retry_delay()
+        && matches!(res.status().as_u16(), 429 | 503)
+    {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
+}

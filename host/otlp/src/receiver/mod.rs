@@ -1,0 +1,416 @@
+//! The `otlp` receiver: one gRPC server and one HTTP server shared by every signal and
+//! pipeline that lists the receiver id (upstream's sharedcomponent).
+
+mod grpc;
+mod http;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use serde::{Deserialize, Deserializer};
+use wasmcol_config::{GoDuration, Value};
+use wasmcol_core::{
+    Batch, BuildError, ComponentError, ConsumeError, Counter, CreateContext, Lifecycle, Receiver,
+    ReceiverConsumers, ReceiverFactory, Signal,
+};
+
+use crate::tls::ServerTls;
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    // `grpc:` with an empty body enables the protocol with defaults, so a present null is Some.
+    Ok(Some(Value::deserialize(d)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    protocols: Protocols,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Protocols {
+    #[serde(default, deserialize_with = "present")]
+    grpc: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    http: Option<Value>,
+}
+
+/// `protocols.grpc` (upstream configgrpc ServerConfig).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcServerConfig {
+    /// Accepted for configoptional compatibility: `enabled: false` turns the protocol off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `host:port` (default `localhost:4317`).
+    #[serde(default = "default_grpc_endpoint")]
+    pub endpoint: String,
+    /// Only `tcp` is supported.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Server TLS, optionally mutual (`client_ca_file`).
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    /// Largest accepted message after decompression, MiB (0 → 4 MiB like grpc-go).
+    #[serde(default)]
+    pub max_recv_msg_size_mib: u64,
+    /// HTTP/2 concurrent streams per connection (0 = unlimited).
+    #[serde(default)]
+    pub max_concurrent_streams: u32,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    pub read_buffer_size: Option<u64>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    pub write_buffer_size: Option<u64>,
+    /// Keepalive settings (server_parameters.time/timeout are applied).
+    #[serde(default)]
+    pub keepalive: Option<Keepalive>,
+    /// Metadata to context: accepted, not used yet.
+    #[serde(default)]
+    pub include_metadata: bool,
+    /// Authenticator extension: not supported.
+    #[serde(default)]
+    pub auth: Option<Value>,
+    /// Middlewares: not supported.
+    #[serde(default)]
+    pub middlewares: Vec<Value>,
+}
+
+/// `keepalive`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// Server parameters.
+    #[serde(default)]
+    pub server_parameters: Option<KeepaliveServer>,
+    /// Enforcement policy (accepted).
+    #[serde(default)]
+    pub enforcement_policy: Option<Value>,
+}
+
+/// `keepalive.server_parameters`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepaliveServer {
+    /// Accepted.
+    pub max_connection_idle: Option<GoDuration>,
+    /// Accepted.
+    pub max_connection_age: Option<GoDuration>,
+    /// Accepted.
+    pub max_connection_age_grace: Option<GoDuration>,
+    /// HTTP/2 ping interval.
+    pub time: Option<GoDuration>,
+    /// HTTP/2 ping timeout.
+    pub timeout: Option<GoDuration>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_grpc_endpoint() -> String {
+    "localhost:4317".into()
+}
+fn default_http_endpoint() -> String {
+    "localhost:4318".into()
+}
+fn default_body_limit() -> i64 {
+    20 * 1024 * 1024
+}
+
+/// `protocols.http` (upstream confighttp ServerConfig plus the URL paths).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Accepted for configoptional compatibility.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `host:port` (default `localhost:4318`).
+    #[serde(default = "default_http_endpoint")]
+    pub endpoint: String,
+    /// Server TLS: not supported on the HTTP receiver yet.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    /// CORS (accepted; browsers are not a supported client yet).
+    #[serde(default)]
+    pub cors: Option<Value>,
+    /// Largest body, raw and decompressed, in bytes (≤ 0 → 20 MiB).
+    #[serde(default = "default_body_limit")]
+    pub max_request_body_size: i64,
+    /// Accepted Content-Encodings.
+    #[serde(default)]
+    pub compression_algorithms: Option<Vec<String>>,
+    /// Accepted.
+    #[serde(default)]
+    pub read_timeout: Option<GoDuration>,
+    /// Accepted.
+    #[serde(default)]
+    pub read_header_timeout: Option<GoDuration>,
+    /// Accepted.
+    #[serde(default)]
+    pub write_timeout: Option<GoDuration>,
+    /// Accepted.
+    #[serde(default)]
+    pub idle_timeout: Option<GoDuration>,
+    /// Accepted.
+    #[serde(default)]
+    pub keep_alives_enabled: Option<bool>,
+    /// Accepted.
+    #[serde(default)]
+    pub include_metadata: bool,
+    /// Static headers on every response.
+    #[serde(default)]
+    pub response_headers: HashMap<String, String>,
+    /// Authenticator: not supported.
+    #[serde(default)]
+    pub auth: Option<Value>,
+    /// Middlewares: not supported.
+    #[serde(default)]
+    pub middlewares: Vec<Value>,
+    /// Path for traces.
+    #[serde(default = "traces_path")]
+    pub traces_url_path: String,
+    /// Path for metrics.
+    #[serde(default = "metrics_path")]
+    pub metrics_url_path: String,
+    /// Path for logs.
+    #[serde(default = "logs_path")]
+    pub logs_url_path: String,
+}
+
+fn traces_path() -> String {
+    "/v1/traces".into()
+}
+fn metrics_path() -> String {
+    "/v1/metrics".into()
+}
+fn logs_path() -> String {
+    "/v1/logs".into()
+}
+
+fn unsupported(what: &str, v: &Option<Value>, errs: &mut Vec<String>) {
+    if v.as_ref().is_some_and(|v| !v.is_null()) {
+        errs.push(format!("{what}: not supported by wasmcol"));
+    }
+}
+
+/// Builds `otlp` receivers.
+pub struct OtlpReceiverFactory;
+
+impl ReceiverFactory for OtlpReceiverFactory {
+    fn create(
+        &self,
+        ctx: &CreateContext,
+        config: &Value,
+        consumers: ReceiverConsumers,
+    ) -> Result<Arc<dyn Receiver>, BuildError> {
+        let cfg: Config = wasmcol_config::decode(config)?;
+        let mut errs = Vec::new();
+        let grpc = match &cfg.protocols.grpc {
+            Some(v) => match wasmcol_config::decode::<GrpcServerConfig>(v) {
+                Ok(g) => {
+                    unsupported("protocols.grpc.auth", &g.auth, &mut errs);
+                    if !g.middlewares.is_empty() {
+                        errs.push("protocols.grpc.middlewares: not supported by wasmcol".into());
+                    }
+                    if g.transport.as_deref().is_some_and(|t| t != "tcp") {
+                        errs.push(format!(
+                            "protocols.grpc.transport: only tcp is supported, got {:?}",
+                            g.transport
+                        ));
+                    }
+                    if let Some(tls) = &g.tls
+                        && let Err(e) = tls.load()
+                    {
+                        errs.push(format!("protocols.grpc.{e}"));
+                    }
+                    g.enabled.then_some(g)
+                }
+                Err(e) => {
+                    errs.push(format!("protocols.grpc.{e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let http = match &cfg.protocols.http {
+            Some(v) => match wasmcol_config::decode::<HttpServerConfig>(v) {
+                Ok(mut h) => {
+                    unsupported("protocols.http.auth", &h.auth, &mut errs);
+                    if h.tls.is_some() {
+                        errs.push("protocols.http.tls: TLS on the OTLP/HTTP receiver is not supported yet; use the gRPC protocol for TLS".into());
+                    }
+                    for p in [
+                        &mut h.traces_url_path,
+                        &mut h.metrics_url_path,
+                        &mut h.logs_url_path,
+                    ] {
+                        if !p.starts_with('/') {
+                            p.insert(0, '/');
+                        }
+                    }
+                    if let Some(algs) = &h.compression_algorithms {
+                        for a in algs {
+                            if crate::compression::Encoding::parse(a).is_none()
+                                && !matches!(a.as_str(), "snappy" | "lz4" | "x-snappy-framed")
+                            {
+                                errs.push(format!("protocols.http.compression_algorithms: unsupported compression algorithm {a:?}"));
+                            }
+                        }
+                    }
+                    h.enabled.then_some(h)
+                }
+                Err(e) => {
+                    errs.push(format!("protocols.http.{e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
+            errs.push(
+                "protocols: must specify at least one protocol when using the OTLP receiver".into(),
+            );
+        }
+        if !errs.is_empty() {
+            return Err(BuildError(errs));
+        }
+        let name = ctx.id.to_string();
+        let ingest = Arc::new(Ingest::new(ctx, &name, consumers));
+        Ok(Arc::new(OtlpReceiver {
+            name,
+            grpc,
+            http,
+            ingest,
+            tasks: ctx.tasks.clone(),
+            running: Mutex::new(Running::default()),
+        }))
+    }
+}
+
+/// Hands decoded requests to the pipelines and keeps upstream's receiver metrics.
+pub(crate) struct Ingest {
+    consumers: ReceiverConsumers,
+    counters: HashMap<(Signal, &'static str), (Counter, Counter)>,
+}
+
+impl Ingest {
+    fn new(ctx: &CreateContext, name: &str, consumers: ReceiverConsumers) -> Self {
+        let mut counters = HashMap::new();
+        for signal in Signal::ALL {
+            if consumers.get(signal).is_none() {
+                continue;
+            }
+            let item = signal.item_name();
+            for transport in ["grpc", "http"] {
+                let labels = [("receiver", name), ("transport", transport)];
+                let accepted = ctx.metrics.counter(
+                    &format!("otelcol_receiver_accepted_{item}"),
+                    &format!("Number of {item} successfully pushed into the pipeline."),
+                    &labels,
+                );
+                let refused = ctx.metrics.counter(
+                    &format!("otelcol_receiver_refused_{item}"),
+                    &format!("Number of {item} that could not be pushed into the pipeline."),
+                    &labels,
+                );
+                counters.insert((signal, transport), (accepted, refused));
+            }
+        }
+        Ingest {
+            consumers,
+            counters,
+        }
+    }
+
+    /// Whether a pipeline of `signal` lists this receiver.
+    pub(crate) fn serves(&self, signal: Signal) -> bool {
+        self.consumers.get(signal).is_some()
+    }
+
+    /// Pushes a batch into the pipelines; 0-item requests succeed without being forwarded.
+    pub(crate) async fn push(
+        &self,
+        transport: &'static str,
+        batch: Batch,
+    ) -> Result<(), ConsumeError> {
+        let signal = batch.signal();
+        let items = batch.item_count();
+        if items == 0 {
+            return Ok(());
+        }
+        let Some(consumer) = self.consumers.get(signal) else {
+            return Err(ConsumeError::permanent(format!("no pipeline for {signal}")));
+        };
+        let result = consumer.consume(batch).await;
+        if let Some((accepted, refused)) = self.counters.get(&(signal, transport)) {
+            match &result {
+                Ok(()) => accepted.add(items as u64),
+                Err(_) => refused.add(items as u64),
+            }
+        }
+        result
+    }
+}
+
+#[derive(Default)]
+struct Running {
+    grpc: Option<grpc::GrpcServer>,
+    http: Option<wasmcol_core::http::HttpServer>,
+}
+
+/// The `otlp` receiver.
+pub struct OtlpReceiver {
+    name: String,
+    grpc: Option<GrpcServerConfig>,
+    http: Option<HttpServerConfig>,
+    ingest: Arc<Ingest>,
+    tasks: wasmcol_core::Tasks,
+    running: Mutex<Running>,
+}
+
+impl Receiver for OtlpReceiver {}
+
+#[async_trait]
+impl Lifecycle for OtlpReceiver {
+    async fn start(&self) -> Result<(), ComponentError> {
+        if let Some(g) = &self.grpc {
+            let server = grpc::GrpcServer::start(g, self.ingest.clone())
+                .await
+                .map_err(|e| ComponentError::new(format!("grpc server on {}: {e}", g.endpoint)))?;
+            tracing::info!(receiver = %self.name, endpoint = %server.local_addr(), "Starting GRPC server");
+            self.running.lock().grpc = Some(server);
+        }
+        if let Some(h) = &self.http {
+            let server = http::start(h, self.ingest.clone())
+                .await
+                .map_err(|e| ComponentError::new(format!("http server on {}: {e}", h.endpoint)))?;
+            tracing::info!(receiver = %self.name, endpoint = %server.local_addr(), "Starting HTTP server");
+            self.running.lock().http = Some(server);
+        }
+        Ok(())
+    }
+
+    /// Stops accepting and returns without waiting for requests in flight: those may be
+    /// waiting on a batch that the processors flush only after receivers have stopped. The
+    /// servers finish in tracked tasks that the service waits for at the end.
+    async fn shutdown(&self) -> Result<(), ComponentError> {
+        let (g, h) = {
+            let mut r = self.running.lock();
+            (r.grpc.take(), r.http.take())
+        };
+        if let Some(g) = g {
+            g.stop_accepting();
+            self.tasks.spawn(async move { g.wait().await });
+        }
+        if let Some(h) = h {
+            h.stop_accepting();
+            self.tasks.spawn(async move { h.wait().await });
+        }
+        Ok(())
+    }
+}
