@@ -1,0 +1,497 @@
+//! The persistent sending queue on a `file_storage` extension.
+//!
+//! ```text
+//!   offer ──▶ reserve size ──▶ writer (group commit, fsync) ──▶ durable ──▶ ready ──▶ worker
+//!                                                                                    │
+//!   delete ◀──────────────── backend acknowledged (or request given up) ◀────────────┘
+//! ```
+//!
+//! A request is acknowledged to the caller only once its record is durable. It stays on disk
+//! while a worker sends it and is deleted only after the backend accepted it (or it failed
+//! permanently or ran out of retries, counted as `send_failed`). Nothing is deleted on
+//! shutdown: a worker interrupted mid-send leaves its record, so after a restart or a crash
+//! every record still on disk is sent again (at-least-once, duplicates possible).
+//!
+//! At start the keyspace is scanned in key order; a record whose header, checksum or payload
+//! is bad is moved to the quarantine keyspace and counted in
+//! `wasmcol_exporter_queue_quarantined_records`, never retried and never fatal. A backlog
+//! larger than the capacity is loaded as is; new data is refused until it drains.
+//!
+//! Recently enqueued requests are also kept in memory (up to [`CACHE_BYTES`] per queue) so a
+//! queue that keeps up never reads back what it just wrote.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+use wasmcol_config::exporterhelper::Sizer;
+use wasmcol_core::{Batch, ConsumeError, Counter, Signal, Tasks};
+
+use super::{QueueObs, size_of, too_large};
+use crate::record::{self, CorruptRecord};
+use crate::storage::{Op, StorageError, Store};
+
+/// Bytes of recently enqueued requests a queue keeps in memory besides on disk.
+pub const CACHE_BYTES: u64 = 32 << 20;
+
+#[derive(Clone)]
+struct Meta {
+    size: u64,
+    bytes: u64,
+    items: u64,
+    cached: Option<Batch>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: BTreeMap<u64, Meta>,
+    size: u64,
+    next_seq: u64,
+    cached_bytes: u64,
+    started: bool,
+    closed: bool,
+}
+
+/// An opened queue keyspace.
+pub(crate) struct Client {
+    pub(crate) store: Arc<Store>,
+    pub(crate) data: fjall::Keyspace,
+    pub(crate) quarantine: fjall::Keyspace,
+}
+
+/// A request taken by a worker.
+pub struct Taken {
+    seq: u64,
+    meta: Meta,
+}
+
+/// What [`PersistentQueue::load`] found on disk.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Requests queued from before.
+    pub requests: u64,
+    /// Records moved to quarantine.
+    pub quarantined: u64,
+}
+
+/// The queue.
+pub struct PersistentQueue {
+    name: String,
+    signal: Signal,
+    capacity: u64,
+    sizer: Sizer,
+    block_on_overflow: bool,
+    drop_oldest: bool,
+    state: Mutex<State>,
+    client: Mutex<Option<Arc<Client>>>,
+    items: Notify,
+    space: Notify,
+    obs: Arc<QueueObs>,
+    quarantined: Counter,
+    tasks: Tasks,
+}
+
+fn storage_err(e: StorageError) -> ConsumeError {
+    ConsumeError::retryable(format!("sending queue: {e}"))
+}
+
+impl PersistentQueue {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        signal: Signal,
+        capacity: u64,
+        sizer: Sizer,
+        block_on_overflow: bool,
+        drop_oldest: bool,
+        obs: Arc<QueueObs>,
+        quarantined: Counter,
+        tasks: Tasks,
+    ) -> Self {
+        PersistentQueue {
+            name,
+            signal,
+            capacity,
+            sizer,
+            block_on_overflow,
+            drop_oldest,
+            state: Mutex::new(State::default()),
+            client: Mutex::new(None),
+            items: Notify::new(),
+            space: Notify::new(),
+            obs,
+            quarantined,
+            tasks,
+        }
+    }
+
+    fn client(&self) -> Result<Arc<Client>, ConsumeError> {
+        self.client
+            .lock()
+            .clone()
+            .ok_or_else(|| ConsumeError::retryable("sending queue: persistent queue not started"))
+    }
+
+    /// Opens the queue's keyspace in `store`, loads what is on disk and quarantines bad
+    /// records. Called at start; fjall work runs on the blocking pool.
+    pub(crate) async fn load(&self, store: Arc<Store>) -> Result<Loaded, StorageError> {
+        let name = self.name.clone();
+        let signal = self.signal;
+        let sizer = self.sizer;
+        let opener = store.clone();
+        let scanned = self
+            .tasks
+            .spawn_blocking(move || -> Result<_, StorageError> {
+                let (data, quarantine) = opener.open_queue(&name)?;
+                let mut good = Vec::new();
+                let mut bad = Vec::new();
+                for guard in data.iter() {
+                    let (k, v) = guard.into_inner().map_err(StorageError::from)?;
+                    let checked = record::seq_of(&k)
+                        .and_then(|seq| record::check(&v, signal).map(|info| (seq, info)));
+                    match checked {
+                        Ok((seq, info)) => good.push((seq, info, v.len() as u64)),
+                        Err(why) => bad.push((k.to_vec(), v.to_vec(), why)),
+                    }
+                }
+                Ok((data, quarantine, good, bad, sizer))
+            })
+            .await
+            .map_err(|e| StorageError(format!("load task failed: {e}")))??;
+        let (data, quarantine, good, bad, sizer) = scanned;
+        let client = Arc::new(Client {
+            store: store.clone(),
+            data,
+            quarantine,
+        });
+        let quarantined = bad.len() as u64;
+        for (key, value, why) in bad {
+            self.quarantine_record(&client, key, value, &why).await;
+        }
+        if quarantined > 0 {
+            store.sync().await?;
+        }
+        let requests = good.len() as u64;
+        {
+            let mut st = self.state.lock();
+            for (seq, info, stored) in good {
+                let size = match sizer {
+                    Sizer::Requests => 1,
+                    Sizer::Items => info.items,
+                    Sizer::Bytes => info.payload_len,
+                };
+                store.account(stored);
+                st.size += size;
+                st.next_seq = st.next_seq.max(seq + 1);
+                st.ready.insert(
+                    seq,
+                    Meta {
+                        size,
+                        bytes: stored,
+                        items: info.items,
+                        cached: None,
+                    },
+                );
+            }
+            st.started = true;
+            self.obs.set_size(st.size);
+        }
+        *self.client.lock() = Some(client);
+        if requests > 0 {
+            self.items.notify_waiters();
+            tracing::info!(queue = %self.name, requests, "persistent queue: resuming requests from disk");
+        }
+        Ok(Loaded {
+            requests,
+            quarantined,
+        })
+    }
+
+    async fn quarantine_record(
+        &self,
+        client: &Client,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        why: &CorruptRecord,
+    ) {
+        tracing::error!(queue = %self.name, key = ?key, error = %why, "persistent queue: corrupt record moved to quarantine");
+        self.quarantined.inc();
+        let op = Op::Quarantine {
+            from: client.data.clone(),
+            to: client.quarantine.clone(),
+            key,
+            value,
+        };
+        if let Err(e) = client.store.send(op).await {
+            tracing::error!(queue = %self.name, error = %e, "persistent queue: cannot quarantine record");
+        }
+    }
+
+    /// Writes a request and returns once it is durable. A full queue refuses with a
+    /// retryable error and a retry hint (counted in `enqueue_failed`), waits with
+    /// `block_on_overflow`, or evicts the oldest waiting requests with `drop_oldest`.
+    pub async fn offer(self: &Arc<Self>, batch: Batch) -> Result<(), ConsumeError> {
+        let size = size_of(self.sizer, &batch);
+        let items = batch.item_count();
+        if size == 0 {
+            return Ok(());
+        }
+        if size > self.capacity {
+            self.obs.enqueue_failed(items);
+            return Err(too_large(self.sizer, size, self.capacity));
+        }
+        let client = self.client()?;
+        let value = record::encode(&batch);
+        let bytes = value.len() as u64;
+        let (tx, rx) = oneshot::channel();
+        let mut pending = Some((value, tx));
+        loop {
+            let space = self.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            // The channel slot comes first so nothing reserved below can leak if the caller
+            // goes away: between here and the send there is no await.
+            let permit = client.store.permit().await.map_err(storage_err)?;
+            let mut evicted = Vec::new();
+            let mut seq = None;
+            {
+                let mut st = self.state.lock();
+                if st.closed {
+                    return Err(ConsumeError::ShuttingDown);
+                }
+                loop {
+                    if st.size + size <= self.capacity && client.store.reserve(bytes) {
+                        let s = st.next_seq;
+                        st.next_seq += 1;
+                        st.size += size;
+                        self.obs.set_size(st.size);
+                        seq = Some(s);
+                        break;
+                    }
+                    if !self.drop_oldest {
+                        break;
+                    }
+                    let Some((old_seq, old)) = st.ready.pop_first() else {
+                        break;
+                    };
+                    st.size -= old.size;
+                    if old.cached.is_some() {
+                        st.cached_bytes -= old.bytes;
+                    }
+                    client.store.release(old.bytes);
+                    evicted.push((old_seq, old));
+                }
+            }
+            if let Some(seq) = seq
+                && let Some((value, tx)) = pending.take()
+            {
+                permit.send(Op::Put {
+                    ks: client.data.clone(),
+                    key: record::key(seq),
+                    value,
+                    done: self.on_durable(seq, size, bytes, batch.clone(), tx),
+                });
+            } else {
+                drop(permit);
+            }
+            for (old_seq, old) in evicted {
+                self.obs.dropped(old.items);
+                tracing::warn!(queue = %self.name, dropped_items = old.items, "sending queue full: dropped the oldest request (drop_oldest)");
+                let _ = client
+                    .store
+                    .send(Op::Delete {
+                        ks: client.data.clone(),
+                        key: record::key(old_seq).to_vec(),
+                    })
+                    .await;
+            }
+            if pending.is_none() {
+                break;
+            }
+            if !self.block_on_overflow {
+                self.obs.enqueue_failed(items);
+                return Err(self.obs.full_error());
+            }
+            space.await;
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(storage_err(e)),
+            Err(_) => Err(ConsumeError::retryable(
+                "sending queue: storage closed before the write finished",
+            )),
+        }
+    }
+
+    /// Runs on the writer thread once the put is durable: the request becomes visible to
+    /// workers whether or not the caller is still waiting.
+    fn on_durable(
+        self: &Arc<Self>,
+        seq: u64,
+        size: u64,
+        bytes: u64,
+        batch: Batch,
+        tx: oneshot::Sender<Result<(), StorageError>>,
+    ) -> crate::storage::Durable {
+        let queue = self.clone();
+        Box::new(move |result| {
+            match &result {
+                Ok(()) => {
+                    let mut st = queue.state.lock();
+                    let items = batch.item_count() as u64;
+                    let cached = (st.cached_bytes + bytes <= CACHE_BYTES).then_some(batch);
+                    if cached.is_some() {
+                        st.cached_bytes += bytes;
+                    }
+                    st.ready.insert(
+                        seq,
+                        Meta {
+                            size,
+                            bytes,
+                            items,
+                            cached,
+                        },
+                    );
+                    drop(st);
+                    queue.items.notify_one();
+                }
+                Err(_) => {
+                    {
+                        let mut st = queue.state.lock();
+                        st.size = st.size.saturating_sub(size);
+                        queue.obs.set_size(st.size);
+                    }
+                    if let Some(c) = queue.client.lock().as_ref() {
+                        c.store.release(bytes);
+                    }
+                    queue.space.notify_waiters();
+                }
+            }
+            let _ = tx.send(result);
+        })
+    }
+
+    /// The oldest waiting request; `None` when `stop` is cancelled.
+    pub async fn pop(&self, stop: &CancellationToken) -> Option<Taken> {
+        loop {
+            let notified = self.items.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.state.lock();
+                if st.closed {
+                    return None;
+                }
+                if let Some((seq, meta)) = st.ready.pop_first() {
+                    if meta.cached.is_some() {
+                        st.cached_bytes -= meta.bytes;
+                    }
+                    let more = !st.ready.is_empty();
+                    drop(st);
+                    if more {
+                        self.items.notify_one();
+                    }
+                    return Some(Taken { seq, meta });
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// The request's data: from memory, or read back from disk. A record that fails its
+    /// checks is quarantined and `None` is returned (the request is finished).
+    pub async fn read(&self, taken: &mut Taken) -> Option<Batch> {
+        if let Some(b) = taken.meta.cached.take() {
+            return Some(b);
+        }
+        let client = self.client().ok()?;
+        let ks = client.data.clone();
+        let seq = taken.seq;
+        let signal = self.signal;
+        let read = self
+            .tasks
+            .spawn_blocking(move || match ks.get(record::key(seq)) {
+                Ok(Some(v)) => match record::decode(&v, signal) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(why) => Err((v.to_vec(), why)),
+                },
+                Ok(None) => Ok(None),
+                Err(e) => Err((
+                    Vec::new(),
+                    CorruptRecord::Payload(format!("unreadable: {e}")),
+                )),
+            })
+            .await;
+        match read {
+            Ok(Ok(Some(b))) => Some(b),
+            Ok(Ok(None)) => {
+                tracing::warn!(queue = %self.name, seq, "persistent queue: record vanished");
+                self.finish(taken, false).await;
+                None
+            }
+            Ok(Err((value, why))) => {
+                self.quarantine_record(&client, record::key(seq).to_vec(), value, &why)
+                    .await;
+                self.finish(taken, false).await;
+                None
+            }
+            Err(e) => {
+                // The blocking pool is going away (shutdown); the record stays on disk.
+                tracing::warn!(queue = %self.name, error = %e, "persistent queue: read interrupted");
+                self.release(taken);
+                None
+            }
+        }
+    }
+
+    /// The request is done (delivered, or given up and counted): delete it from disk.
+    pub async fn finish(&self, taken: &Taken, delete: bool) {
+        if let Ok(client) = self.client() {
+            if delete
+                && let Err(e) = client
+                    .store
+                    .send(Op::Delete {
+                        ks: client.data.clone(),
+                        key: record::key(taken.seq).to_vec(),
+                    })
+                    .await
+            {
+                tracing::warn!(queue = %self.name, error = %e, "persistent queue: delete failed; the request may be sent again after a restart");
+            }
+            client.store.release(taken.meta.bytes);
+        }
+        self.release(taken);
+    }
+
+    /// Releases a request's size without touching the disk (shutdown keeps the record).
+    pub fn release(&self, taken: &Taken) {
+        {
+            let mut st = self.state.lock();
+            st.size = st.size.saturating_sub(taken.meta.size);
+            self.obs.set_size(st.size);
+        }
+        self.space.notify_waiters();
+    }
+
+    /// Items in a taken request.
+    pub fn items(taken: &Taken) -> u64 {
+        taken.meta.items
+    }
+
+    /// Refuses new requests and stops handing out queued ones; records stay on disk.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.items.notify_waiters();
+        self.space.notify_waiters();
+    }
+
+    /// Requests queued or in flight, in sizer units.
+    pub fn size(&self) -> u64 {
+        self.state.lock().size
+    }
+}

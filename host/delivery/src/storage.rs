@@ -1,0 +1,595 @@
+//! The `file_storage` extension on fjall.
+//!
+//! One extension is one fjall database in `<directory>/fjall`; each persistent queue gets a
+//! keyspace named like upstream's per-client file, `exporter_<type>_<name>_<signal>`, and a
+//! `<that>.quarantine` keyspace for records that fail their checks.
+//!
+//! All writes go through one writer task per database (a blocking thread from the tracked
+//! pool) that commits whatever has accumulated as one fjall batch and then makes it durable
+//! once, so many enqueues share one `fsync` (group commit). A write is acknowledged only after
+//! that: with `fsync: true` after `fdatasync`, with `fsync: false` (upstream's default) after
+//! the journal reached the operating system, which survives a crash of the process but not of
+//! the machine.
+//!
+//! A database that fjall cannot recover is moved aside to `fjall.corrupt-<unix time>` and a
+//! fresh one is created (logged, counted in `wasmcol_file_storage_recovered_corrupt`) so a
+//! damaged disk never makes the collector crash-loop; the old files stay for inspection.
+//!
+//! Keys accepted for upstream compatibility with no effect: `timeout` (fjall takes its lock
+//! without waiting), `recreate` (moving a corrupt database aside is always on), and every
+//! `compaction.*` key (fjall compacts in the background by itself).
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use wasmcol_config::{GoDuration, Value};
+use wasmcol_core::{
+    BuildError, ComponentError, Counter, CreateContext, Extension, ExtensionFactory, Lifecycle,
+    Metrics, Tasks,
+};
+
+/// Ops the writer takes per commit at most, so one commit's latency stays bounded.
+const MAX_GROUP_OPS: usize = 4096;
+/// Bytes the writer takes per commit at most.
+const MAX_GROUP_BYTES: usize = 64 << 20;
+/// Depth of the writer's channel.
+const WRITER_CHANNEL: usize = 8192;
+
+/// `compaction` of upstream's file_storage: accepted, no effect (fjall compacts by itself).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Accepted, no effect.
+    pub on_start: bool,
+    /// Accepted, no effect.
+    pub on_rebound: bool,
+    /// Accepted, no effect.
+    pub directory: Option<String>,
+    /// Accepted, no effect.
+    pub max_transaction_size: Option<i64>,
+    /// Accepted, no effect.
+    pub rebound_needed_threshold_mib: Option<u64>,
+    /// Accepted, no effect.
+    pub rebound_trigger_threshold_mib: Option<u64>,
+    /// Accepted, no effect.
+    pub check_interval: Option<GoDuration>,
+    /// Accepted, no effect.
+    pub cleanup_on_start: bool,
+}
+
+/// `extensions: file_storage`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileStorageConfig {
+    /// Where the database lives (upstream default `/var/lib/otelcol/file_storage`).
+    pub directory: PathBuf,
+    /// Create `directory` when missing (upstream default false).
+    pub create_directory: bool,
+    /// Permissions of a created directory, octal (`0750`).
+    pub directory_permissions: String,
+    /// Make every acknowledged write survive a power loss (`fdatasync` per group commit).
+    pub fsync: bool,
+    /// Cap on the bytes of all queued records in this storage, in MiB (0 = no cap).
+    pub max_size_mib: u64,
+    /// Upstream's cap in bytes (0 = no cap); the smaller non-zero of the two applies.
+    pub max_size: u64,
+    /// Accepted, no effect.
+    pub timeout: GoDuration,
+    /// Accepted; a corrupt database is always moved aside and recreated.
+    pub recreate: bool,
+    /// Accepted, no effect.
+    pub compaction: CompactionConfig,
+}
+
+impl Default for FileStorageConfig {
+    fn default() -> Self {
+        FileStorageConfig {
+            directory: PathBuf::from("/var/lib/otelcol/file_storage"),
+            create_directory: false,
+            directory_permissions: "0750".into(),
+            fsync: false,
+            max_size_mib: 0,
+            max_size: 0,
+            timeout: GoDuration::secs(1),
+            recreate: false,
+            compaction: CompactionConfig::default(),
+        }
+    }
+}
+
+impl FileStorageConfig {
+    /// The byte cap, 0 for none.
+    pub fn cap_bytes(&self) -> u64 {
+        let mib = self.max_size_mib.saturating_mul(1 << 20);
+        match (mib, self.max_size) {
+            (0, b) => b,
+            (m, 0) => m,
+            (m, b) => m.min(b),
+        }
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if self.directory.as_os_str().is_empty() {
+            e.push("directory: must not be empty".to_owned());
+        } else if !self.create_directory {
+            match std::fs::metadata(&self.directory) {
+                Ok(m) if !m.is_dir() => e.push(format!(
+                    "directory: {} is not a directory",
+                    self.directory.display()
+                )),
+                Ok(_) => {}
+                Err(err) => e.push(format!(
+                    "directory: directory must exist: {}: {err}",
+                    self.directory.display()
+                )),
+            }
+        }
+        if u32::from_str_radix(self.directory_permissions.trim_start_matches("0o"), 8).is_err() {
+            e.push(format!(
+                "directory_permissions: {:?} is not an octal mode",
+                self.directory_permissions
+            ));
+        }
+        if let Some(n) = self.compaction.max_transaction_size
+            && n < 0
+        {
+            e.push("compaction.max_transaction_size: must not be negative".to_owned());
+        }
+        e
+    }
+}
+
+/// A storage failure, shared by every request of a failed group commit.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("file_storage: {0}")]
+pub struct StorageError(pub String);
+
+impl From<fjall::Error> for StorageError {
+    fn from(e: fjall::Error) -> Self {
+        StorageError(e.to_string())
+    }
+}
+
+/// Called on the writer thread once a put is durable (or failed).
+pub(crate) type Durable = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+pub(crate) enum Op {
+    Put {
+        ks: Keyspace,
+        key: [u8; 8],
+        value: Vec<u8>,
+        done: Durable,
+    },
+    Delete {
+        ks: Keyspace,
+        key: Vec<u8>,
+    },
+    /// Moves a record to the quarantine keyspace (value as found, or empty if unreadable).
+    Quarantine {
+        from: Keyspace,
+        to: Keyspace,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Waits for everything before it to be durable.
+    Sync(oneshot::Sender<Result<(), StorageError>>),
+    Close,
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Put { value, .. } | Op::Quarantine { value, .. } => value.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// An open database with its writer.
+pub(crate) struct Store {
+    db: Database,
+    tx: mpsc::Sender<Op>,
+    cap_bytes: u64,
+    used_bytes: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Sends an op to the writer.
+    pub(crate) async fn send(&self, op: Op) -> Result<(), StorageError> {
+        self.tx
+            .send(op)
+            .await
+            .map_err(|_| StorageError("storage is closed".into()))
+    }
+
+    /// A channel slot, taken before any state is reserved so that a cancelled caller leaks
+    /// nothing.
+    pub(crate) async fn permit(&self) -> Result<mpsc::Permit<'_, Op>, StorageError> {
+        self.tx
+            .reserve()
+            .await
+            .map_err(|_| StorageError("storage is closed".into()))
+    }
+
+    /// Waits until every op sent before is durable.
+    pub(crate) async fn sync(&self) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Sync(tx)).await?;
+        rx.await
+            .map_err(|_| StorageError("storage is closed".into()))?
+    }
+
+    /// Reserves `bytes` under the storage cap.
+    pub(crate) fn reserve(&self, bytes: u64) -> bool {
+        if self.cap_bytes == 0 {
+            self.used_bytes.fetch_add(bytes, Ordering::Relaxed);
+            return true;
+        }
+        self.used_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                (u + bytes <= self.cap_bytes).then_some(u + bytes)
+            })
+            .is_ok()
+    }
+
+    /// Returns reserved bytes.
+    pub(crate) fn release(&self, bytes: u64) {
+        let _ = self
+            .used_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(bytes))
+            });
+    }
+
+    /// Counts bytes found on disk at start (may exceed the cap; new writes wait).
+    pub(crate) fn account(&self, bytes: u64) {
+        self.used_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Opens (or creates) a queue's keyspace and its quarantine. Blocking.
+    pub(crate) fn open_queue(&self, name: &str) -> Result<(Keyspace, Keyspace), StorageError> {
+        let data = self.db.keyspace(name, KeyspaceCreateOptions::default)?;
+        let quarantine = self.db.keyspace(
+            &format!("{name}.quarantine"),
+            KeyspaceCreateOptions::default,
+        )?;
+        Ok((data, quarantine))
+    }
+}
+
+/// The writer: group commit until closed. Runs on a blocking thread.
+fn writer(db: Database, mut rx: mpsc::Receiver<Op>, fsync: bool, stats: WriterStats) {
+    let mode = if fsync {
+        PersistMode::SyncData
+    } else {
+        PersistMode::Buffer
+    };
+    let mut closing = false;
+    while !closing {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut ops = vec![first];
+        let mut bytes = ops[0].bytes();
+        while ops.len() < MAX_GROUP_OPS && bytes < MAX_GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(op) => {
+                    bytes += op.bytes();
+                    ops.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch = db.batch();
+        let mut durable_needed = false;
+        for op in &ops {
+            match op {
+                Op::Put { ks, key, value, .. } => {
+                    batch.insert(ks, key.as_slice(), value.as_slice());
+                    durable_needed = true;
+                }
+                Op::Delete { ks, key } => batch.remove(ks, key.as_slice()),
+                Op::Quarantine {
+                    from,
+                    to,
+                    key,
+                    value,
+                } => {
+                    batch.insert(to, key.as_slice(), value.as_slice());
+                    batch.remove(from, key.as_slice());
+                    durable_needed = true;
+                }
+                Op::Sync(_) => durable_needed = true,
+                Op::Close => closing = true,
+            }
+        }
+        // Deletes alone need no fsync: losing one only means a duplicate after a crash.
+        let persist = if durable_needed || closing {
+            mode
+        } else {
+            PersistMode::Buffer
+        };
+        let result = batch
+            .commit()
+            .and_then(|()| db.persist(persist))
+            .map_err(StorageError::from);
+        stats.commits.inc();
+        if matches!(persist, PersistMode::SyncData) {
+            stats.fsyncs.inc();
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "file_storage: group commit failed");
+        }
+        for op in ops {
+            match op {
+                Op::Put { done, .. } => done(result.clone()),
+                Op::Sync(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Err(e) = db.persist(PersistMode::SyncAll) {
+        tracing::error!(error = %e, "file_storage: final sync failed");
+    }
+}
+
+#[derive(Clone)]
+struct WriterStats {
+    commits: Counter,
+    fsyncs: Counter,
+}
+
+/// The `file_storage` extension.
+pub struct FileStorage {
+    id: String,
+    cfg: FileStorageConfig,
+    tasks: Tasks,
+    metrics: Metrics,
+    store: Mutex<Option<Arc<Store>>>,
+    closed: AtomicBool,
+}
+
+impl FileStorage {
+    /// The open store; `None` before start or after shutdown.
+    pub(crate) fn store(&self) -> Option<Arc<Store>> {
+        self.store.lock().clone()
+    }
+
+    /// The extension's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Where the fjall database lives.
+    pub fn db_path(&self) -> PathBuf {
+        db_path(&self.cfg.directory)
+    }
+}
+
+/// The fjall database directory inside a `file_storage` directory.
+pub fn db_path(directory: &Path) -> PathBuf {
+    directory.join("fjall")
+}
+
+fn is_corruption(e: &fjall::Error) -> bool {
+    !matches!(
+        e,
+        fjall::Error::Io(_) | fjall::Error::Locked | fjall::Error::Poisoned
+    )
+}
+
+fn open_db(cfg: &FileStorageConfig, id: &str, recovered: &Counter) -> Result<Database, String> {
+    if cfg.create_directory {
+        create_dir(&cfg.directory, &cfg.directory_permissions)
+            .map_err(|e| format!("cannot create {}: {e}", cfg.directory.display()))?;
+    }
+    let path = db_path(&cfg.directory);
+    let open = || Database::builder(&path).manual_journal_persist(true).open();
+    match open() {
+        Ok(db) => Ok(db),
+        Err(e) if is_corruption(&e) => {
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = cfg.directory.join(format!("fjall.corrupt-{secs}"));
+            tracing::error!(extension = %id, error = %e, moved_to = %aside.display(),
+                "file_storage: database cannot be recovered; moving it aside and starting empty");
+            std::fs::rename(&path, &aside).map_err(|re| {
+                format!("database is corrupt ({e}) and cannot be moved aside: {re}")
+            })?;
+            recovered.inc();
+            open().map_err(|e| format!("cannot open {}: {e}", path.display()))
+        }
+        Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+    }
+}
+
+fn create_dir(dir: &Path, mode: &str) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Ok(m) = u32::from_str_radix(mode.trim_start_matches("0o"), 8) {
+            b.mode(m);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    b.create(dir)
+}
+
+#[async_trait]
+impl Lifecycle for FileStorage {
+    async fn start(&self) -> Result<(), ComponentError> {
+        if self.store.lock().is_some() {
+            return Ok(());
+        }
+        let labels = [("extension", self.id.as_str())];
+        let recovered = self.metrics.counter(
+            "wasmcol_file_storage_recovered_corrupt",
+            "Databases found corrupt at start, moved aside and recreated.",
+            &labels,
+        );
+        let stats = WriterStats {
+            commits: self.metrics.counter(
+                "wasmcol_file_storage_commits",
+                "Group commits written by the storage writer.",
+                &labels,
+            ),
+            fsyncs: self.metrics.counter(
+                "wasmcol_file_storage_fsyncs",
+                "fdatasync calls made by the storage writer (fsync: true).",
+                &labels,
+            ),
+        };
+        let cfg = self.cfg.clone();
+        let id = self.id.clone();
+        let db = self
+            .tasks
+            .spawn_blocking(move || open_db(&cfg, &id, &recovered))
+            .await
+            .map_err(|e| ComponentError::new(format!("file_storage: open task failed: {e}")))?
+            .map_err(|e| ComponentError::new(format!("file_storage: {e}")))?;
+        let (tx, rx) = mpsc::channel(WRITER_CHANNEL);
+        let writer_db = db.clone();
+        let fsync = self.cfg.fsync;
+        self.tasks
+            .spawn_blocking(move || writer(writer_db, rx, fsync, stats));
+        let used_bytes = Arc::new(AtomicU64::new(0));
+        let gauge_bytes = used_bytes.clone();
+        self.metrics.gauge_fn(
+            "wasmcol_file_storage_queued_bytes",
+            "Bytes of queue records held in this storage.",
+            &labels,
+            move || gauge_bytes.load(Ordering::Relaxed) as f64,
+        );
+        *self.store.lock() = Some(Arc::new(Store {
+            db,
+            tx,
+            cap_bytes: self.cfg.cap_bytes(),
+            used_bytes,
+        }));
+        tracing::info!(extension = %self.id, directory = %self.cfg.directory.display(), fsync = self.cfg.fsync, "file_storage started");
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> Result<(), ComponentError> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let store = self.store.lock().take();
+        if let Some(store) = store {
+            // Everything queued before Close is committed and synced before the writer ends.
+            let _ = store.tx.send(Op::Close).await;
+        }
+        // The writer is the only task; it ends after Close.
+        if !self.tasks.wait(std::time::Duration::from_secs(30)).await {
+            return Err(ComponentError::new(
+                "file_storage: writer did not finish in time",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Extension for FileStorage {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Builds `file_storage` extensions; nothing is opened until start.
+pub struct FileStorageFactory;
+
+impl ExtensionFactory for FileStorageFactory {
+    fn create(
+        &self,
+        ctx: &CreateContext,
+        config: &Value,
+    ) -> Result<Arc<dyn Extension>, BuildError> {
+        let cfg: FileStorageConfig = wasmcol_config::decode(config).map_err(BuildError::new)?;
+        let errors = cfg.validate();
+        if !errors.is_empty() {
+            return Err(BuildError(errors));
+        }
+        Ok(Arc::new(FileStorage {
+            id: ctx.id.to_string(),
+            cfg,
+            tasks: ctx.tasks.clone(),
+            metrics: ctx.metrics.clone(),
+            store: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// The keyspace name of a queue, as upstream names the client's file:
+/// `exporter_<type>_<name>_<signal>`, with characters outside `[A-Za-z0-9._-]` escaped as
+/// `$XXXX` (upstream escapes with `~`, which fjall does not allow).
+pub fn queue_name(kind: &str, ty: &str, name: &str, signal: &str) -> String {
+    let raw = format!("{kind}_{ty}_{name}_{signal}");
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("${:04X}", u32::from(c)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_follow_upstream() {
+        assert_eq!(
+            queue_name("exporter", "otlp", "", "traces"),
+            "exporter_otlp__traces"
+        );
+        assert_eq!(
+            queue_name("exporter", "otlp", "failover", "logs"),
+            "exporter_otlp_failover_logs"
+        );
+        assert_eq!(
+            queue_name("exporter", "otlp", "a/b", "logs"),
+            "exporter_otlp_a$002Fb_logs"
+        );
+    }
+
+    #[test]
+    fn config_accepts_upstream_keys_and_rejects_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "directory: {}\nfsync: true\ntimeout: 2s\nmax_size: 1048576\nmax_size_mib: 2\ncompaction:\n  on_start: true\n  directory: /tmp\n  max_transaction_size: 1024\n",
+            dir.path().display()
+        );
+        let v: Value = serde_yaml::from_str(&yaml).unwrap();
+        let cfg: FileStorageConfig = wasmcol_config::decode(&v).unwrap();
+        assert!(cfg.validate().is_empty());
+        assert_eq!(cfg.cap_bytes(), 1 << 20);
+        let v: Value = serde_yaml::from_str("dirr: /x").unwrap();
+        let err = wasmcol_config::decode::<FileStorageConfig>(&v).unwrap_err();
+        assert!(err.contains("dirr"), "{err}");
+        let missing = FileStorageConfig {
+            directory: dir.path().join("nope"),
+            ..Default::default()
+        };
+        assert!(missing.validate()[0].starts_with("directory: directory must exist"));
+    }
+}
