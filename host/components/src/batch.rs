@@ -1,0 +1,540 @@
+//! The `batch` processor: merges the batches of concurrent senders and sends them on when
+//! `send_batch_size` items are held or `timeout` has passed since the first of them arrived,
+//! splitting anything larger than `send_batch_max_size`.
+//!
+//! Unlike upstream (core#12443), it does not acknowledge before the export: `consume` returns
+//! when the items it contributed have been handed downstream, with that outcome. Each caller
+//! leaves its batch and a oneshot sender in the shared pending list; the flush that takes the
+//! list merges, splits and exports it in a tracked task and answers every caller once all of
+//! its items have been sent (with an error if any part carrying them failed). A caller whose
+//! future is dropped loses nothing: its items stay in the flush.
+//!
+//! Memory is bounded by a semaphore over items held or in flight (four times the larger of
+//! `send_batch_size` and `send_batch_max_size`, at least 4 × 8192): a sender waits for room
+//! before its batch is accepted, so a slow backend slows the senders instead of growing a queue.
+//!
+//! `metadata_keys` and `metadata_cardinality_limit` are accepted and validated. Pipelines do
+//! not carry request metadata yet, so every batch has the same (empty) key combination and
+//! one batcher serves them all, which is what upstream does for requests without metadata.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wasmcol_config::{GoDuration, Value};
+use wasmcol_core::{
+    Batch, BuildError, ComponentError, ConsumeError, Consumer, ConsumerRef, Counter, CreateContext,
+    Histogram, Lifecycle, Processor, ProcessorFactory, Signal, Tasks,
+};
+use wasmcol_pdata::DecodeError;
+
+/// `processors: batch:` with upstream's keys and defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Items (spans, data points, log records) that trigger a send; a trigger, not a cap (8192).
+    pub send_batch_size: u32,
+    /// Upper bound on a sent batch; larger ones are split. 0 means no bound.
+    pub send_batch_max_size: u32,
+    /// Longest time an item waits for a batch to fill (200ms); 0 sends every request at once,
+    /// only splitting it.
+    pub timeout: GoDuration,
+    /// Request metadata keys that would partition batches (accepted; see the module docs).
+    pub metadata_keys: Vec<String>,
+    /// Limit on distinct metadata combinations (1000; accepted).
+    pub metadata_cardinality_limit: u32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: GoDuration::millis(200),
+            metadata_keys: Vec::new(),
+            metadata_cardinality_limit: 1000,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// Upstream's checks, with its messages, each prefixed with its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.send_batch_max_size > 0 && self.send_batch_max_size < self.send_batch_size {
+            problems.push(
+                "send_batch_max_size: send_batch_max_size must be greater or equal to send_batch_size"
+                    .to_owned(),
+            );
+        }
+        let mut seen = HashSet::new();
+        for k in &self.metadata_keys {
+            let lower = k.to_lowercase();
+            if !seen.insert(lower.clone()) {
+                problems.push(format!(
+                    "metadata_keys: duplicate entry in metadata_keys: {lower:?} (case-insensitive)"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Builds `batch` processors.
+pub struct BatchFactory;
+
+impl ProcessorFactory for BatchFactory {
+    fn create(
+        &self,
+        ctx: &CreateContext,
+        config: &Value,
+        signal: Signal,
+        next: ConsumerRef,
+    ) -> Result<Arc<dyn Processor>, BuildError> {
+        let cfg: BatchConfig = wasmcol_config::decode(config).map_err(BuildError::new)?;
+        crate::check(cfg.validate())?;
+        Ok(Arc::new(BatchProcessor::new(ctx, &cfg, signal, next)))
+    }
+}
+
+/// Room for items held or in flight, as a multiple of the batch size.
+const ROOM_FACTOR: usize = 4;
+/// Smallest batch size the room is computed from, so that small `send_batch_size` settings
+/// do not serialise senders of ordinary request sizes.
+const ROOM_FLOOR: usize = 8192;
+
+/// Upstream's `otelcol_processor_batch_batch_send_size` buckets.
+const SEND_SIZE_BOUNDS: [f64; 22] = [
+    10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
+    6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+];
+
+/// A `batch` processor for one pipeline.
+pub struct BatchProcessor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    signal: Signal,
+    send_batch_size: usize,
+    /// 0: no bound.
+    max_size: usize,
+    timeout: Duration,
+    warn_metadata: bool,
+    next: ConsumerRef,
+    state: Mutex<State>,
+    /// Wakes the timer when a new batch starts.
+    wake: Notify,
+    /// Items held or in flight.
+    room: Arc<Semaphore>,
+    capacity: usize,
+    tasks: Tasks,
+    obs: Obs,
+    started: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    entries: Vec<Entry>,
+    items: usize,
+    /// When the first held entry arrived; the timeout counts from here.
+    started_at: Option<Instant>,
+    closed: bool,
+}
+
+impl State {
+    fn take(&mut self) -> Vec<Entry> {
+        self.items = 0;
+        self.started_at = None;
+        std::mem::take(&mut self.entries)
+    }
+}
+
+/// One sender's contribution to the pending batch.
+struct Entry {
+    batch: Batch,
+    items: usize,
+    reply: oneshot::Sender<Result<(), ConsumeError>>,
+    room: OwnedSemaphorePermit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Trigger {
+    Size,
+    Timeout,
+}
+
+struct Obs {
+    send_size: Histogram,
+    size_trigger: Counter,
+    timeout_trigger: Counter,
+}
+
+impl BatchProcessor {
+    /// A processor that sends to `next`; nothing runs until [`Lifecycle::start`].
+    pub fn new(ctx: &CreateContext, cfg: &BatchConfig, signal: Signal, next: ConsumerRef) -> Self {
+        let largest = (cfg.send_batch_size as usize).max(cfg.send_batch_max_size as usize);
+        Self::with_room(
+            ctx,
+            cfg,
+            signal,
+            next,
+            ROOM_FACTOR * largest.max(ROOM_FLOOR),
+        )
+    }
+
+    /// As [`BatchProcessor::new`] with an explicit bound on items held or in flight.
+    pub fn with_room(
+        ctx: &CreateContext,
+        cfg: &BatchConfig,
+        signal: Signal,
+        next: ConsumerRef,
+        room: usize,
+    ) -> Self {
+        // Permits are requested as u32; a larger room could never be taken whole anyway.
+        let capacity = room.clamp(1, u32::MAX as usize);
+        let id = ctx.id.to_string();
+        let labels = [("processor", id.as_str())];
+        let m = &ctx.metrics;
+        // One batcher per processor: upstream reports the number of metadata combinations.
+        m.gauge_fn(
+            "otelcol_processor_batch_metadata_cardinality",
+            "Number of distinct metadata value combinations being processed",
+            &labels,
+            || 1.0,
+        );
+        let obs = Obs {
+            send_size: m.histogram(
+                "otelcol_processor_batch_batch_send_size",
+                "Number of units in the batch",
+                &labels,
+                &SEND_SIZE_BOUNDS,
+            ),
+            size_trigger: m.counter(
+                "otelcol_processor_batch_batch_size_trigger_send",
+                "Number of times the batch was sent due to a size trigger",
+                &labels,
+            ),
+            timeout_trigger: m.counter(
+                "otelcol_processor_batch_timeout_trigger_send",
+                "Number of times the batch was sent due to a timeout trigger",
+                &labels,
+            ),
+        };
+        BatchProcessor {
+            inner: Arc::new(Inner {
+                signal,
+                send_batch_size: cfg.send_batch_size as usize,
+                max_size: cfg.send_batch_max_size as usize,
+                timeout: cfg.timeout.into(),
+                warn_metadata: !cfg.metadata_keys.is_empty(),
+                next,
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+                room: Arc::new(Semaphore::new(capacity)),
+                capacity,
+                tasks: ctx.tasks.clone(),
+                obs,
+                started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Items waiting for the next flush (not counting flushes in flight).
+    pub fn held_items(&self) -> usize {
+        self.inner.state.lock().items
+    }
+}
+
+#[async_trait]
+impl Consumer for BatchProcessor {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let inner = &self.inner;
+        if batch.signal() != inner.signal {
+            return Err(ConsumeError::permanent(format!(
+                "batch processor for {} received {}",
+                inner.signal,
+                batch.signal()
+            )));
+        }
+        let items = batch.item_count();
+        if items == 0 {
+            // Nothing to merge or count; its outcome still goes back to the sender.
+            return inner.next.consume(batch).await;
+        }
+        let want = items.min(inner.capacity) as u32;
+        let room = match inner.room.clone().acquire_many_owned(want).await {
+            Ok(p) => p,
+            // Closed by shutdown: nothing is held any more, so send straight through.
+            Err(_) => return inner.next.consume(batch).await,
+        };
+        let (reply, outcome) = oneshot::channel();
+        let passthrough = {
+            let mut st = inner.state.lock();
+            if st.closed {
+                Some(batch)
+            } else {
+                if st.entries.is_empty() {
+                    st.started_at = Some(Instant::now());
+                    inner.wake.notify_one();
+                }
+                st.entries.push(Entry {
+                    batch,
+                    items,
+                    reply,
+                    room,
+                });
+                st.items += items;
+                if st.items >= inner.send_batch_size || inner.timeout.is_zero() {
+                    let entries = st.take();
+                    // Spawned under the lock so that shutdown, which takes the lock first,
+                    // always finds this flush among the tasks it waits for.
+                    Inner::spawn_flush(inner, entries, Trigger::Size);
+                }
+                None
+            }
+        };
+        if let Some(batch) = passthrough {
+            return inner.next.consume(batch).await;
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(ConsumeError::retryable(
+                "batch processor stopped before the data was sent",
+            ))
+        })
+    }
+}
+
+impl Inner {
+    fn spawn_flush(this: &Arc<Inner>, entries: Vec<Entry>, trigger: Trigger) {
+        if entries.is_empty() {
+            return;
+        }
+        let me = this.clone();
+        this.tasks
+            .spawn(async move { me.flush(entries, trigger).await });
+    }
+
+    /// Merges `entries`, sends the result in parts of at most `max_size` items and answers
+    /// every sender once all of its items have been sent.
+    async fn flush(&self, entries: Vec<Entry>, trigger: Trigger) {
+        let mut owners = VecDeque::with_capacity(entries.len());
+        let mut merged: Option<Batch> = None;
+        let single = entries.len() == 1;
+        for Entry {
+            mut batch,
+            items,
+            reply,
+            room,
+        } in entries
+        {
+            // Decoding each batch before merging means a batch that does not decode is refused
+            // on its own and cannot spoil the merged one. Receivers validate bytes on arrival,
+            // so this is a safeguard; a lone batch is not decoded at all and keeps its bytes.
+            if !single && let Err(e) = decode(&mut batch) {
+                let _ = reply.send(Err(ConsumeError::permanent(e.to_string())));
+                continue;
+            }
+            let appended = match merged.as_mut() {
+                None => {
+                    merged = Some(batch);
+                    Ok(())
+                }
+                Some(m) => m.append(batch),
+            };
+            if let Err(e) = appended {
+                let _ = reply.send(Err(ConsumeError::permanent(e.to_string())));
+                continue;
+            }
+            owners.push_back(Owner {
+                reply,
+                left: items,
+                error: None,
+                _room: room,
+            });
+        }
+        let Some(mut rest) = merged else {
+            return;
+        };
+        loop {
+            let split = if self.max_size > 0 {
+                rest.split_front(self.max_size)
+            } else {
+                Ok(None)
+            };
+            let (part, last) = match split {
+                Ok(Some(part)) => (part, false),
+                Ok(None) => (
+                    std::mem::replace(&mut rest, Batch::empty(self.signal)),
+                    true,
+                ),
+                Err(e) => {
+                    let e = ConsumeError::permanent(e.to_string());
+                    for mut o in owners.drain(..) {
+                        o.fail(e.clone());
+                        o.finish();
+                    }
+                    return;
+                }
+            };
+            let n = part.item_count();
+            self.obs.send_size.observe(n as f64);
+            match trigger {
+                Trigger::Size => self.obs.size_trigger.inc(),
+                Trigger::Timeout => self.obs.timeout_trigger.inc(),
+            }
+            let result = self.next.consume(part).await;
+            settle(&mut owners, n, &result);
+            if last {
+                break;
+            }
+        }
+        // Only reached if item counts disagreed; every part has been sent, so these senders
+        // get whatever was recorded for them.
+        for o in owners {
+            o.finish();
+        }
+    }
+
+    /// Sends the pending batch when its oldest entry has waited `timeout`.
+    async fn run_timer(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let started_at = self.state.lock().started_at;
+            match started_at {
+                None => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+                Some(t) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t + self.timeout) => {
+                            let mut st = self.state.lock();
+                            // The batch timed may have been sent by size meanwhile, and a newer
+                            // one started; then its own deadline applies on the next turn.
+                            if st.started_at.is_some_and(|s| s + self.timeout <= Instant::now()) {
+                                let entries = st.take();
+                                Inner::spawn_flush(&self, entries, Trigger::Timeout);
+                            }
+                        }
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // Stopped without a shutdown (the service's tasks were cancelled): send what is held
+        // rather than leave its senders waiting.
+        let entries = self.state.lock().take();
+        self.flush(entries, Trigger::Timeout).await;
+    }
+}
+
+fn decode(b: &mut Batch) -> Result<(), DecodeError> {
+    match b {
+        Batch::Traces(p) => p.message_mut().map(|_| ()),
+        Batch::Metrics(p) => p.message_mut().map(|_| ()),
+        Batch::Logs(p) => p.message_mut().map(|_| ()),
+    }
+}
+
+/// A sender waiting for the parts that carry its items.
+struct Owner {
+    reply: oneshot::Sender<Result<(), ConsumeError>>,
+    /// Its items not yet sent.
+    left: usize,
+    error: Option<ConsumeError>,
+    /// Released once the sender has its answer.
+    _room: OwnedSemaphorePermit,
+}
+
+impl Owner {
+    fn fail(&mut self, e: ConsumeError) {
+        self.error = match self.error.take() {
+            None => Some(e),
+            Some(prev) => ConsumeError::join(vec![prev, e]),
+        };
+    }
+
+    fn finish(self) {
+        // The sender may have gone away (its request was cancelled); its items were sent anyway.
+        let _ = self.reply.send(match self.error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        });
+    }
+}
+
+/// Attributes a sent part of `n` items to the senders at the front, in merge order.
+fn settle(owners: &mut VecDeque<Owner>, mut n: usize, result: &Result<(), ConsumeError>) {
+    while n > 0 {
+        let Some(o) = owners.front_mut() else {
+            break;
+        };
+        let take = n.min(o.left);
+        o.left -= take;
+        n -= take;
+        if let Err(e) = result {
+            o.fail(e.clone());
+        }
+        if o.left == 0
+            && let Some(done) = owners.pop_front()
+        {
+            done.finish();
+        }
+    }
+}
+
+#[async_trait]
+impl Lifecycle for BatchProcessor {
+    async fn start(&self) -> Result<(), ComponentError> {
+        let inner = &self.inner;
+        if inner.started.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if inner.warn_metadata {
+            tracing::warn!(
+                "batch: metadata_keys has no effect yet: pipelines do not carry request metadata, so all data shares one batcher"
+            );
+        }
+        if !inner.timeout.is_zero() {
+            let me = inner.clone();
+            let stop = inner.tasks.token();
+            inner.tasks.spawn(me.run_timer(stop));
+        }
+        Ok(())
+    }
+
+    /// Sends everything held and waits for every export in flight, so nothing accepted is
+    /// left behind; the service bounds the wait with `service.shutdown_timeout`.
+    async fn shutdown(&self) -> Result<(), ComponentError> {
+        let inner = &self.inner;
+        {
+            let mut st = inner.state.lock();
+            st.closed = true;
+            let entries = st.take();
+            Inner::spawn_flush(inner, entries, Trigger::Timeout);
+        }
+        // Senders still waiting for room now go straight downstream.
+        inner.room.close();
+        if inner.tasks.stop(Duration::MAX).await {
+            Ok(())
+        } else {
+            Err(ComponentError::new(
+                "batch: exports in flight did not finish",
+            ))
+        }
+    }
+}
+
+impl Processor for BatchProcessor {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use wasmcol_config::Kind;
+use wasmcol_core::{Batch, ConsumeError, Consumer, CreateContext, Lifecycle, Signal};
+use wasmcol_pdata::TracesBatch;
+
+use super::*;
+use crate::testutil::{Sink, ctx, span_names, spans, spans_message, yaml};
+
+fn config(size: u32, max: u32, timeout: Duration) -> BatchConfig {
+    BatchConfig {
+        send_batch_size: size,
+        send_batch_max_size: max,
+        timeout: timeout.into(),
+        ..BatchConfig::default()
+    }
+}
+
+async fn started(c: &CreateContext, cfg: &BatchConfig, sink: &Arc<Sink>) -> Arc<BatchProcessor> {
+    let p = Arc::new(BatchProcessor::new(c, cfg, Signal::Traces, sink.clone()));
+    p.start().await.unwrap();
+    p
+}
+
+fn counter(c: &CreateContext, name: &str) -> u64 {
+    c.metrics
+        .counter_value(name, &[("processor", "batch")])
+        .unwrap_or(0)
+}
+
+#[test]
+fn defaults_match_upstream() {
+    let cfg: BatchConfig = wasmcol_config::decode(&yaml("")).unwrap();
+    assert_eq!(cfg.send_batch_size, 8192);
+    assert_eq!(cfg.send_batch_max_size, 0);
+    assert_eq!(cfg.timeout, GoDuration::millis(200));
+    assert_eq!(cfg.metadata_cardinality_limit, 1000);
+    assert!(cfg.validate().is_empty());
+}
+
+#[test]
+fn validation_messages_name_the_key() {
+    let ctx = ctx(Kind::Processor, "batch");
+    let sink: ConsumerRef = Sink::new();
+    let build = |body: &str| {
+        BatchFactory
+            .create(&ctx, &yaml(body), Signal::Traces, sink.clone())
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        build("send_batch_size: 100\nsend_batch_max_size: 50"),
+        ["send_batch_max_size: send_batch_max_size must be greater or equal to send_batch_size"]
+    );
+    assert_eq!(
+        build("metadata_keys: [Tenant, tenant]"),
+        ["metadata_keys: duplicate entry in metadata_keys: \"tenant\" (case-insensitive)"]
+    );
+    let unknown = build("send_batch_sise: 10");
+    assert_eq!(unknown.len(), 1);
+    assert!(
+        unknown[0].starts_with("send_batch_sise: unknown field `send_batch_sise`")
+            || unknown[0].contains("unknown field `send_batch_sise`"),
+        "{unknown:?}"
+    );
+    let bad_timeout = build("timeout: 5 parsecs");
+    assert!(bad_timeout[0].starts_with("timeout: "), "{bad_timeout:?}");
+    let negative = build("send_batch_size: -1");
+    assert!(negative[0].starts_with("send_batch_size: "), "{negative:?}");
+    assert!(build("send_batch_size: 100\nsend_batch_max_size: 100\ntimeout: 0s").is_empty());
+}
+
+/// Scenario: two senders together reach `send_batch_size` long before the timeout.
+/// Guarantees: one merged batch goes out at once, and both senders return after it was sent.
+#[tokio::test(start_paused = true)]
+async fn size_trigger_merges_concurrent_senders() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(10, 0, Duration::from_secs(10)), &sink).await;
+    let t0 = Instant::now();
+    let (a, b) = tokio::join!(p.consume(spans("a", 6)), p.consume(spans("b", 6)));
+    assert_eq!((a, b), (Ok(()), Ok(())));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "waited for the timeout"
+    );
+    assert_eq!(sink.sizes(), [12]);
+    let mut names = sink.names();
+    names.sort();
+    assert_eq!(names.len(), 12);
+    assert!(names.contains(&"a-5".to_owned()) && names.contains(&"b-0".to_owned()));
+    assert_eq!(
+        counter(&c, "otelcol_processor_batch_batch_size_trigger_send"),
+        1
+    );
+    assert_eq!(
+        counter(&c, "otelcol_processor_batch_timeout_trigger_send"),
+        0
+    );
+    assert!(c.metrics.render(false).contains(
+        "otelcol_processor_batch_batch_send_size_bucket{processor=\"batch\",le=\"25\"} 1"
+    ));
+}
+
+/// Scenario: a small batch arrives and nothing else does.
+/// Guarantees: it goes out when the timeout passes, not before, and the sender waits for it.
+#[tokio::test(start_paused = true)]
+async fn timeout_sends_a_partial_batch() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(100, 0, Duration::from_millis(200)), &sink).await;
+    let t0 = Instant::now();
+    p.consume(spans("a", 5)).await.unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(300),
+        "{waited:?}"
+    );
+    assert_eq!(sink.sizes(), [5]);
+    assert_eq!(
+        counter(&c, "otelcol_processor_batch_timeout_trigger_send"),
+        1
+    );
+    // The timer re-arms for the next batch.
+    p.consume(spans("b", 3)).await.unwrap();
+    assert_eq!(sink.sizes(), [5, 3]);
+    assert_eq!(
+        counter(&c, "otelcol_processor_batch_timeout_trigger_send"),
+        2
+    );
+}
+
+/// Scenario: one request larger than `send_batch_max_size`.
+/// Guarantees: it is split into parts of at most the maximum, in order, with nothing lost.
+#[tokio::test(start_paused = true)]
+async fn splits_batches_above_max_size() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(10, 10, Duration::from_secs(1)), &sink).await;
+    p.consume(spans("s", 25)).await.unwrap();
+    assert_eq!(sink.sizes(), [10, 10, 5]);
+    let want: Vec<String> = (0..25).map(|i| format!("s-{i}")).collect();
+    assert_eq!(sink.names(), want);
+    assert_eq!(
+        counter(&c, "otelcol_processor_batch_batch_size_trigger_send"),
+        3
+    );
+}
+
+/// Scenario: `timeout: 0`.
+/// Guarantees: every request is sent on its own right away (only splitting applies).
+#[tokio::test(start_paused = true)]
+async fn zero_timeout_sends_immediately() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(8192, 0, Duration::ZERO), &sink).await;
+    let t0 = Instant::now();
+    p.consume(spans("a", 3)).await.unwrap();
+    p.consume(spans("b", 4)).await.unwrap();
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    assert_eq!(sink.sizes(), [3, 4]);
+}
+
+/// Scenario: the exporter refuses the merged batch.
+/// Guarantees: every sender whose items were in it gets the exporter's error (nothing is
+/// acknowledged that was not delivered).
+#[tokio::test(start_paused = true)]
+async fn downstream_errors_reach_every_sender() {
+    let c = ctx(Kind::Processor, "batch");
+    let refusal = ConsumeError::retry_after("backend unavailable", Duration::from_secs(3));
+    let sink = Sink::failing(refusal.clone());
+    let p = started(&c, &config(10, 0, Duration::from_secs(10)), &sink).await;
+    let (a, b) = tokio::join!(p.consume(spans("a", 5)), p.consume(spans("b", 5)));
+    assert_eq!(a, Err(refusal.clone()));
+    assert_eq!(b, Err(refusal));
+    assert_eq!(sink.sizes(), [10]);
+
+    // A permanent error travels back unchanged too, after a timeout-triggered flush.
+    *sink.fail_with.lock() = Some(ConsumeError::permanent("bad data"));
+    let r = p.consume(spans("c", 1)).await;
+    assert_eq!(r, Err(ConsumeError::permanent("bad data")));
+}
+
+/// Scenario: a split batch whose second part fails.
+/// Guarantees: a sender whose items were all in the first part succeeds; the sender whose
+/// items straddle both parts gets the error.
+#[tokio::test(start_paused = true)]
+async fn split_failure_only_fails_the_senders_it_carried() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    sink.script
+        .lock()
+        .extend([Ok(()), Err(ConsumeError::retryable("second part refused"))]);
+    let p = started(&c, &config(16, 10, Duration::from_secs(10)), &sink).await;
+    // a: 8 items (part 1); b: 8 items (2 in part 1, 6 in part 2).
+    let (a, b) = tokio::join!(p.consume(spans("a", 8)), p.consume(spans("b", 8)));
+    assert_eq!(a, Ok(()));
+    assert_eq!(b, Err(ConsumeError::retryable("second part refused")));
+    assert_eq!(sink.sizes(), [10, 6]);
+}
+
+/// Scenario: many senders at once, fewer items than `send_batch_size`.
+/// Guarantees: they are merged into one export, and each gets its outcome.
+#[tokio::test(start_paused = true)]
+async fn many_concurrent_senders_share_one_export() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(1000, 0, Duration::from_millis(100)), &sink).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let p = p.clone();
+        calls.spawn(async move { p.consume(spans(&format!("c{i}"), 3)).await });
+    }
+    let mut ok = 0;
+    while let Some(r) = calls.join_next().await {
+        assert_eq!(r.unwrap(), Ok(()));
+        ok += 1;
+    }
+    assert_eq!(ok, 50);
+    assert_eq!(sink.sizes(), [150]);
+}
+
+/// Scenario: the collector stops while a batch is held (long timeout, size not reached).
+/// Guarantees: `shutdown` sends it downstream before returning and the sender gets `Ok`.
+#[tokio::test(start_paused = true)]
+async fn shutdown_flushes_held_data() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(1000, 0, Duration::from_secs(3600)), &sink).await;
+    let sender = {
+        let p = p.clone();
+        tokio::spawn(async move { p.consume(spans("held", 5)).await })
+    };
+    // Readiness: the batch is held by the processor.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.held_items() < 5 {
+        assert!(Instant::now() < deadline, "batch never held");
+        tokio::task::yield_now().await;
+    }
+    assert!(sink.sizes().is_empty());
+    p.shutdown().await.unwrap();
+    assert_eq!(
+        sink.sizes(),
+        [5],
+        "held data must reach the exporter before shutdown returns"
+    );
+    assert_eq!(sender.await.unwrap(), Ok(()));
+    // After shutdown nothing is held back: data goes straight through.
+    p.consume(spans("late", 2)).await.unwrap();
+    assert_eq!(sink.sizes(), [5, 2]);
+}
+
+/// Scenario: the exporter is slow and senders keep coming.
+/// Guarantees: no more than the configured room of items is held or in flight; further
+/// senders wait (back-pressure) and complete once room frees up.
+#[tokio::test(start_paused = true)]
+async fn waits_for_room_when_too_much_is_pending() {
+    let c = ctx(Kind::Processor, "batch");
+    let gate = Arc::new(Semaphore::new(0));
+    let sink = Sink::gated(gate.clone());
+    let p = Arc::new(BatchProcessor::with_room(
+        &c,
+        &config(10, 0, Duration::ZERO),
+        Signal::Traces,
+        sink.clone(),
+        20,
+    ));
+    p.start().await.unwrap();
+    let spawn = |name: &'static str| {
+        let p = p.clone();
+        tokio::spawn(async move { p.consume(spans(name, 10)).await })
+    };
+    let a = spawn("a");
+    let b = spawn("b");
+    let mut c3 = spawn("c");
+    // a and b fill the room and are stuck in the exporter; c cannot get in.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), &mut c3)
+            .await
+            .is_err(),
+        "third sender should wait for room"
+    );
+    assert_eq!(p.inner.room.available_permits(), 0);
+    assert_eq!(p.held_items(), 0, "c must not be held while waiting");
+    gate.add_permits(3);
+    assert_eq!(a.await.unwrap(), Ok(()));
+    assert_eq!(b.await.unwrap(), Ok(()));
+    assert_eq!(c3.await.unwrap(), Ok(()));
+    assert_eq!(sink.total(), 30);
+    assert_eq!(p.inner.room.available_permits(), 20);
+}
+
+/// Scenario: a sender gives up (its request is cancelled) while its batch is held.
+/// Guarantees: the items are still sent, and the room they used is released afterwards.
+#[tokio::test(start_paused = true)]
+async fn cancelled_sender_does_not_lose_data() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(100, 0, Duration::from_millis(200)), &sink).await;
+    let r = tokio::time::timeout(Duration::from_millis(50), p.consume(spans("gone", 4))).await;
+    assert!(r.is_err(), "sender should still be waiting at 50ms");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sink.total() < 4 {
+        assert!(Instant::now() < deadline, "abandoned items were never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.names().len(), 4);
+    while p.inner.room.available_permits() < p.inner.capacity {
+        assert!(Instant::now() < deadline, "room not released");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Scenario: a lone request that fits in one batch.
+/// Guarantees: the exporter gets the received bytes untouched (no decode, no re-encode).
+#[tokio::test(start_paused = true)]
+async fn single_batch_keeps_its_encoding() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(4, 0, Duration::from_secs(1)), &sink).await;
+    let bytes = TracesBatch::from_message(spans_message("e", 4)).encoded();
+    let encoded = Batch::Traces(TracesBatch::from_encoded(bytes.clone()).unwrap());
+    p.consume(encoded).await.unwrap();
+    let got = sink.received.lock()[0].clone();
+    assert!(got.is_encoded());
+    assert_eq!(got.encoded(), bytes);
+    assert_eq!(span_names(&got).len(), 4);
+}
+
+/// Scenario: an empty request, and a request of the wrong signal.
+/// Guarantees: the empty one passes through with its outcome; the wrong one is refused.
+#[tokio::test(start_paused = true)]
+async fn empty_and_foreign_batches() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::failing(ConsumeError::retryable("down"));
+    let p = started(&c, &config(10, 0, Duration::from_secs(1)), &sink).await;
+    assert_eq!(
+        p.consume(Batch::empty(Signal::Traces)).await,
+        Err(ConsumeError::retryable("down"))
+    );
+    let e = p.consume(Batch::empty(Signal::Logs)).await.unwrap_err();
+    assert!(!e.is_retryable());
+    assert_eq!(p.held_items(), 0);
+}
