@@ -7,6 +7,7 @@
 //! edits data calls [`TracesBatch::message_mut`], which decodes once and drops the stale bytes.
 
 mod json;
+pub mod lazy;
 mod wire;
 
 use std::fmt;
@@ -356,6 +357,14 @@ impl<M: OtlpRequest> Payload<M> {
         Ok(Payload {
             repr: Arc::new(Repr::Encoded { bytes, items }),
         })
+    }
+
+    /// Wraps bytes the caller knows to be a valid request with `items` items, without
+    /// scanning them again (used by [`lazy`] when it re-encodes a validated batch).
+    pub fn from_validated(bytes: Bytes, items: usize) -> Self {
+        Payload {
+            repr: Arc::new(Repr::Encoded { bytes, items }),
+        }
     }
 
     /// Wraps a decoded request.

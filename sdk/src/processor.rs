@@ -1,0 +1,94 @@
+//! The trait a plugin implements.
+
+use serde::de::DeserializeOwned;
+
+use crate::config::ConfigErrors;
+use crate::ops::Signal;
+use crate::view::{Logs, Metrics, Traces};
+
+/// What the host does with a batch after a successful call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Pass the (possibly edited) batch on.
+    Forward,
+    /// Drop the whole batch and report success.
+    Drop,
+}
+
+/// Why a batch could not be processed. The host applies the processor's `on_error` policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessError {
+    /// Retrying the same data cannot succeed.
+    Permanent(String),
+    /// The same data may succeed later.
+    Retryable(String),
+}
+
+impl std::fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessError::Permanent(m) => write!(f, "permanent: {m}"),
+            ProcessError::Retryable(m) => write!(f, "retryable: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ProcessError {}
+
+/// A processor plugin.
+///
+/// The host creates one instance of the component per pipeline worker, calls
+/// [`Processor::new`] once per instance with the decoded config, then the `process_*` method
+/// of the pipeline's signal for every batch. State kept in `self` lives as long as the
+/// instance; the host may throw an instance away (after a trap) and build a new one.
+///
+/// Methods for signals not listed in [`Processor::SIGNALS`] are never called; their default
+/// forwards the batch unchanged.
+pub trait Processor: Sized + 'static {
+    /// The plugin's type name, as written in the collector config (`attributes`).
+    const NAME: &'static str;
+    /// The plugin's version.
+    const VERSION: &'static str;
+    /// The signals the plugin handles.
+    const SIGNALS: &'static [Signal];
+    /// A description of the config for `wasmcol plugin inspect` (JSON schema or prose).
+    const CONFIG_SCHEMA: &'static str = "";
+
+    /// The config, decoded from the processor's YAML body with serde. Put
+    /// `#[serde(deny_unknown_fields)]` on it so typos are errors.
+    type Config: DeserializeOwned;
+
+    /// Builds the processor from its config for a pipeline of `signal`; checks beyond what
+    /// serde checks go here. Report every problem with its key path.
+    fn new(config: Self::Config, signal: Signal) -> Result<Self, ConfigErrors>;
+
+    /// Processes a batch of spans in place.
+    fn process_traces(&mut self, traces: Traces<'_>) -> Result<Outcome, ProcessError> {
+        let _ = traces;
+        Ok(Outcome::Forward)
+    }
+
+    /// Processes a batch of metric data points in place.
+    fn process_metrics(&mut self, metrics: Metrics<'_>) -> Result<Outcome, ProcessError> {
+        let _ = metrics;
+        Ok(Outcome::Forward)
+    }
+
+    /// Processes a batch of log records in place.
+    fn process_logs(&mut self, logs: Logs<'_>) -> Result<Outcome, ProcessError> {
+        let _ = logs;
+        Ok(Outcome::Forward)
+    }
+
+    /// Called periodically with the wall-clock time, for processors that keep state.
+    fn tick(&mut self, now_unix_nano: u64) {
+        let _ = now_unix_nano;
+    }
+}
+
+/// Decodes `json` and builds the processor for `signal`: what the host's `configure` call
+/// does.
+pub fn configure<P: Processor>(json: &str, signal: Signal) -> Result<P, ConfigErrors> {
+    let config: P::Config = crate::config::parse(json)?;
+    P::new(config, signal)
+}

@@ -1,0 +1,557 @@
+//! A native, in-memory implementation of the batch interface, so plugin logic can be unit
+//! tested with plain `cargo test` (no wasm, no host).
+//!
+//! Build a batch with the builders, run your processor through [`run_traces`] (which decodes
+//! the config exactly like the host does), then inspect the data:
+//!
+//! ```
+//! use wasmcol_sdk::testing::{MemTraces, span};
+//! use wasmcol_sdk::Value;
+//!
+//! let batch = MemTraces::new().resource(&[("service.name", "checkout".into())], |r| {
+//!     r.scope("lib", |s| {
+//!         s.item(span("GET /cart").attr("http.status_code", 200));
+//!     });
+//! });
+//! assert_eq!(batch.data().resources[0].scopes[0].items[0].attributes[0].1, Value::Int(200));
+//! ```
+//!
+//! `to_otlp` and `replace_from_otlp` need protobuf, which the SDK deliberately does not
+//! carry: the in-memory batches return an empty buffer and an error for them.
+
+use std::cell::{Ref, RefCell};
+
+use crate::Value;
+use crate::config::ConfigErrors;
+use crate::ops::{
+    BatchOps, ItemRef, Level, LogInfo, LogOps, MetricKind, MetricOps, PointInfo, ScopeInfo,
+    ScopeRef, SetMode, Signal, SpanInfo, Target, TraceOps,
+};
+use crate::processor::{Outcome, ProcessError, Processor, configure};
+use crate::view::{Logs, Metrics, Traces};
+
+/// An attribute list.
+pub type Attrs = Vec<(String, Value)>;
+
+/// A resource with its scopes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemResource<I> {
+    /// Resource attributes.
+    pub attributes: Attrs,
+    /// Scopes.
+    pub scopes: Vec<MemScope<I>>,
+}
+
+/// A scope with its items.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemScope<I> {
+    /// Scope name and version.
+    pub info: ScopeInfo,
+    /// Scope attributes.
+    pub attributes: Attrs,
+    /// Items.
+    pub items: Vec<I>,
+}
+
+/// The whole batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemData<I> {
+    /// Resources.
+    pub resources: Vec<MemResource<I>>,
+}
+
+/// A span.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemSpan {
+    /// Fields (its `event_count` is ignored; `events` counts).
+    pub info: SpanInfo,
+    /// Attributes.
+    pub attributes: Attrs,
+    /// Each event's attributes.
+    pub events: Vec<Attrs>,
+}
+
+/// A data point.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemPoint {
+    /// Metric and timestamps.
+    pub info: PointInfo,
+    /// Attributes.
+    pub attributes: Attrs,
+}
+
+/// A log record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemLog {
+    /// Fields.
+    pub info: LogInfo,
+    /// Attributes.
+    pub attributes: Attrs,
+}
+
+/// What the in-memory batch needs from an item.
+pub trait MemItem {
+    /// The item's attributes.
+    fn attrs(&mut self) -> &mut Attrs;
+    /// Event `e`'s attributes, for spans.
+    fn event_attrs(&mut self, e: u32) -> Option<&mut Attrs> {
+        let _ = e;
+        None
+    }
+}
+
+impl MemItem for MemSpan {
+    fn attrs(&mut self) -> &mut Attrs {
+        &mut self.attributes
+    }
+    fn event_attrs(&mut self, e: u32) -> Option<&mut Attrs> {
+        self.events.get_mut(e as usize)
+    }
+}
+impl MemItem for MemPoint {
+    fn attrs(&mut self) -> &mut Attrs {
+        &mut self.attributes
+    }
+}
+impl MemItem for MemLog {
+    fn attrs(&mut self) -> &mut Attrs {
+        &mut self.attributes
+    }
+}
+
+/// An in-memory batch of items `I`. Methods panic on out-of-range indices, as the host
+/// traps the plugin on them.
+#[derive(Debug, Default)]
+pub struct MemBatch<I> {
+    data: RefCell<MemData<I>>,
+}
+
+/// In-memory spans.
+pub type MemTraces = MemBatch<MemSpan>;
+/// In-memory data points.
+pub type MemMetrics = MemBatch<MemPoint>;
+/// In-memory log records.
+pub type MemLogs = MemBatch<MemLog>;
+
+/// Builds one resource.
+pub struct ResourceBuilder<I> {
+    resource: MemResource<I>,
+}
+
+impl<I> ResourceBuilder<I> {
+    /// Adds a scope named `name` and fills it.
+    pub fn scope(&mut self, name: &str, f: impl FnOnce(&mut ScopeBuilder<I>)) -> &mut Self {
+        let mut b = ScopeBuilder {
+            scope: MemScope {
+                info: ScopeInfo {
+                    name: name.to_owned(),
+                    version: String::new(),
+                },
+                attributes: Vec::new(),
+                items: Vec::new(),
+            },
+        };
+        f(&mut b);
+        self.resource.scopes.push(b.scope);
+        self
+    }
+}
+
+/// Builds one scope.
+pub struct ScopeBuilder<I> {
+    scope: MemScope<I>,
+}
+
+impl<I> ScopeBuilder<I> {
+    /// Sets the scope version.
+    pub fn version(&mut self, v: &str) -> &mut Self {
+        self.scope.info.version = v.to_owned();
+        self
+    }
+    /// Adds a scope attribute.
+    pub fn attr(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
+        self.scope.attributes.push((key.to_owned(), value.into()));
+        self
+    }
+    /// Adds an item.
+    pub fn item(&mut self, item: I) -> &mut Self {
+        self.scope.items.push(item);
+        self
+    }
+}
+
+fn attrs_of(list: &[(&str, Value)]) -> Attrs {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+impl<I> MemBatch<I> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        MemBatch {
+            data: RefCell::new(MemData {
+                resources: Vec::new(),
+            }),
+        }
+    }
+
+    /// Wraps existing data.
+    pub fn from_data(data: MemData<I>) -> Self {
+        MemBatch {
+            data: RefCell::new(data),
+        }
+    }
+
+    /// Adds a resource with `attributes` and fills it.
+    pub fn resource(self, attributes: &[(&str, Value)], f: impl FnOnce(&mut ResourceBuilder<I>)) -> Self {
+        let mut b = ResourceBuilder {
+            resource: MemResource {
+                attributes: attrs_of(attributes),
+                scopes: Vec::new(),
+            },
+        };
+        f(&mut b);
+        self.data.borrow_mut().resources.push(b.resource);
+        self
+    }
+
+    /// The data, for assertions.
+    pub fn data(&self) -> Ref<'_, MemData<I>> {
+        self.data.borrow()
+    }
+
+    /// Takes the data out.
+    pub fn into_data(self) -> MemData<I> {
+        self.data.into_inner()
+    }
+}
+
+/// A span named `name` with a fixed trace id (see [`MemSpan::trace_id`]).
+pub fn span(name: &str) -> MemSpan {
+    MemSpan {
+        info: SpanInfo {
+            name: name.to_owned(),
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            ..SpanInfo::default()
+        },
+        ..MemSpan::default()
+    }
+}
+
+impl MemSpan {
+    /// Adds an attribute.
+    pub fn attr(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.attributes.push((key.to_owned(), value.into()));
+        self
+    }
+    /// Sets the trace id.
+    pub fn trace_id(mut self, id: [u8; 16]) -> Self {
+        self.info.trace_id = id.to_vec();
+        self
+    }
+    /// Sets the tracestate.
+    pub fn trace_state(mut self, ts: &str) -> Self {
+        self.info.trace_state = ts.to_owned();
+        self
+    }
+    /// Sets the kind (OTLP number).
+    pub fn kind(mut self, kind: i32) -> Self {
+        self.info.kind = kind;
+        self
+    }
+    /// Adds an event with attributes.
+    pub fn event(mut self, attributes: &[(&str, Value)]) -> Self {
+        self.events.push(attrs_of(attributes));
+        self
+    }
+}
+
+/// A data point of metric `name`.
+pub fn point(name: &str) -> MemPoint {
+    MemPoint {
+        info: PointInfo {
+            metric_name: name.to_owned(),
+            kind: MetricKind::Gauge,
+            ..PointInfo::default()
+        },
+        attributes: Vec::new(),
+    }
+}
+
+impl MemPoint {
+    /// Adds an attribute.
+    pub fn attr(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.attributes.push((key.to_owned(), value.into()));
+        self
+    }
+}
+
+/// A log record with `body`.
+pub fn log(body: impl Into<Value>) -> MemLog {
+    MemLog {
+        info: LogInfo {
+            body: body.into(),
+            ..LogInfo::default()
+        },
+        attributes: Vec::new(),
+    }
+}
+
+impl MemLog {
+    /// Adds an attribute.
+    pub fn attr(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.attributes.push((key.to_owned(), value.into()));
+        self
+    }
+    /// Sets the trace id.
+    pub fn trace_id(mut self, id: [u8; 16]) -> Self {
+        self.info.trace_id = id.to_vec();
+        self
+    }
+    /// Sets the severity text.
+    pub fn severity(mut self, text: &str, number: i32) -> Self {
+        self.info.severity_text = text.to_owned();
+        self.info.severity_number = number;
+        self
+    }
+}
+
+/// Applies `mode` to `attrs` like the host does.
+pub fn set_in(attrs: &mut Attrs, key: &str, value: &Value, mode: SetMode) -> bool {
+    match attrs.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => {
+            if mode == SetMode::Insert {
+                return false;
+            }
+            *v = value.clone();
+            true
+        }
+        None => {
+            if mode == SetMode::Update {
+                return false;
+            }
+            attrs.push((key.to_owned(), value.clone()));
+            true
+        }
+    }
+}
+
+impl<I: MemItem> MemBatch<I> {
+    fn with_attrs<T>(&self, at: Target, f: impl FnOnce(&mut Attrs) -> T) -> T {
+        let mut d = self.data.borrow_mut();
+        let attrs = match at {
+            Target::Resource(r) => &mut d.resources[r as usize].attributes,
+            Target::Scope(s) => {
+                &mut d.resources[s.resource as usize].scopes[s.scope as usize].attributes
+            }
+            Target::Item(i) => d.resources[i.resource as usize].scopes[i.scope as usize].items
+                [i.item as usize]
+                .attrs(),
+            Target::Event(e) => {
+                let item = &mut d.resources[e.span.resource as usize].scopes
+                    [e.span.scope as usize]
+                    .items[e.span.item as usize];
+                match item.event_attrs(e.event) {
+                    Some(a) => a,
+                    None => panic!("no event {} on this item", e.event),
+                }
+            }
+        };
+        f(attrs)
+    }
+
+    fn each_set<T>(&self, level: Level, mut f: impl FnMut(&mut Attrs) -> T) -> Vec<T> {
+        let mut d = self.data.borrow_mut();
+        let mut out = Vec::new();
+        for r in d.resources.iter_mut() {
+            if level == Level::Resource {
+                out.push(f(&mut r.attributes));
+                continue;
+            }
+            for s in r.scopes.iter_mut() {
+                if level == Level::Scope {
+                    out.push(f(&mut s.attributes));
+                    continue;
+                }
+                for i in s.items.iter_mut() {
+                    out.push(f(i.attrs()));
+                }
+            }
+        }
+        out
+    }
+
+    fn item<T>(&self, at: ItemRef, f: impl FnOnce(&mut I) -> T) -> T {
+        let mut d = self.data.borrow_mut();
+        f(&mut d.resources[at.resource as usize].scopes[at.scope as usize].items
+            [at.item as usize])
+    }
+
+    fn all_items<T>(&self, mut f: impl FnMut(&I) -> T) -> Vec<T> {
+        let d = self.data.borrow();
+        d.resources
+            .iter()
+            .flat_map(|r| r.scopes.iter())
+            .flat_map(|s| s.items.iter())
+            .map(&mut f)
+            .collect()
+    }
+}
+
+impl<I: MemItem> BatchOps for MemBatch<I> {
+    fn resource_count(&self) -> u32 {
+        self.data.borrow().resources.len() as u32
+    }
+    fn scope_count(&self, r: u32) -> u32 {
+        self.data.borrow().resources[r as usize].scopes.len() as u32
+    }
+    fn item_count(&self, r: u32, s: u32) -> u32 {
+        self.data.borrow().resources[r as usize].scopes[s as usize]
+            .items
+            .len() as u32
+    }
+    fn total_items(&self) -> u32 {
+        self.data
+            .borrow()
+            .resources
+            .iter()
+            .flat_map(|r| r.scopes.iter())
+            .map(|s| s.items.len() as u32)
+            .sum()
+    }
+    fn scope_info(&self, at: ScopeRef) -> ScopeInfo {
+        self.data.borrow().resources[at.resource as usize].scopes[at.scope as usize]
+            .info
+            .clone()
+    }
+    fn attribute(&self, at: Target, key: &str) -> Option<Value> {
+        self.with_attrs(at, |a| {
+            a.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        })
+    }
+    fn attributes(&self, at: Target) -> Vec<(String, Value)> {
+        self.with_attrs(at, |a| a.clone())
+    }
+    fn set_attribute(&self, at: Target, key: &str, value: &Value, mode: SetMode) -> bool {
+        self.with_attrs(at, |a| set_in(a, key, value, mode))
+    }
+    fn remove_attribute(&self, at: Target, key: &str) -> bool {
+        self.with_attrs(at, |a| {
+            let before = a.len();
+            a.retain(|(k, _)| k != key);
+            a.len() != before
+        })
+    }
+    fn replace_attributes(&self, at: Target, attributes: &[(String, Value)]) {
+        self.with_attrs(at, |a| *a = attributes.to_vec())
+    }
+    fn set_attribute_all(&self, level: Level, key: &str, value: &Value, mode: SetMode) -> u32 {
+        self.each_set(level, |a| set_in(a, key, value, mode))
+            .into_iter()
+            .filter(|c| *c)
+            .count() as u32
+    }
+    fn attribute_all(&self, level: Level, key: &str) -> Vec<Option<Value>> {
+        self.each_set(level, |a| {
+            a.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        })
+    }
+    fn retain(&self, keep: &[bool]) -> u32 {
+        let mut d = self.data.borrow_mut();
+        let mut n = 0usize;
+        let mut kept = 0u32;
+        for r in d.resources.iter_mut() {
+            for s in r.scopes.iter_mut() {
+                s.items.retain(|_| {
+                    let k = keep.get(n).copied().unwrap_or(true);
+                    n += 1;
+                    kept += u32::from(k);
+                    k
+                });
+            }
+            r.scopes.retain(|s| !s.items.is_empty());
+        }
+        d.resources.retain(|r| !r.scopes.is_empty());
+        kept
+    }
+    fn to_otlp(&self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn replace_from_otlp(&self, _otlp: &[u8]) -> Result<(), String> {
+        Err("replace_from_otlp is not available in the in-memory test harness".into())
+    }
+}
+
+fn id16(id: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if id.len() == 16 {
+        out.copy_from_slice(id);
+    }
+    out
+}
+
+impl TraceOps for MemTraces {
+    fn span(&self, at: ItemRef) -> SpanInfo {
+        self.item(at, |s| {
+            let mut info = s.info.clone();
+            info.event_count = s.events.len() as u32;
+            info
+        })
+    }
+    fn trace_ids(&self) -> Vec<u8> {
+        self.all_items(|s| id16(&s.info.trace_id)).concat()
+    }
+    fn trace_states(&self) -> Vec<String> {
+        self.all_items(|s| s.info.trace_state.clone())
+    }
+    fn set_trace_state(&self, at: ItemRef, trace_state: &str) {
+        self.item(at, |s| s.info.trace_state = trace_state.to_owned())
+    }
+    fn set_span_name(&self, at: ItemRef, name: &str) {
+        self.item(at, |s| s.info.name = name.to_owned())
+    }
+}
+
+impl MetricOps for MemMetrics {
+    fn point(&self, at: ItemRef) -> PointInfo {
+        self.item(at, |p| p.info.clone())
+    }
+}
+
+impl LogOps for MemLogs {
+    fn log_record(&self, at: ItemRef) -> LogInfo {
+        self.item(at, |l| l.info.clone())
+    }
+    fn trace_ids(&self) -> Vec<u8> {
+        self.all_items(|l| id16(&l.info.trace_id)).concat()
+    }
+}
+
+/// Builds processor `P` from a JSON config exactly as the host's `configure` does, for the
+/// first signal in `P::SIGNALS`.
+pub fn build<P: Processor>(config_json: &str) -> Result<P, ConfigErrors> {
+    let signal = P::SIGNALS.first().copied().unwrap_or(Signal::Traces);
+    configure::<P>(config_json, signal)
+}
+
+/// Builds processor `P` for a pipeline of `signal`.
+pub fn build_for<P: Processor>(config_json: &str, signal: Signal) -> Result<P, ConfigErrors> {
+    configure::<P>(config_json, signal)
+}
+
+/// Runs `p` over an in-memory span batch.
+pub fn run_traces<P: Processor>(p: &mut P, batch: &MemTraces) -> Result<Outcome, ProcessError> {
+    p.process_traces(Traces::new(batch))
+}
+
+/// Runs `p` over an in-memory metric batch.
+pub fn run_metrics<P: Processor>(p: &mut P, batch: &MemMetrics) -> Result<Outcome, ProcessError> {
+    p.process_metrics(Metrics::new(batch))
+}
+
+/// Runs `p` over an in-memory log batch.
+pub fn run_logs<P: Processor>(p: &mut P, batch: &MemLogs) -> Result<Outcome, ProcessError> {
+    p.process_logs(Logs::new(batch))
+}
