@@ -93,8 +93,7 @@ fn keys_on_disk(dir: &Path, keyspace: &str) -> Vec<Vec<u8>> {
     let ks = db
         .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
         .unwrap();
-    let keys = ks.iter().map(|g| g.key().unwrap().to_vec()).collect();
-    keys
+    ks.iter().map(|g| g.key().unwrap().to_vec()).collect()
 }
 
 /// Scenario: 20 requests accepted while the backend refuses; the collector stops; it starts
@@ -372,7 +371,7 @@ async fn group_commit_shares_fsyncs() {
         "wasmcol_file_storage_fsyncs",
         &[("extension", "file_storage/q")],
     );
-    assert!(fsyncs >= 1 && fsyncs < 200, "fsyncs = {fsyncs}");
+    assert!((1..200).contains(&fsyncs), "fsyncs = {fsyncs}");
     c.stop().await;
     assert_eq!(keys_on_disk(dir.path(), QUEUE).len(), 200);
 }
