@@ -322,26 +322,36 @@ impl Inner {
             .spawn(async move { me.flush(entries, trigger).await });
     }
 
-    /// Merges `entries`, sends the result in parts of at most `max_size` items and answers
-    /// every sender once all of its items have been sent.
-    async fn flush(&self, entries: Vec<Entry>, trigger: Trigger) {
+    /// Merges `entries` into one batch and lists their senders in merge order. A sender whose
+    /// batch cannot be merged is answered with a permanent error here.
+    fn merge(&self, entries: Vec<Entry>) -> (Option<Batch>, VecDeque<Owner>) {
+        // Requests still in their received encoding are merged by concatenating their bytes:
+        // an export request is a single repeated field, and protobuf defines concatenated
+        // messages as merged ones. Nothing is decoded or re-encoded on this path.
+        if entries.len() > 1 && entries.iter().all(|e| e.batch.is_encoded()) {
+            let len = entries.iter().map(|e| e.batch.encoded_len()).sum();
+            let mut buf = bytes::BytesMut::with_capacity(len);
+            for e in &entries {
+                buf.extend_from_slice(&e.batch.encoded());
+            }
+            if let Ok(merged) = Batch::from_encoded(self.signal, buf.freeze()) {
+                let owners = entries.into_iter().map(Owner::from).collect();
+                return (Some(merged), owners);
+            }
+            // A request that does not validate: merge one by one below, which isolates it.
+        }
         let mut owners = VecDeque::with_capacity(entries.len());
         let mut merged: Option<Batch> = None;
         let single = entries.len() == 1;
-        for Entry {
-            mut batch,
-            items,
-            reply,
-            room,
-        } in entries
-        {
+        for mut e in entries {
             // Decoding each batch before merging means a batch that does not decode is refused
             // on its own and cannot spoil the merged one. Receivers validate bytes on arrival,
             // so this is a safeguard; a lone batch is not decoded at all and keeps its bytes.
-            if !single && let Err(e) = decode(&mut batch) {
-                let _ = reply.send(Err(ConsumeError::permanent(e.to_string())));
+            if !single && let Err(err) = decode(&mut e.batch) {
+                let _ = e.reply.send(Err(ConsumeError::permanent(err.to_string())));
                 continue;
             }
+            let (batch, owner) = e.split();
             let appended = match merged.as_mut() {
                 None => {
                     merged = Some(batch);
@@ -349,17 +359,18 @@ impl Inner {
                 }
                 Some(m) => m.append(batch),
             };
-            if let Err(e) = appended {
-                let _ = reply.send(Err(ConsumeError::permanent(e.to_string())));
-                continue;
+            match appended {
+                Ok(()) => owners.push_back(owner),
+                Err(err) => owner.refuse(ConsumeError::permanent(err.to_string())),
             }
-            owners.push_back(Owner {
-                reply,
-                left: items,
-                error: None,
-                _room: room,
-            });
         }
+        (merged, owners)
+    }
+
+    /// Merges `entries`, sends the result in parts of at most `max_size` items and answers
+    /// every sender once all of its items have been sent.
+    async fn flush(&self, entries: Vec<Entry>, trigger: Trigger) {
+        let (merged, mut owners) = self.merge(entries);
         let Some(mut rest) = merged else {
             return;
         };
@@ -377,9 +388,8 @@ impl Inner {
                 ),
                 Err(e) => {
                     let e = ConsumeError::permanent(e.to_string());
-                    for mut o in owners.drain(..) {
-                        o.fail(e.clone());
-                        o.finish();
+                    for o in owners.drain(..) {
+                        o.refuse(e.clone());
                     }
                     return;
                 }
@@ -455,7 +465,30 @@ struct Owner {
     _room: OwnedSemaphorePermit,
 }
 
+impl From<Entry> for Owner {
+    fn from(e: Entry) -> Self {
+        e.split().1
+    }
+}
+
+impl Entry {
+    fn split(self) -> (Batch, Owner) {
+        let owner = Owner {
+            reply: self.reply,
+            left: self.items,
+            error: None,
+            _room: self.room,
+        };
+        (self.batch, owner)
+    }
+}
+
 impl Owner {
+    fn refuse(mut self, e: ConsumeError) {
+        self.fail(e);
+        self.finish();
+    }
+
     fn fail(&mut self, e: ConsumeError) {
         self.error = match self.error.take() {
             None => Some(e),

@@ -268,7 +268,9 @@ fn respond(
                 },
             ),
             None => {
-                let since = status.ready_since().filter(|_| ready);
+                // `ready_since` is set right after the flag; a request in between counts
+                // its uptime from now.
+                let since = ready.then(|| status.ready_since().unwrap_or_else(SystemTime::now));
                 let body = match since {
                     Some(t) => Body {
                         status: "Server available",

@@ -331,6 +331,37 @@ async fn single_batch_keeps_its_encoding() {
     assert_eq!(span_names(&got).len(), 4);
 }
 
+/// Scenario: several requests still in their received encoding are merged.
+/// Guarantees: the merged batch is built from their bytes (still encoded, nothing decoded),
+/// holds every span in arrival order, and mixing in a decoded batch still works.
+#[tokio::test(start_paused = true)]
+async fn encoded_requests_merge_without_decoding() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(6, 0, Duration::from_secs(1)), &sink).await;
+    let encoded = |prefix: &str, n: usize| {
+        let bytes = TracesBatch::from_message(spans_message(prefix, n)).encoded();
+        Batch::Traces(TracesBatch::from_encoded(bytes).unwrap())
+    };
+    let (a, b) = tokio::join!(p.consume(encoded("a", 2)), p.consume(encoded("b", 4)));
+    assert_eq!((a, b), (Ok(()), Ok(())));
+    let got = sink.received.lock()[0].clone();
+    assert!(
+        got.is_encoded(),
+        "merged by concatenating the requests' bytes"
+    );
+    assert_eq!(got.item_count(), 6);
+    assert_eq!(span_names(&got), ["a-0", "a-1", "b-0", "b-1", "b-2", "b-3"]);
+
+    let (a, b) = tokio::join!(p.consume(encoded("c", 3)), p.consume(spans("d", 3)));
+    assert_eq!((a, b), (Ok(()), Ok(())));
+    assert_eq!(sink.sizes(), [6, 6]);
+    assert_eq!(
+        span_names(&sink.received.lock()[1]),
+        ["c-0", "c-1", "c-2", "d-0", "d-1", "d-2"]
+    );
+}
+
 /// Scenario: an empty request, and a request of the wrong signal.
 /// Guarantees: the empty one passes through with its outcome; the wrong one is refused.
 #[tokio::test(start_paused = true)]
