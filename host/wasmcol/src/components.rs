@@ -7,5 +7,6 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     wasmcol_components::register(&mut r);
     wasmcol_otlp::register(&mut r);
+    wasmcol_delivery::register(&mut r);
     r
 }
