@@ -133,7 +133,7 @@ fn rich_request(tag: u8, spans: usize) -> ExportTraceServiceRequest {
                                 "arr",
                                 Some(AnyValue {
                                     value: Some(any_value::Value::ArrayValue(ArrayValue {
-                                        values: vec![sv("a"), sv("b")],
+                                        values: vec![sv("a").unwrap(), sv("b").unwrap()],
                                     })),
                                 }),
                             ),
@@ -347,8 +347,14 @@ async fn sdk_metrics_and_logs_arrive_intact() {
         let resource = opentelemetry_sdk::Resource::builder()
             .with_service_name(format!("m-{transport}"))
             .build();
+        // The tonic exporter needs the tokio reactor, so the reader runs on the test's runtime.
+        let reader = opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader::builder(
+            mexp,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
         let mp = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-            .with_periodic_exporter(mexp)
+            .with_reader(reader)
             .with_resource(resource.clone())
             .build();
         let meter = mp.meter("e2e-meter");
@@ -669,7 +675,7 @@ service:
         "{err}"
     );
     assert!(
-        err.contains("processors::batch: unknown field `send_batch_sizee`"),
+        err.contains("processors::batch: send_batch_sizee: unknown field `send_batch_sizee`"),
         "{err}"
     );
     assert!(

@@ -112,10 +112,14 @@ pub struct Metrics {
     families: Arc<Mutex<BTreeMap<String, Family>>>,
 }
 
+/// Labels sorted by name, as Prometheus exporters print them, so a series has one spelling.
 fn labels(l: &[(&str, &str)]) -> Labels {
-    l.iter()
+    let mut v: Labels = l
+        .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+        .collect();
+    v.sort();
+    v
 }
 
 impl Metrics {
