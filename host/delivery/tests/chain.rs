@@ -290,16 +290,14 @@ async fn full_memory_queue_refuses_with_hint() {
         ),
         7
     );
-    let text = metrics.render(false);
-    assert!(
-        text.contains("otelcol_exporter_queue_size{exporter=\"otlp/x\",data_type=\"traces\"} 2"),
-        "{text}"
+    let labels = "exporter=\"otlp/x\",data_type=\"traces\"";
+    assert_eq!(
+        series(&metrics, "otelcol_exporter_queue_size", labels),
+        Some(2.0)
     );
-    assert!(
-        text.contains(
-            "otelcol_exporter_queue_capacity{exporter=\"otlp/x\",data_type=\"traces\"} 2"
-        ),
-        "{text}"
+    assert_eq!(
+        series(&metrics, "otelcol_exporter_queue_capacity", labels),
+        Some(2.0)
     );
     assert!(exp.health().unwrap().queue_fill() >= 1.0);
 }

@@ -51,12 +51,8 @@ fn queued(max_elapsed: u64) -> HelperConfig {
 }
 
 fn gauge(metrics: &Metrics, line_start: &str) -> Option<f64> {
-    metrics
-        .render(false)
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    let (name, labels) = line_start.split_once('{').unwrap_or((line_start, ""));
+    series(metrics, name, labels)
 }
 
 const TWO_LEVELS: &str =

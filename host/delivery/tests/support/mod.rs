@@ -203,3 +203,24 @@ pub fn helper() -> HelperConfig {
 pub fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
     metrics.counter_value(name, labels).unwrap_or(0)
 }
+
+/// The value of series `name` whose labels include every `k="v"` pair in `labels` (any order).
+pub fn series(metrics: &Metrics, name: &str, labels: &str) -> Option<f64> {
+    let text = metrics.render(false);
+    let want: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+    text.lines().find_map(|l| {
+        let (head, value) = l.rsplit_once(' ')?;
+        let (n, rest) = match head.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (head, ""),
+        };
+        if n != name && n != format!("{name}_total") {
+            return None;
+        }
+        let have: Vec<&str> = rest.split(',').collect();
+        if !want.iter().all(|w| have.contains(w)) {
+            return None;
+        }
+        value.trim().parse().ok()
+    })
+}
