@@ -122,10 +122,10 @@ impl FanOut {
 
     /// One consumer stays itself; several become a fan-out.
     pub fn wrap(mut consumers: Vec<ConsumerRef>) -> ConsumerRef {
-        if consumers.len() == 1 {
-            if let Some(c) = consumers.pop() {
-                return c;
-            }
+        if consumers.len() == 1
+            && let Some(c) = consumers.pop()
+        {
+            return c;
         }
         Arc::new(FanOut::new(consumers))
     }

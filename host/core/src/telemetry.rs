@@ -331,43 +331,6 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_counters_with_and_without_suffix() {
-        let m = Metrics::new();
-        let c = m.counter(
-            "otelcol_receiver_accepted_spans",
-            "Spans accepted.",
-            &[("receiver", "otlp"), ("transport", "grpc")],
-        );
-        c.add(5);
-        m.counter(
-            "otelcol_receiver_accepted_spans",
-            "Spans accepted.",
-            &[("receiver", "otlp"), ("transport", "grpc")],
-        )
-        .add(2);
-        let text = m.render(false);
-        assert!(
-            text.contains(
-                "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 7"
-            ),
-            "{text}"
-        );
-        assert!(
-            m.render(true).contains(
-                "otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"} 7"
-            )
-        );
-        let h = m.histogram("d", "d", &[], &[0.1, 1.0]);
-        h.observe(0.5);
-        assert!(m.render(false).contains("d_bucket{le=\"1\"} 1"));
-    }
-}
-
 /// Serves the registry as Prometheus text on `endpoint` at `/metrics`, with process metrics.
 pub async fn serve(
     endpoint: &str,
@@ -436,4 +399,41 @@ pub fn process_cpu_seconds() -> Option<f64> {
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_and_without_suffix() {
+        let m = Metrics::new();
+        let c = m.counter(
+            "otelcol_receiver_accepted_spans",
+            "Spans accepted.",
+            &[("receiver", "otlp"), ("transport", "grpc")],
+        );
+        c.add(5);
+        m.counter(
+            "otelcol_receiver_accepted_spans",
+            "Spans accepted.",
+            &[("receiver", "otlp"), ("transport", "grpc")],
+        )
+        .add(2);
+        let text = m.render(false);
+        assert!(
+            text.contains(
+                "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 7"
+            ),
+            "{text}"
+        );
+        assert!(
+            m.render(true).contains(
+                "otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"} 7"
+            )
+        );
+        let h = m.histogram("d", "d", &[], &[0.1, 1.0]);
+        h.observe(0.5);
+        assert!(m.render(false).contains("d_bucket{le=\"1\"} 1"));
+    }
 }
