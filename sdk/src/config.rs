@@ -121,7 +121,11 @@ mod tests {
     fn errors_carry_key_paths() {
         let e = parse::<C>(r#"{"items":[{"key":"a"},{"kee":"b"}]}"#).unwrap_err();
         assert_eq!(e.path, "items[1].kee");
-        assert!(e.message.starts_with("unknown field `kee`"), "{}", e.message);
+        assert!(
+            e.message.starts_with("unknown field `kee`"),
+            "{}",
+            e.message
+        );
         assert!(!e.message.contains("line"), "{}", e.message);
         assert!(parse::<C>("").is_ok());
     }

@@ -147,7 +147,8 @@ macro_rules! batch_ops {
                     .collect()
             }
             fn set_attribute(&self, at: Target, key: &str, value: &Value, m: SetMode) -> bool {
-                self.0.set_attribute(target(at), key, &value_in(value), mode(m))
+                self.0
+                    .set_attribute(target(at), key, &value_in(value), mode(m))
             }
             fn remove_attribute(&self, at: Target, key: &str) -> bool {
                 self.0.remove_attribute(target(at), key)
@@ -362,8 +363,8 @@ pub fn tick<P: Processor>(slot: &'static std::thread::LocalKey<RefCell<Option<P>
     })
 }
 
+pub use bindings::ProcessError as WitProcessError;
 /// Types the export macro names.
 pub use bindings::{ConfigError as WitConfigError, Outcome as WitOutcome, PluginInfo};
-pub use bindings::ProcessError as WitProcessError;
 pub use wb::{LogBatch, MetricBatch, TraceBatch};
 pub use wt::Signal as WitSignal;

@@ -204,7 +204,11 @@ impl<I> MemBatch<I> {
     }
 
     /// Adds a resource with `attributes` and fills it.
-    pub fn resource(self, attributes: &[(&str, Value)], f: impl FnOnce(&mut ResourceBuilder<I>)) -> Self {
+    pub fn resource(
+        self,
+        attributes: &[(&str, Value)],
+        f: impl FnOnce(&mut ResourceBuilder<I>),
+    ) -> Self {
         let mut b = ResourceBuilder {
             resource: MemResource {
                 attributes: attrs_of(attributes),
@@ -350,8 +354,7 @@ impl<I: MemItem> MemBatch<I> {
                 [i.item as usize]
                 .attrs(),
             Target::Event(e) => {
-                let item = &mut d.resources[e.span.resource as usize].scopes
-                    [e.span.scope as usize]
+                let item = &mut d.resources[e.span.resource as usize].scopes[e.span.scope as usize]
                     .items[e.span.item as usize];
                 match item.event_attrs(e.event) {
                     Some(a) => a,
@@ -385,8 +388,10 @@ impl<I: MemItem> MemBatch<I> {
 
     fn item<T>(&self, at: ItemRef, f: impl FnOnce(&mut I) -> T) -> T {
         let mut d = self.data.borrow_mut();
-        f(&mut d.resources[at.resource as usize].scopes[at.scope as usize].items
-            [at.item as usize])
+        f(
+            &mut d.resources[at.resource as usize].scopes[at.scope as usize].items
+                [at.item as usize],
+        )
     }
 
     fn all_items<T>(&self, mut f: impl FnMut(&I) -> T) -> Vec<T> {

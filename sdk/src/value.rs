@@ -91,7 +91,11 @@ impl Value {
 /// round-trip form agrees for the common cases (integral values print without `.0`).
 fn format_double(d: f64) -> String {
     if d.is_infinite() {
-        return if d > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if d > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if d.is_nan() {
         return "NaN".into();
@@ -177,7 +181,10 @@ mod tests {
         assert_eq!(Value::Double(2.0).to_string_lossy(), "2");
         assert_eq!(Value::Double(2.5).to_string_lossy(), "2.5");
         assert_eq!(Value::Bool(true).to_string_lossy(), "true");
-        assert_eq!(Value::Bytes(b"hello".to_vec()).to_string_lossy(), "aGVsbG8=");
+        assert_eq!(
+            Value::Bytes(b"hello".to_vec()).to_string_lossy(),
+            "aGVsbG8="
+        );
         assert_eq!(Value::Bytes(b"hi".to_vec()).to_string_lossy(), "aGk=");
         assert_eq!(Value::Empty.to_string_lossy(), "");
     }
@@ -185,8 +192,14 @@ mod tests {
     #[test]
     fn json_scalars_convert() {
         assert_eq!(Value::from_json(&serde_json::json!(3)), Some(Value::Int(3)));
-        assert_eq!(Value::from_json(&serde_json::json!(1.5)), Some(Value::Double(1.5)));
-        assert_eq!(Value::from_json(&serde_json::json!("x")), Some(Value::from("x")));
+        assert_eq!(
+            Value::from_json(&serde_json::json!(1.5)),
+            Some(Value::Double(1.5))
+        );
+        assert_eq!(
+            Value::from_json(&serde_json::json!("x")),
+            Some(Value::from("x"))
+        );
         assert_eq!(Value::from_json(&serde_json::json!([1])), None);
     }
 }

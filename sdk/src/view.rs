@@ -4,11 +4,11 @@
 //! Every view is a small `Copy` value holding a reference to the batch and an index; nothing
 //! is read until you ask. Views are invalidated by [`Traces::retain`] (indices renumber).
 
-use crate::ops::{
-    BatchOps, EventRef, ItemRef, Level, LogInfo, LogOps, MetricOps, PointInfo, ScopeInfo,
-    ScopeRef, SetMode, SpanInfo, Target, TraceOps,
-};
 use crate::Value;
+use crate::ops::{
+    BatchOps, EventRef, ItemRef, Level, LogInfo, LogOps, MetricOps, PointInfo, ScopeInfo, ScopeRef,
+    SetMode, SpanInfo, Target, TraceOps,
+};
 
 /// One attribute set (of a resource, scope, item or event).
 #[derive(Clone, Copy)]

@@ -430,7 +430,12 @@ mod tests {
             .push(kv("deployment.region", "eu"));
         assert_eq!(out.to_message().unwrap(), want);
         // The bytes are a valid request by the receiver's own check.
-        assert_eq!(TracesBatch::from_encoded(out.encoded()).unwrap().item_count(), 6);
+        assert_eq!(
+            TracesBatch::from_encoded(out.encoded())
+                .unwrap()
+                .item_count(),
+            6
+        );
     }
 
     #[test]
@@ -449,8 +454,8 @@ mod tests {
 
     #[test]
     fn decoded_input_stays_decoded() {
-        let lazy = LazyRequest::<TracesKind>::from_payload(TracesBatch::from_message(request()))
-            .unwrap();
+        let lazy =
+            LazyRequest::<TracesKind>::from_payload(TracesBatch::from_message(request())).unwrap();
         assert!(!lazy.has_raw());
         let out = lazy.into_payload().unwrap();
         assert!(!out.is_encoded());

@@ -270,7 +270,9 @@ impl Matcher {
                     return Err("log_severity_texts should not be specified for trace spans".into());
                 }
                 if cfg.log_severity_number.is_some() {
-                    return Err("log_severity_number should not be specified for trace spans".into());
+                    return Err(
+                        "log_severity_number should not be specified for trace spans".into(),
+                    );
                 }
                 if cfg.services.is_empty()
                     && cfg.span_names.is_empty()
@@ -284,7 +286,10 @@ impl Matcher {
             }
             Signal::Logs => {
                 if !cfg.span_names.is_empty() || !cfg.services.is_empty() {
-                    return Err("neither services nor span_names should be specified for log records".into());
+                    return Err(
+                        "neither services nor span_names should be specified for log records"
+                            .into(),
+                    );
                 }
                 if cfg.attributes.is_empty()
                     && cfg.libraries.is_empty()
@@ -344,7 +349,10 @@ impl Matcher {
                     Some(v) => Strings::build(std::slice::from_ref(v), regexp)?,
                     None => None,
                 };
-                Ok((name.unwrap_or(Strings::Strict(vec![String::new()])), version))
+                Ok((
+                    name.unwrap_or(Strings::Strict(vec![String::new()])),
+                    version,
+                ))
             })
             .collect::<Result<_, String>>()?;
         Ok(Matcher {

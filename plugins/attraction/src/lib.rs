@@ -160,10 +160,11 @@ fn build_action(i: usize, a: &ActionConfig) -> Result<Action, String> {
             }
             no_converted_type()?;
             let source = match &a.value {
-                Some(v) if value_set(&a.value) => Source::Value(
-                    Value::from_json(v)
-                        .ok_or_else(|| "value: lists and maps are not supported as attribute values".to_owned())?,
-                ),
+                Some(v) if value_set(&a.value) => {
+                    Source::Value(Value::from_json(v).ok_or_else(|| {
+                        "value: lists and maps are not supported as attribute values".to_owned()
+                    })?)
+                }
                 _ if !a.from_context.is_empty() => Source::Context(a.from_context.clone()),
                 _ => Source::Attribute(a.from_attribute.clone()),
             };

@@ -18,7 +18,9 @@ fn err(json: &str) -> String {
 }
 
 fn attrs(list: &[(&str, Value)]) -> Attrs {
-    list.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 fn run(json: &str, input: &[(&str, Value)]) -> Attrs {
@@ -32,19 +34,26 @@ fn run(json: &str, input: &[(&str, Value)]) -> Attrs {
 fn insert_sets_only_missing_keys() {
     let a = r#"[{"key":"k","value":"new","action":"insert"}]"#;
     assert_eq!(run(a, &[]), attrs(&[("k", "new".into())]));
-    assert_eq!(run(a, &[("k", "old".into())]), attrs(&[("k", "old".into())]));
+    assert_eq!(
+        run(a, &[("k", "old".into())]),
+        attrs(&[("k", "old".into())])
+    );
 }
 
 #[test]
 fn update_sets_only_present_keys() {
     let a = r#"[{"key":"k","value":123,"action":"UPDATE"}]"#;
     assert_eq!(run(a, &[]), attrs(&[]));
-    assert_eq!(run(a, &[("k", "old".into())]), attrs(&[("k", Value::Int(123))]));
+    assert_eq!(
+        run(a, &[("k", "old".into())]),
+        attrs(&[("k", Value::Int(123))])
+    );
 }
 
 #[test]
 fn upsert_sets_always_with_inferred_types() {
-    let a = r#"[{"key":"b","value":true,"action":"upsert"},{"key":"d","value":1.5,"action":"upsert"}]"#;
+    let a =
+        r#"[{"key":"b","value":true,"action":"upsert"},{"key":"d","value":1.5,"action":"upsert"}]"#;
     assert_eq!(
         run(a, &[("b", "x".into())]),
         attrs(&[("b", Value::Bool(true)), ("d", Value::Double(1.5))])
@@ -103,11 +112,26 @@ fn hash_matches_upstream_sha256_encodings() {
     assert_eq!(
         out,
         attrs(&[
-            ("s", "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into()),
-            ("i", "4f319987a786107dc63b2b70115b3734cb9880b099b70c463c5e1b05521ab764".into()),
-            ("d", "5caaabe50da77f59f448b3edf650d68fbca7b858390664c251c52b3f458a881c".into()),
-            ("t", "4bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a".into()),
-            ("f", "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d".into()),
+            (
+                "s",
+                "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into()
+            ),
+            (
+                "i",
+                "4f319987a786107dc63b2b70115b3734cb9880b099b70c463c5e1b05521ab764".into()
+            ),
+            (
+                "d",
+                "5caaabe50da77f59f448b3edf650d68fbca7b858390664c251c52b3f458a881c".into()
+            ),
+            (
+                "t",
+                "4bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a".into()
+            ),
+            (
+                "f",
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d".into()
+            ),
             // An empty string and non-scalar values hash to "".
             ("e", "".into()),
             ("b", "".into()),
@@ -132,21 +156,36 @@ fn extract_named_groups_from_strings_only() {
     let a = r#"[{"key":"http.url","pattern":"^(?P<http_protocol>.*):\\/\\/(?P<http_domain>.*)\\/(?P<http_path>.*)(?:\\?|\\&)(?P<http_query_params>.*)","action":"extract"}]"#;
     let out = run(
         a,
-        &[("http.url", "http://example.com/path?queryParam1=value1,queryParam2=value2".into())],
+        &[(
+            "http.url",
+            "http://example.com/path?queryParam1=value1,queryParam2=value2".into(),
+        )],
     );
     assert_eq!(
         out,
         attrs(&[
-            ("http.url", "http://example.com/path?queryParam1=value1,queryParam2=value2".into()),
+            (
+                "http.url",
+                "http://example.com/path?queryParam1=value1,queryParam2=value2".into()
+            ),
             ("http_protocol", "http".into()),
             ("http_domain", "example.com".into()),
             ("http_path", "path".into()),
-            ("http_query_params", "queryParam1=value1,queryParam2=value2".into()),
+            (
+                "http_query_params",
+                "queryParam1=value1,queryParam2=value2".into()
+            ),
         ])
     );
     // Not a string, or no match: nothing happens.
-    assert_eq!(run(a, &[("http.url", Value::Int(1))]), attrs(&[("http.url", Value::Int(1))]));
-    assert_eq!(run(a, &[("http.url", "nope".into())]), attrs(&[("http.url", "nope".into())]));
+    assert_eq!(
+        run(a, &[("http.url", Value::Int(1))]),
+        attrs(&[("http.url", Value::Int(1))])
+    );
+    assert_eq!(
+        run(a, &[("http.url", "nope".into())]),
+        attrs(&[("http.url", "nope".into())])
+    );
 }
 
 #[test]
@@ -320,7 +359,9 @@ fn include_strict_services_and_span_names() {
 fn exclude_regexp_span_names_and_attribute_values() {
     let s = selector(
         None,
-        Some(r#"{"match_type":"regexp","span_names":["^health"],"attributes":[{"key":"http.status_code","value":"^5"}]}"#),
+        Some(
+            r#"{"match_type":"regexp","span_names":["^health"],"attributes":[{"key":"http.status_code","value":"^5"}]}"#,
+        ),
         Signal::Traces,
     );
     let a500 = attrs(&[("http.status_code", Value::Int(503))]);
@@ -365,7 +406,9 @@ fn strict_attribute_values_compare_typed_and_absent_value_means_exists() {
 #[test]
 fn resources_libraries_and_kinds() {
     let s = selector(
-        Some(r#"{"match_type":"strict","resources":[{"key":"env","value":"prod"}],"libraries":[{"name":"otel-go","version":"1.0"}],"span_kinds":["SPAN_KIND_SERVER"]}"#),
+        Some(
+            r#"{"match_type":"strict","resources":[{"key":"env","value":"prod"}],"libraries":[{"name":"otel-go","version":"1.0"}],"span_kinds":["SPAN_KIND_SERVER"]}"#,
+        ),
         None,
         Signal::Traces,
     );
@@ -412,7 +455,9 @@ fn include_and_exclude_combine() {
 #[test]
 fn log_severity_and_bodies() {
     let s = selector(
-        Some(r#"{"match_type":"regexp","log_bodies":["timeout"],"log_severity_number":{"min":"WARN","match_undefined":false}}"#),
+        Some(
+            r#"{"match_type":"regexp","log_bodies":["timeout"],"log_severity_number":{"min":"WARN","match_undefined":false}}"#,
+        ),
         None,
         Signal::Logs,
     );
@@ -439,7 +484,10 @@ fn filter_config_errors_use_upstream_texts() {
         r#"at least one of "services", "span_names", "span_kinds", "attributes", "libraries" or "resources" field must be specified"#
     );
     assert_eq!(
-        build_err(r#"{"match_type":"strict","log_bodies":["x"]}"#, Signal::Traces),
+        build_err(
+            r#"{"match_type":"strict","log_bodies":["x"]}"#,
+            Signal::Traces
+        ),
         "log_bodies should not be specified for trace spans"
     );
     assert_eq!(
@@ -451,7 +499,10 @@ fn filter_config_errors_use_upstream_texts() {
         "unrecognized match_type: 'fuzzy', valid types are: [regexp strict]"
     );
     assert_eq!(
-        build_err(r#"{"match_type":"regexp","attributes":[{"key":"k","value":3}]}"#, Signal::Traces),
+        build_err(
+            r#"{"match_type":"regexp","attributes":[{"key":"k","value":3}]}"#,
+            Signal::Traces
+        ),
         r#"match_type=regexp for "k" only supports Str, but found Int"#
     );
 }

@@ -53,16 +53,16 @@ impl Processor for Attributes {
                 Vec::new()
             }
         };
-        let selector = match Selector::build(config.include.as_ref(), config.exclude.as_ref(), signal)
-        {
-            Ok(s) => s,
-            Err(es) => {
-                for (path, message) in es {
-                    errors.push(path, message);
+        let selector =
+            match Selector::build(config.include.as_ref(), config.exclude.as_ref(), signal) {
+                Ok(s) => s,
+                Err(es) => {
+                    for (path, message) in es {
+                        errors.push(path, message);
+                    }
+                    Selector::default()
                 }
-                Selector::default()
-            }
-        };
+            };
         let bulk = if selector.is_empty() {
             literal_sets(&actions)
         } else {
@@ -162,7 +162,8 @@ impl Attributes {
         let need_resource = self.selector.needs_resource();
         let need_scope = self.selector.needs_scope();
         for r in 0..ops.resource_count() {
-            let resource: Option<Attrs> = need_resource.then(|| ops.attributes(Target::Resource(r)));
+            let resource: Option<Attrs> =
+                need_resource.then(|| ops.attributes(Target::Resource(r)));
             for s in 0..ops.scope_count(r) {
                 let scope: Option<ScopeInfo> = need_scope.then(|| {
                     ops.scope_info(wasmcol_sdk::ScopeRef {
@@ -223,7 +224,10 @@ mod tests {
         let items = &d.resources[0].scopes[0].items;
         assert_eq!(
             items[0].attributes,
-            vec![("telemetry.source".to_string(), Value::from("cross-region-forward"))]
+            vec![(
+                "telemetry.source".to_string(),
+                Value::from("cross-region-forward")
+            )]
         );
         assert_eq!(
             items[1].attributes,
@@ -278,7 +282,10 @@ mod tests {
     #[test]
     fn empty_actions_is_an_error_with_upstream_text() {
         let e = testing::build::<Attributes>("{}").unwrap_err();
-        assert_eq!(e.0[0].to_string(), "actions: missing required field \"actions\"");
+        assert_eq!(
+            e.0[0].to_string(),
+            "actions: missing required field \"actions\""
+        );
         let e = testing::build::<Attributes>(r#"{"actions":[],"bogus":1}"#).unwrap_err();
         assert!(e.0[0].message.starts_with("unknown field `bogus`"), "{e}");
     }

@@ -218,7 +218,10 @@ impl Processor for Sampler {
             "" | "hash_seed" => {}
             "proportional" | "equalizing" => errors.push(
                 "mode",
-                format!("sampler mode {:?} is not supported by wasmcol yet (only hash_seed)", config.mode),
+                format!(
+                    "sampler mode {:?} is not supported by wasmcol yet (only hash_seed)",
+                    config.mode
+                ),
             ),
             other => errors.push("mode", format!("unsupported sampler mode {other:?}")),
         }
@@ -391,10 +394,34 @@ mod tests {
     #[test]
     fn reference_vectors() {
         let cases: [(u32, &str, u32, u32, [bool; 4]); 4] = [
-            (0, "0102030405060708090a0b0c0d0e0f10", 0xdf241a25, 6693, [false, false, false, true]),
-            (0, "4bf92f3577b34da6a3ce929d0e0e4736", 0x3420408d, 141, [true, true, true, true]),
-            (0, "00000000000000000000000000000001", 0xb8fee2c2, 8898, [false, false, false, false]),
-            (22, "4bf92f3577b34da6a3ce929d0e0e4736", 0x5610306b, 12395, [false, false, false, false]),
+            (
+                0,
+                "0102030405060708090a0b0c0d0e0f10",
+                0xdf241a25,
+                6693,
+                [false, false, false, true],
+            ),
+            (
+                0,
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                0x3420408d,
+                141,
+                [true, true, true, true],
+            ),
+            (
+                0,
+                "00000000000000000000000000000001",
+                0xb8fee2c2,
+                8898,
+                [false, false, false, false],
+            ),
+            (
+                22,
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                0x5610306b,
+                12395,
+                [false, false, false, false],
+            ),
         ];
         for (seed, id, fnv, bucket, decisions) in cases {
             let h = fnv1a32(&[&seed.to_le_bytes(), &hex16(id)]);
@@ -419,7 +446,10 @@ mod tests {
     #[test]
     fn upstream_empty_hash_golden_values() {
         assert_eq!(fnv1a32(&[&0u32.to_le_bytes()]) & BUCKET_MASK, 0x3515);
-        assert_eq!(fnv1a32(&[&0u32.to_le_bytes(), &[0u8; 16]]) & BUCKET_MASK, 0x2455);
+        assert_eq!(
+            fnv1a32(&[&0u32.to_le_bytes(), &[0u8; 16]]) & BUCKET_MASK,
+            0x2455
+        );
     }
 
     #[test]
@@ -480,7 +510,10 @@ mod tests {
     #[test]
     fn config_errors() {
         let e = testing::build::<Sampler>(r#"{"sampling_percentage":-5}"#).unwrap_err();
-        assert_eq!(e.to_string(), "sampling_percentage: sampling rate is negative: -5.000000%");
+        assert_eq!(
+            e.to_string(),
+            "sampling_percentage: sampling rate is negative: -5.000000%"
+        );
         let e = testing::build::<Sampler>(r#"{"mode":"weird"}"#).unwrap_err();
         assert_eq!(e.to_string(), "mode: unsupported sampler mode \"weird\"");
         let e = testing::build::<Sampler>(r#"{"sampling_precision":20}"#).unwrap_err();

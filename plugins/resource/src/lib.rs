@@ -139,7 +139,10 @@ mod tests {
         )
         .unwrap();
         let batch = MemTraces::new().resource(
-            &[("k8s-cluster", "c1".into()), ("redundant-attribute", "x".into())],
+            &[
+                ("k8s-cluster", "c1".into()),
+                ("redundant-attribute", "x".into()),
+            ],
             |r| {
                 r.scope("s", |s| {
                     s.item(span("a"));
@@ -159,6 +162,9 @@ mod tests {
     #[test]
     fn missing_attributes_is_an_error() {
         let e = testing::build::<ResourceProcessor>("{}").unwrap_err();
-        assert_eq!(e.to_string(), "attributes: missing required field \"attributes\"");
+        assert_eq!(
+            e.to_string(),
+            "attributes: missing required field \"attributes\""
+        );
     }
 }

@@ -5,8 +5,8 @@
 
 use serde::Deserialize;
 use wasmcol_sdk::{
-    ConfigErrors, Level, Logs, Metrics, Outcome, ProcessError, Processor, SetMode, Signal,
-    Traces, Value,
+    ConfigErrors, Level, Logs, Metrics, Outcome, ProcessError, Processor, SetMode, Signal, Traces,
+    Value,
 };
 
 /// The plugin's config, from the `config:` key of a `wasm` processor.
@@ -35,8 +35,7 @@ impl Processor for Template {
     const NAME: &'static str = "template";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const SIGNALS: &'static [Signal] = &[Signal::Traces, Signal::Metrics, Signal::Logs];
-    const CONFIG_SCHEMA: &'static str =
-        r#"{"type":"object","required":["key"],"properties":{"key":{"type":"string"},"value":{"type":"string"}},"additionalProperties":false}"#;
+    const CONFIG_SCHEMA: &'static str = r#"{"type":"object","required":["key"],"properties":{"key":{"type":"string"},"value":{"type":"string"}},"additionalProperties":false}"#;
     type Config = Config;
 
     fn new(config: Config, _signal: Signal) -> Result<Self, ConfigErrors> {
@@ -85,8 +84,14 @@ mod tests {
         assert_eq!(testing::run_traces(&mut p, &batch), Ok(Outcome::Forward));
         let d = batch.data();
         let spans = &d.resources[0].scopes[0].items;
-        assert_eq!(spans[0].attributes, vec![("team".into(), Value::from("payments"))]);
-        assert_eq!(spans[1].attributes, vec![("team".into(), Value::from("search"))]);
+        assert_eq!(
+            spans[0].attributes,
+            vec![("team".into(), Value::from("payments"))]
+        );
+        assert_eq!(
+            spans[1].attributes,
+            vec![("team".into(), Value::from("search"))]
+        );
     }
 
     #[test]

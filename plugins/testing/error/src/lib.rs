@@ -28,9 +28,13 @@ impl Processor for Fail {
 
     fn process_traces(&mut self, _t: Traces<'_>) -> Result<Outcome, ProcessError> {
         if self.permanent {
-            Err(ProcessError::Permanent("test_error: refusing permanently".into()))
+            Err(ProcessError::Permanent(
+                "test_error: refusing permanently".into(),
+            ))
         } else {
-            Err(ProcessError::Retryable("test_error: try again later".into()))
+            Err(ProcessError::Retryable(
+                "test_error: try again later".into(),
+            ))
         }
     }
 }

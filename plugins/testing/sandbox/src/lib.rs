@@ -6,7 +6,9 @@
 use std::io::Read;
 
 use serde::Deserialize;
-use wasmcol_sdk::{ConfigErrors, Level, Outcome, ProcessError, Processor, SetMode, Signal, Traces, Value};
+use wasmcol_sdk::{
+    ConfigErrors, Level, Outcome, ProcessError, Processor, SetMode, Signal, Traces, Value,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,7 +52,9 @@ impl Processor for Probe {
             }),
             |s| format!("read: {s}"),
         );
-        let dir = outcome(std::fs::read_dir("/"), |d| format!("listed {} entries", d.count()));
+        let dir = outcome(std::fs::read_dir("/"), |d| {
+            format!("listed {} entries", d.count())
+        });
         let env = std::env::vars_os().count() as i64;
         let args = std::env::args_os().count() as i64;
         let socket = outcome(

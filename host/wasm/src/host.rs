@@ -1,0 +1,756 @@
+//! The batch handles lent to plugins: a lazily decoded request per call, and the host side
+//! of every `wit/plugin.wit` batch method.
+//!
+//! Reads never mark a batch modified; when a call changed nothing the processor forwards the
+//! batch it received (same bytes, nothing re-encoded).
+
+use prost::Message;
+use wasmcol_pdata::lazy::{LazyKind, LazyRequest, LogsKind, MetricsKind, TracesKind};
+use wasmcol_pdata::proto::common::v1::{
+    AnyValue as PAny, InstrumentationScope, KeyValue as PKv, any_value::Value as PV,
+};
+use wasmcol_pdata::proto::logs::v1::ScopeLogs;
+use wasmcol_pdata::proto::metrics::v1::{Metric, ScopeMetrics, metric::Data};
+use wasmcol_pdata::proto::trace::v1::ScopeSpans;
+use wasmcol_pdata::{DecodeError, Payload, metric_points};
+use wasmtime::component::Resource;
+
+use crate::bindings::wasmcol::plugin::batch as wb;
+use crate::bindings::wasmcol::plugin::types as wt;
+use crate::runtime::StoreState;
+
+/// A batch lent to a plugin for one call.
+pub struct HostBatch<K: ScopeAccess> {
+    lazy: LazyRequest<K>,
+    modified: bool,
+}
+
+/// The trace handle's host type.
+pub type TraceRes = HostBatch<TracesKind>;
+/// The metric handle's host type.
+pub type MetricRes = HostBatch<MetricsKind>;
+/// The log handle's host type.
+pub type LogRes = HostBatch<LogsKind>;
+
+type R<T> = wasmtime::Result<T>;
+
+fn oob(what: &str) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("plugin addressed a {what} that does not exist"))
+}
+
+fn decode_err(e: DecodeError) -> wasmtime::Error {
+    wasmtime::Error::msg(e.to_string())
+}
+
+/// What the host needs to know about one signal's scope message.
+pub trait ScopeAccess: LazyKind {
+    /// Scope name and version.
+    fn info(s: &Self::Scope) -> (String, String);
+    /// The scope's attributes (creating the scope message when absent).
+    fn scope_attrs(s: &mut Self::Scope) -> &mut Vec<PKv>;
+    /// Item `i`'s attributes.
+    fn item_attrs(s: &mut Self::Scope, i: usize) -> Option<&mut Vec<PKv>>;
+    /// Every item's attributes in order.
+    fn each_item(s: &mut Self::Scope, f: &mut dyn FnMut(&mut Vec<PKv>));
+    /// Keeps items for which `keep` says true (called once per item, in order).
+    fn retain(s: &mut Self::Scope, keep: &mut dyn FnMut() -> bool);
+    /// Event `e` of item `i` (spans only).
+    fn event_attrs(_s: &mut Self::Scope, _i: usize, _e: usize) -> Option<&mut Vec<PKv>> {
+        None
+    }
+}
+
+fn scope_of(s: &mut Option<InstrumentationScope>) -> &mut Vec<PKv> {
+    &mut s.get_or_insert_with(Default::default).attributes
+}
+
+fn scope_info(s: &Option<InstrumentationScope>) -> (String, String) {
+    s.as_ref()
+        .map(|s| (s.name.clone(), s.version.clone()))
+        .unwrap_or_default()
+}
+
+impl ScopeAccess for TracesKind {
+    fn info(s: &ScopeSpans) -> (String, String) {
+        scope_info(&s.scope)
+    }
+    fn scope_attrs(s: &mut ScopeSpans) -> &mut Vec<PKv> {
+        scope_of(&mut s.scope)
+    }
+    fn item_attrs(s: &mut ScopeSpans, i: usize) -> Option<&mut Vec<PKv>> {
+        s.spans.get_mut(i).map(|s| &mut s.attributes)
+    }
+    fn each_item(s: &mut ScopeSpans, f: &mut dyn FnMut(&mut Vec<PKv>)) {
+        s.spans.iter_mut().for_each(|s| f(&mut s.attributes))
+    }
+    fn retain(s: &mut ScopeSpans, keep: &mut dyn FnMut() -> bool) {
+        s.spans.retain(|_| keep())
+    }
+    fn event_attrs(s: &mut ScopeSpans, i: usize, e: usize) -> Option<&mut Vec<PKv>> {
+        s.spans
+            .get_mut(i)?
+            .events
+            .get_mut(e)
+            .map(|e| &mut e.attributes)
+    }
+}
+
+impl ScopeAccess for LogsKind {
+    fn info(s: &ScopeLogs) -> (String, String) {
+        scope_info(&s.scope)
+    }
+    fn scope_attrs(s: &mut ScopeLogs) -> &mut Vec<PKv> {
+        scope_of(&mut s.scope)
+    }
+    fn item_attrs(s: &mut ScopeLogs, i: usize) -> Option<&mut Vec<PKv>> {
+        s.log_records.get_mut(i).map(|r| &mut r.attributes)
+    }
+    fn each_item(s: &mut ScopeLogs, f: &mut dyn FnMut(&mut Vec<PKv>)) {
+        s.log_records.iter_mut().for_each(|r| f(&mut r.attributes))
+    }
+    fn retain(s: &mut ScopeLogs, keep: &mut dyn FnMut() -> bool) {
+        s.log_records.retain(|_| keep())
+    }
+}
+
+/// Attributes of every data point of a metric, in order.
+fn metric_point_attrs(m: &mut Metric) -> Vec<&mut Vec<PKv>> {
+    match m.data.as_mut() {
+        Some(Data::Gauge(g)) => g
+            .data_points
+            .iter_mut()
+            .map(|p| &mut p.attributes)
+            .collect(),
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter_mut()
+            .map(|p| &mut p.attributes)
+            .collect(),
+        Some(Data::Histogram(h)) => h
+            .data_points
+            .iter_mut()
+            .map(|p| &mut p.attributes)
+            .collect(),
+        Some(Data::ExponentialHistogram(h)) => h
+            .data_points
+            .iter_mut()
+            .map(|p| &mut p.attributes)
+            .collect(),
+        Some(Data::Summary(s)) => s
+            .data_points
+            .iter_mut()
+            .map(|p| &mut p.attributes)
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn retain_points(m: &mut Metric, keep: &mut dyn FnMut() -> bool) {
+    match m.data.as_mut() {
+        Some(Data::Gauge(g)) => g.data_points.retain(|_| keep()),
+        Some(Data::Sum(s)) => s.data_points.retain(|_| keep()),
+        Some(Data::Histogram(h)) => h.data_points.retain(|_| keep()),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.retain(|_| keep()),
+        Some(Data::Summary(s)) => s.data_points.retain(|_| keep()),
+        None => {}
+    }
+}
+
+/// The metric holding point `i` of a scope, and the point's index within it.
+fn locate_point(s: &mut ScopeMetrics, mut i: usize) -> Option<(&mut Metric, usize)> {
+    for m in s.metrics.iter_mut() {
+        let n = metric_points(m);
+        if i < n {
+            return Some((m, i));
+        }
+        i -= n;
+    }
+    None
+}
+
+impl ScopeAccess for MetricsKind {
+    fn info(s: &ScopeMetrics) -> (String, String) {
+        scope_info(&s.scope)
+    }
+    fn scope_attrs(s: &mut ScopeMetrics) -> &mut Vec<PKv> {
+        scope_of(&mut s.scope)
+    }
+    fn item_attrs(s: &mut ScopeMetrics, i: usize) -> Option<&mut Vec<PKv>> {
+        let (m, p) = locate_point(s, i)?;
+        metric_point_attrs(m).into_iter().nth(p)
+    }
+    fn each_item(s: &mut ScopeMetrics, f: &mut dyn FnMut(&mut Vec<PKv>)) {
+        for m in s.metrics.iter_mut() {
+            for a in metric_point_attrs(m) {
+                f(a)
+            }
+        }
+    }
+    fn retain(s: &mut ScopeMetrics, keep: &mut dyn FnMut() -> bool) {
+        for m in s.metrics.iter_mut() {
+            retain_points(m, keep);
+        }
+        // A metric left without points is dropped, as upstream's filters do.
+        s.metrics.retain(|m| metric_points(m) > 0);
+    }
+}
+
+/// Where an attribute call points.
+enum Loc {
+    Resource(usize),
+    Scope(usize, usize),
+    Item(usize, usize, usize),
+    Event(usize, usize, usize, usize),
+}
+
+fn loc(t: &wt::Target) -> Loc {
+    match t {
+        wt::Target::Resource(r) => Loc::Resource(*r as usize),
+        wt::Target::Scope(s) => Loc::Scope(s.resource as usize, s.scope as usize),
+        wt::Target::Item(i) => Loc::Item(i.resource as usize, i.scope as usize, i.item as usize),
+        wt::Target::Event(e) => Loc::Event(
+            e.resource as usize,
+            e.scope as usize,
+            e.item as usize,
+            e.event as usize,
+        ),
+    }
+}
+
+/// A WIT value as an OTLP value.
+pub fn to_proto(v: wt::AnyValue) -> R<PAny> {
+    Ok(PAny {
+        value: match v {
+            wt::AnyValue::Empty => None,
+            wt::AnyValue::Str(s) => Some(PV::StringValue(s)),
+            wt::AnyValue::Boolean(b) => Some(PV::BoolValue(b)),
+            wt::AnyValue::Int(i) => Some(PV::IntValue(i)),
+            wt::AnyValue::Double(d) => Some(PV::DoubleValue(d)),
+            wt::AnyValue::Bytes(b) => Some(PV::BytesValue(b)),
+            wt::AnyValue::Nested(b) => {
+                return PAny::decode(b.as_slice()).map_err(|e| {
+                    wasmtime::Error::msg(format!("plugin wrote an invalid nested value: {e}"))
+                });
+            }
+        },
+    })
+}
+
+/// An OTLP value as a WIT value.
+pub fn from_proto(v: Option<&PAny>) -> wt::AnyValue {
+    match v.and_then(|v| v.value.as_ref()) {
+        None => wt::AnyValue::Empty,
+        Some(PV::StringValue(s)) => wt::AnyValue::Str(s.clone()),
+        Some(PV::BoolValue(b)) => wt::AnyValue::Boolean(*b),
+        Some(PV::IntValue(i)) => wt::AnyValue::Int(*i),
+        Some(PV::DoubleValue(d)) => wt::AnyValue::Double(*d),
+        Some(PV::BytesValue(b)) => wt::AnyValue::Bytes(b.clone()),
+        // Arrays, key-value lists and anything newer travel as the protobuf of the AnyValue.
+        Some(_) => wt::AnyValue::Nested(v.map(|v| v.encode_to_vec()).unwrap_or_default()),
+    }
+}
+
+fn kv(key: String, value: PAny) -> PKv {
+    PKv {
+        key,
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+fn find<'a>(attrs: &'a [PKv], key: &str) -> Option<&'a PKv> {
+    attrs.iter().find(|kv| kv.key == key)
+}
+
+/// Applies `mode`; whether the set changed.
+fn set_in(attrs: &mut Vec<PKv>, key: &str, value: &PAny, mode: wt::SetMode) -> bool {
+    match attrs.iter_mut().find(|kv| kv.key == key) {
+        Some(kv) => {
+            if mode == wt::SetMode::Insert {
+                return false;
+            }
+            kv.value = Some(value.clone());
+            true
+        }
+        None => {
+            if mode == wt::SetMode::Update {
+                return false;
+            }
+            attrs.push(kv(key.to_owned(), value.clone()));
+            true
+        }
+    }
+}
+
+impl<K: ScopeAccess> HostBatch<K> {
+    /// Lends a batch: encoded batches are parsed only down to the resources.
+    pub fn new(p: Payload<K::Request>) -> Result<Self, DecodeError> {
+        Ok(HostBatch {
+            lazy: LazyRequest::from_payload(p)?,
+            modified: false,
+        })
+    }
+
+    /// Whether any call changed the batch.
+    pub fn modified(&self) -> bool {
+        self.modified
+    }
+
+    /// The batch after the call.
+    pub fn into_payload(self) -> Result<Payload<K::Request>, DecodeError> {
+        self.lazy.into_payload()
+    }
+
+    fn scope(&mut self, r: usize, s: usize) -> R<&mut K::Scope> {
+        self.lazy
+            .scope_mut(r, s)
+            .map_err(decode_err)?
+            .ok_or_else(|| oob("scope"))
+    }
+
+    fn attrs(&mut self, at: &wt::Target) -> R<&mut Vec<PKv>> {
+        Ok(match loc(at) {
+            Loc::Resource(r) => {
+                &mut self
+                    .lazy
+                    .resources
+                    .get_mut(r)
+                    .ok_or_else(|| oob("resource"))?
+                    .resource
+                    .get_or_insert_with(Default::default)
+                    .attributes
+            }
+            Loc::Scope(r, s) => K::scope_attrs(self.scope(r, s)?),
+            Loc::Item(r, s, i) => K::item_attrs(self.scope(r, s)?, i).ok_or_else(|| oob("item"))?,
+            Loc::Event(r, s, i, e) => {
+                K::event_attrs(self.scope(r, s)?, i, e).ok_or_else(|| oob("span event"))?
+            }
+        })
+    }
+
+    /// Calls `f` on every attribute set of `level`, in batch order. Resource-level walks
+    /// never decode scopes.
+    fn each(&mut self, level: wt::Level, f: &mut dyn FnMut(&mut Vec<PKv>)) -> R<()> {
+        if level == wt::Level::Resource {
+            for r in self.lazy.resources.iter_mut() {
+                f(&mut r.resource.get_or_insert_with(Default::default).attributes);
+            }
+            return Ok(());
+        }
+        for r in 0..self.lazy.resources.len() {
+            for s in 0..self.lazy.resources[r].scopes.len() {
+                let scope = self.scope(r, s)?;
+                match level {
+                    wt::Level::Scope => f(K::scope_attrs(scope)),
+                    _ => K::each_item(scope, f),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resource_count(&self) -> u32 {
+        self.lazy.resources.len() as u32
+    }
+
+    fn scope_count(&self, r: u32) -> R<u32> {
+        Ok(self
+            .lazy
+            .resources
+            .get(r as usize)
+            .ok_or_else(|| oob("resource"))?
+            .scopes
+            .len() as u32)
+    }
+
+    fn item_count(&mut self, r: u32, s: u32) -> R<u32> {
+        Ok(K::scope_items(self.scope(r as usize, s as usize)?) as u32)
+    }
+
+    fn total_items(&self) -> u32 {
+        self.lazy.item_count() as u32
+    }
+
+    fn scope_info(&mut self, at: wt::ScopeRef) -> R<wt::ScopeInfo> {
+        let (name, version) = K::info(self.scope(at.resource as usize, at.scope as usize)?);
+        Ok(wt::ScopeInfo { name, version })
+    }
+
+    fn attribute(&mut self, at: wt::Target, key: String) -> R<Option<wt::AnyValue>> {
+        let attrs = self.attrs(&at)?;
+        Ok(find(attrs, &key).map(|kv| from_proto(kv.value.as_ref())))
+    }
+
+    fn attributes(&mut self, at: wt::Target) -> R<Vec<wt::KeyValue>> {
+        Ok(self
+            .attrs(&at)?
+            .iter()
+            .map(|kv| wt::KeyValue {
+                key: kv.key.clone(),
+                value: from_proto(kv.value.as_ref()),
+            })
+            .collect())
+    }
+
+    fn set_attribute(
+        &mut self,
+        at: wt::Target,
+        key: String,
+        value: wt::AnyValue,
+        mode: wt::SetMode,
+    ) -> R<bool> {
+        let value = to_proto(value)?;
+        let changed = set_in(self.attrs(&at)?, &key, &value, mode);
+        self.modified |= changed;
+        Ok(changed)
+    }
+
+    fn remove_attribute(&mut self, at: wt::Target, key: String) -> R<bool> {
+        let attrs = self.attrs(&at)?;
+        let before = attrs.len();
+        attrs.retain(|kv| kv.key != key);
+        let changed = attrs.len() != before;
+        self.modified |= changed;
+        Ok(changed)
+    }
+
+    fn replace_attributes(&mut self, at: wt::Target, attributes: Vec<wt::KeyValue>) -> R<()> {
+        let new = attributes
+            .into_iter()
+            .map(|a| Ok(kv(a.key, to_proto(a.value)?)))
+            .collect::<R<Vec<_>>>()?;
+        *self.attrs(&at)? = new;
+        self.modified = true;
+        Ok(())
+    }
+
+    fn set_attribute_all(
+        &mut self,
+        level: wt::Level,
+        key: String,
+        value: wt::AnyValue,
+        mode: wt::SetMode,
+    ) -> R<u32> {
+        let value = to_proto(value)?;
+        let mut changed = 0u32;
+        self.each(level, &mut |attrs| {
+            changed += u32::from(set_in(attrs, &key, &value, mode));
+        })?;
+        self.modified |= changed > 0;
+        Ok(changed)
+    }
+
+    fn attribute_all(&mut self, level: wt::Level, key: String) -> R<Vec<Option<wt::AnyValue>>> {
+        let mut out = Vec::new();
+        self.each(level, &mut |attrs| {
+            out.push(find(attrs, &key).map(|kv| from_proto(kv.value.as_ref())));
+        })?;
+        Ok(out)
+    }
+
+    fn retain(&mut self, keep: Vec<bool>) -> R<u32> {
+        self.lazy.decode_all().map_err(decode_err)?;
+        let mut n = 0usize;
+        let mut dropped = false;
+        let mut next = || {
+            let k = keep.get(n).copied().unwrap_or(true);
+            n += 1;
+            dropped |= !k;
+            k
+        };
+        for r in 0..self.lazy.resources.len() {
+            for s in 0..self.lazy.resources[r].scopes.len() {
+                K::retain(self.scope(r, s)?, &mut next);
+            }
+        }
+        if dropped {
+            self.modified = true;
+            for r in self.lazy.resources.iter_mut() {
+                r.scopes.retain(|s| match s {
+                    wasmcol_pdata::lazy::Slot::Decoded(s) => K::scope_items(s) > 0,
+                    wasmcol_pdata::lazy::Slot::Raw(_) => true,
+                });
+            }
+            self.lazy.resources.retain(|r| !r.scopes.is_empty());
+        }
+        Ok(self.lazy.item_count() as u32)
+    }
+
+    fn to_otlp(&self) -> Vec<u8> {
+        self.lazy.encode().to_vec()
+    }
+
+    fn replace_from_otlp(&mut self, otlp: Vec<u8>) -> Result<(), String> {
+        let req = K::Request::decode(otlp.as_slice()).map_err(|e| e.to_string())?;
+        self.lazy = LazyRequest::from_message(req);
+        self.modified = true;
+        Ok(())
+    }
+}
+
+fn span_info(s: &wasmcol_pdata::proto::trace::v1::Span) -> wb::SpanInfo {
+    let status = s.status.as_ref();
+    wb::SpanInfo {
+        trace_id: s.trace_id.clone(),
+        span_id: s.span_id.clone(),
+        parent_span_id: s.parent_span_id.clone(),
+        trace_state: s.trace_state.clone(),
+        name: s.name.clone(),
+        kind: s.kind,
+        start_time_unix_nano: s.start_time_unix_nano,
+        end_time_unix_nano: s.end_time_unix_nano,
+        status_code: status.map(|s| s.code).unwrap_or_default(),
+        status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
+        flags: s.flags,
+        event_count: s.events.len() as u32,
+        link_count: s.links.len() as u32,
+    }
+}
+
+fn id16(id: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    if id.len() == 16 {
+        out.copy_from_slice(id);
+    }
+    out
+}
+
+impl TraceRes {
+    fn span_mut(&mut self, at: &wt::ItemRef) -> R<&mut wasmcol_pdata::proto::trace::v1::Span> {
+        self.scope(at.resource as usize, at.scope as usize)?
+            .spans
+            .get_mut(at.item as usize)
+            .ok_or_else(|| oob("span"))
+    }
+
+    fn all_spans(&mut self, f: &mut dyn FnMut(&wasmcol_pdata::proto::trace::v1::Span)) -> R<()> {
+        for r in 0..self.lazy.resources.len() {
+            for s in 0..self.lazy.resources[r].scopes.len() {
+                self.scope(r, s)?.spans.iter().for_each(&mut *f);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LogRes {
+    fn record_mut(
+        &mut self,
+        at: &wt::ItemRef,
+    ) -> R<&mut wasmcol_pdata::proto::logs::v1::LogRecord> {
+        self.scope(at.resource as usize, at.scope as usize)?
+            .log_records
+            .get_mut(at.item as usize)
+            .ok_or_else(|| oob("log record"))
+    }
+}
+
+/// Implements the methods the three batch resources share.
+macro_rules! common_methods {
+    ($res:ty) => {
+        fn resource_count(&mut self, b: Resource<$res>) -> R<u32> {
+            Ok(self.table.get(&b)?.resource_count())
+        }
+        fn scope_count(&mut self, b: Resource<$res>, r: u32) -> R<u32> {
+            self.table.get(&b)?.scope_count(r)
+        }
+        fn item_count(&mut self, b: Resource<$res>, r: u32, s: u32) -> R<u32> {
+            self.table.get_mut(&b)?.item_count(r, s)
+        }
+        fn total_items(&mut self, b: Resource<$res>) -> R<u32> {
+            Ok(self.table.get(&b)?.total_items())
+        }
+        fn scope_info(&mut self, b: Resource<$res>, at: wt::ScopeRef) -> R<wt::ScopeInfo> {
+            self.table.get_mut(&b)?.scope_info(at)
+        }
+        fn attribute(
+            &mut self,
+            b: Resource<$res>,
+            at: wt::Target,
+            key: String,
+        ) -> R<Option<wt::AnyValue>> {
+            self.table.get_mut(&b)?.attribute(at, key)
+        }
+        fn attributes(&mut self, b: Resource<$res>, at: wt::Target) -> R<Vec<wt::KeyValue>> {
+            self.table.get_mut(&b)?.attributes(at)
+        }
+        fn set_attribute(
+            &mut self,
+            b: Resource<$res>,
+            at: wt::Target,
+            key: String,
+            value: wt::AnyValue,
+            mode: wt::SetMode,
+        ) -> R<bool> {
+            self.table.get_mut(&b)?.set_attribute(at, key, value, mode)
+        }
+        fn remove_attribute(&mut self, b: Resource<$res>, at: wt::Target, key: String) -> R<bool> {
+            self.table.get_mut(&b)?.remove_attribute(at, key)
+        }
+        fn replace_attributes(
+            &mut self,
+            b: Resource<$res>,
+            at: wt::Target,
+            attributes: Vec<wt::KeyValue>,
+        ) -> R<()> {
+            self.table.get_mut(&b)?.replace_attributes(at, attributes)
+        }
+        fn set_attribute_all(
+            &mut self,
+            b: Resource<$res>,
+            level: wt::Level,
+            key: String,
+            value: wt::AnyValue,
+            mode: wt::SetMode,
+        ) -> R<u32> {
+            self.table
+                .get_mut(&b)?
+                .set_attribute_all(level, key, value, mode)
+        }
+        fn attribute_all(
+            &mut self,
+            b: Resource<$res>,
+            level: wt::Level,
+            key: String,
+        ) -> R<Vec<Option<wt::AnyValue>>> {
+            self.table.get_mut(&b)?.attribute_all(level, key)
+        }
+        fn retain(&mut self, b: Resource<$res>, keep: Vec<bool>) -> R<u32> {
+            self.table.get_mut(&b)?.retain(keep)
+        }
+        fn to_otlp(&mut self, b: Resource<$res>) -> R<Vec<u8>> {
+            Ok(self.table.get(&b)?.to_otlp())
+        }
+        fn replace_from_otlp(&mut self, b: Resource<$res>, otlp: Vec<u8>) -> R<Result<(), String>> {
+            Ok(self.table.get_mut(&b)?.replace_from_otlp(otlp))
+        }
+        fn drop(&mut self, _b: Resource<$res>) -> R<()> {
+            // Plugins only ever borrow batches; the host deletes them after the call.
+            Ok(())
+        }
+    };
+}
+
+impl wb::HostTraceBatch for StoreState {
+    common_methods!(TraceRes);
+
+    fn span(&mut self, b: Resource<TraceRes>, at: wt::ItemRef) -> R<wb::SpanInfo> {
+        Ok(span_info(self.table.get_mut(&b)?.span_mut(&at)?))
+    }
+    fn trace_ids(&mut self, b: Resource<TraceRes>) -> R<Vec<u8>> {
+        let mut out = Vec::new();
+        self.table
+            .get_mut(&b)?
+            .all_spans(&mut |s| out.extend_from_slice(&id16(&s.trace_id)))?;
+        Ok(out)
+    }
+    fn trace_states(&mut self, b: Resource<TraceRes>) -> R<Vec<String>> {
+        let mut out = Vec::new();
+        self.table
+            .get_mut(&b)?
+            .all_spans(&mut |s| out.push(s.trace_state.clone()))?;
+        Ok(out)
+    }
+    fn set_trace_state(&mut self, b: Resource<TraceRes>, at: wt::ItemRef, ts: String) -> R<()> {
+        let batch = self.table.get_mut(&b)?;
+        batch.span_mut(&at)?.trace_state = ts;
+        batch.modified = true;
+        Ok(())
+    }
+    fn set_span_name(&mut self, b: Resource<TraceRes>, at: wt::ItemRef, name: String) -> R<()> {
+        let batch = self.table.get_mut(&b)?;
+        batch.span_mut(&at)?.name = name;
+        batch.modified = true;
+        Ok(())
+    }
+}
+
+impl wb::HostMetricBatch for StoreState {
+    common_methods!(MetricRes);
+
+    fn point(&mut self, b: Resource<MetricRes>, at: wt::ItemRef) -> R<wb::PointInfo> {
+        let batch = self.table.get_mut(&b)?;
+        let scope = batch.scope(at.resource as usize, at.scope as usize)?;
+        let (m, p) = locate_point(scope, at.item as usize).ok_or_else(|| oob("data point"))?;
+        let (kind, start, time) = match m.data.as_ref() {
+            Some(Data::Gauge(g)) => g.data_points.get(p).map(|d| {
+                (
+                    wb::MetricKind::Gauge,
+                    d.start_time_unix_nano,
+                    d.time_unix_nano,
+                )
+            }),
+            Some(Data::Sum(s)) => s.data_points.get(p).map(|d| {
+                (
+                    wb::MetricKind::Sum,
+                    d.start_time_unix_nano,
+                    d.time_unix_nano,
+                )
+            }),
+            Some(Data::Histogram(h)) => h.data_points.get(p).map(|d| {
+                (
+                    wb::MetricKind::Histogram,
+                    d.start_time_unix_nano,
+                    d.time_unix_nano,
+                )
+            }),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.get(p).map(|d| {
+                (
+                    wb::MetricKind::ExponentialHistogram,
+                    d.start_time_unix_nano,
+                    d.time_unix_nano,
+                )
+            }),
+            Some(Data::Summary(s)) => s.data_points.get(p).map(|d| {
+                (
+                    wb::MetricKind::Summary,
+                    d.start_time_unix_nano,
+                    d.time_unix_nano,
+                )
+            }),
+            None => None,
+        }
+        .ok_or_else(|| oob("data point"))?;
+        Ok(wb::PointInfo {
+            metric_name: m.name.clone(),
+            metric_unit: m.unit.clone(),
+            kind,
+            start_time_unix_nano: start,
+            time_unix_nano: time,
+        })
+    }
+}
+
+impl wb::HostLogBatch for StoreState {
+    common_methods!(LogRes);
+
+    fn log_record(&mut self, b: Resource<LogRes>, at: wt::ItemRef) -> R<wb::LogInfo> {
+        let r = self.table.get_mut(&b)?.record_mut(&at)?;
+        Ok(wb::LogInfo {
+            time_unix_nano: r.time_unix_nano,
+            observed_time_unix_nano: r.observed_time_unix_nano,
+            severity_number: r.severity_number,
+            severity_text: r.severity_text.clone(),
+            body: from_proto(r.body.as_ref()),
+            trace_id: r.trace_id.clone(),
+            span_id: r.span_id.clone(),
+            flags: r.flags,
+            event_name: r.event_name.clone(),
+        })
+    }
+    fn trace_ids(&mut self, b: Resource<LogRes>) -> R<Vec<u8>> {
+        let batch = self.table.get_mut(&b)?;
+        let mut out = Vec::new();
+        for r in 0..batch.lazy.resources.len() {
+            for s in 0..batch.lazy.resources[r].scopes.len() {
+                for rec in &batch.scope(r, s)?.log_records {
+                    out.extend_from_slice(&id16(&rec.trace_id));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl wb::Host for StoreState {}
+impl wt::Host for StoreState {}

@@ -1,0 +1,751 @@
+//! The plugin runtime with the real components built from `plugins/`: bundled plugins end to
+//! end through their factories, the misbehaving test plugins (trap, loop, alloc, error), the
+//! sandbox, the template, config errors with key paths, and the compile cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message;
+use wasmcol_config::{ComponentId, Kind};
+use wasmcol_core::registry::Factory;
+use wasmcol_core::{
+    Batch, ConsumeError, Consumer, ConsumerRef, CreateContext, Extensions, Metrics, Processor,
+    Registry, Signal, Tasks,
+};
+use wasmcol_pdata::proto::common::v1::{AnyValue, KeyValue, any_value};
+use wasmcol_pdata::proto::resource::v1::Resource;
+use wasmcol_pdata::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use wasmcol_pdata::{ExportTraceServiceRequest, TracesBatch};
+use wasmcol_wasm::bundled::test_paths;
+use wasmcol_wasm::{Runtime, RuntimeOptions};
+
+/// Records what reaches it.
+#[derive(Default)]
+struct Capture {
+    batches: Mutex<Vec<Batch>>,
+}
+
+#[async_trait]
+impl Consumer for Capture {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.batches.lock().push(batch);
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn traces(&self) -> Vec<ExportTraceServiceRequest> {
+        self.batches
+            .lock()
+            .iter()
+            .map(|b| match b {
+                Batch::Traces(t) => t.to_message().unwrap(),
+                _ => panic!("not traces"),
+            })
+            .collect()
+    }
+    fn spans(&self) -> usize {
+        self.batches.lock().iter().map(Batch::item_count).sum()
+    }
+}
+
+fn ctx(id: &str, metrics: &Metrics) -> CreateContext {
+    CreateContext {
+        id: id.parse::<ComponentId>().unwrap(),
+        kind: Kind::Processor,
+        metrics: metrics.clone(),
+        tasks: Tasks::new(),
+        extensions: Extensions::default(),
+        status: Default::default(),
+    }
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    wasmcol_wasm::register(&mut r);
+    r
+}
+
+fn build(
+    ty: &str,
+    id: &str,
+    yaml: &str,
+    metrics: &Metrics,
+    next: ConsumerRef,
+) -> Result<Arc<dyn Processor>, wasmcol_core::BuildError> {
+    let r = registry();
+    let Some(entry) = r.lookup(Kind::Processor, ty) else {
+        panic!("no {ty}")
+    };
+    let Factory::Processor(f) = &entry.factory else {
+        panic!("not a processor")
+    };
+    let config: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+    f.create(&ctx(id, metrics), &config, Signal::Traces, next)
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn get<'a>(attrs: &'a [KeyValue], k: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|a| a.key == k)
+        .and_then(|a| match &a.value {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// `n` spans under one resource, `per_trace` spans per trace id, ids derived from `seed`.
+fn request(n: usize, per_trace: usize, seed: u64) -> ExportTraceServiceRequest {
+    let spans = (0..n)
+        .map(|i| {
+            let t = (i / per_trace) as u64 + seed * 1_000_003;
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&t.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+            trace_id[8..].copy_from_slice(
+                &(t ^ 0x5555)
+                    .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                    .to_le_bytes(),
+            );
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: (i as u64 + 1).to_le_bytes().to_vec(),
+                name: format!("GET /api/{i}"),
+                attributes: vec![kv("http.method", "GET")],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "checkout")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn encoded(req: &ExportTraceServiceRequest) -> Batch {
+    Batch::Traces(TracesBatch::from_encoded(Bytes::from(req.encode_to_vec())).unwrap())
+}
+
+fn counter(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
+    m.counter_value(name, labels).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_region_edits_resources_without_decoding_spans() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "resource",
+        "resource/region",
+        "attributes:\n  - key: deployment.region\n    value: us-east-1\n    action: upsert\n",
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let req = request(50, 5, 1);
+    p.consume(encoded(&req)).await.unwrap();
+    let b = out.batches.lock()[0].clone();
+    // Scopes stayed raw: the batch is still bytes, and only the resource changed.
+    assert!(b.is_encoded(), "spans were decoded for a resource edit");
+    let got = out.traces().remove(0);
+    let attrs = &got.resource_spans[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(get(attrs, "deployment.region"), Some("us-east-1"));
+    assert_eq!(
+        got.resource_spans[0].scope_spans,
+        req.resource_spans[0].scope_spans
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_calls",
+            &[("processor", "resource/region")]
+        ),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_cross_region_inserts_on_every_span() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "attributes",
+        "attributes/cross-region",
+        "actions:\n  - key: telemetry.source\n    value: cross-region-forward\n    action: insert\n",
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let mut req = request(20, 2, 2);
+    req.resource_spans[0].scope_spans[0].spans[3]
+        .attributes
+        .push(kv("telemetry.source", "local"));
+    p.consume(encoded(&req)).await.unwrap();
+    let got = out.traces().remove(0);
+    let spans = &got.resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans.len(), 20);
+    for (i, s) in spans.iter().enumerate() {
+        let want = if i == 3 {
+            "local"
+        } else {
+            "cross-region-forward"
+        };
+        assert_eq!(
+            get(&s.attributes, "telemetry.source"),
+            Some(want),
+            "span {i}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmodified_batch_is_forwarded_as_received() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    // Update of a key no span has: nothing changes.
+    let p = build(
+        "attributes",
+        "attributes/noop",
+        "actions:\n  - key: absent\n    value: x\n    action: update\n",
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let req = request(10, 1, 3);
+    let bytes = Bytes::from(req.encode_to_vec());
+    p.consume(Batch::Traces(
+        TracesBatch::from_encoded(bytes.clone()).unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(out.batches.lock()[0].encoded(), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundled_config_errors_carry_key_paths_and_upstream_text() {
+    let m = Metrics::new();
+    let e = build(
+        "attributes",
+        "attributes/x",
+        "actions:\n  - key: a\n    value: 1\n    action: insert\n  - key: b\n    action: upsert\n",
+        &m,
+        Arc::new(Capture::default()),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        e.0,
+        vec![
+            "actions[1]: error creating AttrProc. Either field \"value\", \"from_attribute\" or \"from_context\" setting must be specified for 1-th action"
+        ]
+    );
+    let e = build(
+        "resource",
+        "resource/x",
+        "{}",
+        &m,
+        Arc::new(Capture::default()),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        e.0,
+        vec!["attributes: missing required field \"attributes\""]
+    );
+    let e = build(
+        "probabilistic_sampler",
+        "probabilistic_sampler",
+        "sampling_percentage: 10\nbogus: 1\n",
+        &m,
+        Arc::new(Capture::default()),
+    )
+    .err()
+    .unwrap();
+    assert!(e.0[0].starts_with("bogus: unknown field `bogus`"), "{e:?}");
+}
+
+/// Acceptance 2 through the real component: 25% of 100k traces, deterministic across
+/// instances, whole traces together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampler_keeps_a_quarter_deterministically_and_whole_traces() {
+    let m = Metrics::new();
+    let run = |id: &'static str| {
+        let m = m.clone();
+        async move {
+            let out = Arc::new(Capture::default());
+            let p = build(
+                "probabilistic_sampler",
+                id,
+                "sampling_percentage: 25\n",
+                &m,
+                out.clone(),
+            )
+            .unwrap();
+            // 100k traces of 2 spans each, in batches of 1000 spans.
+            for b in 0..200u64 {
+                p.consume(encoded(&request(1000, 2, b))).await.unwrap();
+            }
+            out
+        }
+    };
+    let first = run("probabilistic_sampler/a").await;
+    let second = run("probabilistic_sampler/b").await;
+    let ids = |c: &Capture| {
+        let mut v: Vec<Vec<u8>> = c
+            .traces()
+            .into_iter()
+            .flat_map(|r| r.resource_spans)
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .map(|s| s.trace_id)
+            .collect();
+        v.sort();
+        v
+    };
+    let a = ids(&first);
+    let b = ids(&second);
+    assert_eq!(a, b, "the same traces must be kept by two independent runs");
+    // Whole traces: every kept trace id appears exactly twice.
+    let mut counts = std::collections::HashMap::new();
+    for id in &a {
+        *counts.entry(id.clone()).or_insert(0usize) += 1;
+    }
+    assert!(counts.values().all(|c| *c == 2), "a trace was split");
+    let fraction = counts.len() as f64 / 100_000.0;
+    assert!((fraction - 0.25).abs() <= 0.01, "kept fraction {fraction}");
+    // Kept spans carry the OTel sampling state.
+    let kept = first.traces().remove(0);
+    let ts = &kept.resource_spans[0].scope_spans[0].spans[0].trace_state;
+    assert!(ts.starts_with("ot=th:c;rv:"), "{ts}");
+}
+
+/// The reference §8.3 vector through the real component: seed 0, trace 4bf92f…4736 at 25 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampler_reference_vector_in_wasm() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "probabilistic_sampler",
+        "probabilistic_sampler",
+        "sampling_percentage: 25\n",
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let mut req = request(2, 1, 0);
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    spans[0].trace_id = hex16("4bf92f3577b34da6a3ce929d0e0e4736");
+    spans[1].trace_id = hex16("0102030405060708090a0b0c0d0e0f10");
+    p.consume(encoded(&req)).await.unwrap();
+    let got = out.traces().remove(0);
+    let spans = &got.resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].trace_id, hex16("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert_eq!(spans[0].trace_state, "ot=th:c;rv:fdc8d0b520408d");
+}
+
+fn hex16(s: &str) -> Vec<u8> {
+    (0..16)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+fn wasm_yaml(path: &str, extra: &str) -> String {
+    format!("path: {path}\n{extra}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_is_refused_retryably_and_the_instance_is_rebuilt() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/trap",
+        &wasm_yaml(test_paths::TRAP, "config: { every: 2 }\n"),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let mut refused = 0;
+    for i in 0..6u64 {
+        match p.consume(encoded(&request(10, 1, i))).await {
+            Ok(()) => {}
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                assert!(e.to_string().contains("trapped"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    // Every second call on an instance traps: with single-threaded use of the pool, calls
+    // 2, 4 and 6 trap and a fresh instance serves the next.
+    assert!(refused >= 1, "the trap plugin never trapped");
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/trap"), ("reason", "trap")]
+        ),
+        refused
+    );
+    // Nothing acknowledged was lost: every accepted batch arrived whole.
+    assert_eq!(out.spans() as u64, (6 - refused) * 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_loop_hits_the_deadline_and_the_host_carries_on() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/loop",
+        &wasm_yaml(
+            test_paths::LOOP,
+            "limits: { timeout: 50ms }\non_error: pass\n",
+        ),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    p.consume(encoded(&request(5, 1, 9))).await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "deadline not enforced"
+    );
+    // on_error: pass forwards the batch unchanged.
+    assert_eq!(out.spans(), 5);
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/loop"), ("reason", "timeout")]
+        ),
+        1
+    );
+    // A second call gets a fresh instance and times out again, not hangs.
+    p.consume(encoded(&request(5, 1, 10))).await.unwrap();
+    assert_eq!(out.spans(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_allocation_hits_the_memory_cap() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/alloc",
+        &wasm_yaml(
+            test_paths::ALLOC,
+            "limits: { memory_mib: 16 }\non_error: drop\n",
+        ),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    p.consume(encoded(&request(7, 1, 11))).await.unwrap();
+    assert_eq!(out.spans(), 0, "on_error: drop must not forward");
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/alloc"), ("reason", "memory")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_dropped_items",
+            &[("processor", "wasm/alloc")]
+        ),
+        7
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_errors_follow_on_error() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let refuse = build(
+        "wasm",
+        "wasm/err",
+        &wasm_yaml(test_paths::ERROR, ""),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let e = refuse
+        .consume(encoded(&request(3, 1, 12)))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    let permanent = build(
+        "wasm",
+        "wasm/err-permanent",
+        &wasm_yaml(test_paths::ERROR, "config: { permanent: true }\n"),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let e = permanent
+        .consume(encoded(&request(3, 1, 13)))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    let pass = build(
+        "wasm",
+        "wasm/err-pass",
+        &wasm_yaml(test_paths::ERROR, "on_error: pass\n"),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    pass.consume(encoded(&request(3, 1, 14))).await.unwrap();
+    assert_eq!(out.spans(), 3);
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/err"), ("reason", "error")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/err-pass"), ("reason", "error")]
+        ),
+        1
+    );
+}
+
+/// Acceptance 5: files, environment, sockets and the wall clock are out of reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_grants_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // SAFETY-free way to make sure the host process has environment to leak.
+    assert!(std::env::vars_os().count() > 0);
+
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/sandbox",
+        &wasm_yaml(
+            test_paths::SANDBOX,
+            &format!(
+                "config: {{ path: {:?}, port: {port} }}\n",
+                secret.display().to_string()
+            ),
+        ),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    p.consume(encoded(&request(1, 1, 15))).await.unwrap();
+    let got = out.traces().remove(0);
+    let attrs = &got.resource_spans[0].resource.as_ref().unwrap().attributes;
+    let val = |k: &str| {
+        attrs
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    let file = get(attrs, "sandbox.file").unwrap();
+    assert!(file.starts_with("denied"), "file: {file}");
+    assert!(!file.contains("top secret"));
+    let listing = get(attrs, "sandbox.dir").unwrap();
+    assert!(listing.starts_with("denied"), "dir: {listing}");
+    assert_eq!(val("sandbox.env"), Some(any_value::Value::IntValue(0)));
+    assert_eq!(val("sandbox.args"), Some(any_value::Value::IntValue(0)));
+    let socket = get(attrs, "sandbox.socket").unwrap();
+    assert!(socket.starts_with("denied"), "socket: {socket}");
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached the listener"
+    );
+    assert_eq!(val("sandbox.clock"), Some(any_value::Value::IntValue(0)));
+}
+
+/// Acceptance 6: the template plugin runs in a `wasm` processor, with its sha256 checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_runs_in_a_wasm_processor_with_sha256() {
+    let bytes = std::fs::read(test_paths::TEMPLATE).unwrap();
+    let sha = wasmcol_wasm::runtime::sha256_hex(&bytes);
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/template",
+        &wasm_yaml(
+            test_paths::TEMPLATE,
+            &format!("sha256: {sha}\nconfig: {{ key: team, value: payments }}\n"),
+        ),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    p.consume(encoded(&request(4, 1, 16))).await.unwrap();
+    let got = out.traces().remove(0);
+    for s in &got.resource_spans[0].scope_spans[0].spans {
+        assert_eq!(get(&s.attributes, "team"), Some("payments"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_config_errors_name_their_keys() {
+    let m = Metrics::new();
+    let next: ConsumerRef = Arc::new(Capture::default());
+    let e = build(
+        "wasm",
+        "wasm/t",
+        &wasm_yaml(test_paths::TEMPLATE, "sha256: 00ff\nconfig: { key: k }\n"),
+        &m,
+        next.clone(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.0[0].starts_with("sha256: \"00ff\" does not match"),
+        "{e:?}"
+    );
+    let e = build(
+        "wasm",
+        "wasm/t",
+        &wasm_yaml(test_paths::TEMPLATE, "config: { key: k, vlaue: x }\n"),
+        &m,
+        next.clone(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.0[0].starts_with("config.vlaue: unknown field `vlaue`"),
+        "{e:?}"
+    );
+    let e = build(
+        "wasm",
+        "wasm/t",
+        &wasm_yaml(
+            test_paths::TEMPLATE,
+            "limits: { memory_mib: 0, fuel: 10 }\n",
+        ),
+        &m,
+        next.clone(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.0[0].starts_with("limits.memory_mib: must be between 1 and 1024"),
+        "{e:?}"
+    );
+    let e = build(
+        "wasm",
+        "wasm/t",
+        "path: /nonexistent/x.wasm\n",
+        &m,
+        next.clone(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.0[0].starts_with("path: cannot read"), "{e:?}");
+    let e = build(
+        "wasm",
+        "wasm/t",
+        &wasm_yaml(test_paths::TEMPLATE, "on_error: explode\n"),
+        &m,
+        next,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.0[0].starts_with("on_error: unknown variant `explode`"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_limit_stops_the_loop() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/fuel",
+        &wasm_yaml(
+            test_paths::LOOP,
+            "limits: { fuel: 1000000, timeout: 10s }\n",
+        ),
+        &m,
+        out.clone(),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let e = p.consume(encoded(&request(1, 1, 17))).await.unwrap_err();
+    assert!(e.is_retryable());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "fuel did not stop the loop"
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/fuel"), ("reason", "timeout")]
+        ),
+        1
+    );
+}
+
+#[test]
+fn compile_cache_is_written_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RuntimeOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+    };
+    let bytes = std::fs::read(test_paths::TEMPLATE).unwrap();
+    let first = Runtime::new(opts.clone()).unwrap();
+    let p = first.load(&bytes, false).unwrap();
+    assert_eq!(p.info.name, "template");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with(&p.sha256) && files[0].ends_with(".cwasm"));
+    // A second runtime (a restart) loads the artifact instead of compiling: corrupting the
+    // wasm bytes would not matter if it did not, so check it works and the cache is intact.
+    let second = Runtime::new(opts).unwrap();
+    let again = second.load(&bytes, false).unwrap();
+    assert_eq!(again.info.name, "template");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
