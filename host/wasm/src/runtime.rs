@@ -294,12 +294,14 @@ fn engine_config(fuel: bool, pooling: bool) -> Config {
     // A synchronous-ABI host: the component-model async machinery costs ~0.5 µs per call.
     c.concurrency_support(false);
     if pooling {
+        // Room for 256 live instances (a pipeline needs one per core per plugin); each
+        // memory slot is virtual address space until used.
         let mut p = PoolingAllocationConfig::default();
-        p.total_component_instances(512)
-            .total_core_instances(4096)
-            .total_memories(512)
-            .total_tables(1024)
-            .total_stacks(512)
+        p.total_component_instances(256)
+            .total_core_instances(2048)
+            .total_memories(256)
+            .total_tables(512)
+            .total_stacks(256)
             .max_memory_size((MAX_MEMORY_MIB as usize) << 20);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     }
@@ -430,10 +432,10 @@ impl Runtime {
         }
         let component =
             Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        if let Some(p) = &path {
-            if let Err(e) = write_atomically(p, &component) {
-                tracing::warn!(path = %p.display(), error = %e, "cannot cache compiled plugin");
-            }
+        if let Some(p) = &path
+            && let Err(e) = write_atomically(p, &component)
+        {
+            tracing::warn!(path = %p.display(), error = %e, "cannot cache compiled plugin");
         }
         Ok(component)
     }

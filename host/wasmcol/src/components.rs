@@ -8,5 +8,6 @@ pub fn registry() -> Registry {
     wasmcol_components::register(&mut r);
     wasmcol_otlp::register(&mut r);
     wasmcol_delivery::register(&mut r);
+    wasmcol_wasm::register(&mut r);
     r
 }

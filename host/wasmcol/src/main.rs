@@ -34,6 +34,27 @@ enum Command {
     Validate,
     /// List the built-in component types and bundled plugins.
     Components,
+    /// Inspect or try a plugin component.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Print a plugin's name, version, signals, config schema and SHA-256.
+    Inspect {
+        /// The component (`.wasm`).
+        file: String,
+    },
+    /// Run a plugin once over an OTLP/JSON request and print the result as OTLP/JSON.
+    /// `--config` is the plugin's config as JSON here (default `{}`).
+    Run {
+        /// The component (`.wasm`).
+        file: String,
+        /// OTLP/JSON export request (traces, metrics or logs).
+        #[arg(long)]
+        input: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +65,7 @@ fn main() -> ExitCode {
             print!("{}", list_components());
             Ok(())
         }
+        Some(Command::Plugin(cmd)) => plugin(cmd, &cli.config),
         None => run(&cli.config, &cli.set),
     };
     match result {
@@ -53,6 +75,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::Inspect { file } => print!("{}", wasmcol_wasm::cli::inspect(&file)?),
+        PluginCommand::Run { file, input } => {
+            let json = config.first().map(String::as_str).unwrap_or("{}");
+            let input = std::fs::read_to_string(&input)
+                .with_context(|| format!("cannot read {input}"))?;
+            println!("{}", wasmcol_wasm::cli::run(&file, json, &input)?);
+        }
+    }
+    Ok(())
 }
 
 fn load(paths: &[String], sets: &[String]) -> anyhow::Result<config::RawConfig> {

@@ -1,0 +1,394 @@
+//! End-to-end tests of the WebAssembly processors through the real binary: the seed's
+//! region collector and gateway configs with the bundled `resource` and `attributes`
+//! plugins, a trapping plugin under `on_error: refuse` (no acknowledged span lost), a
+//! looping plugin (the collector stays up), `validate` with plugin config errors, and the
+//! `plugin inspect` / `plugin run` commands.
+
+mod common;
+mod plugins_support;
+
+use common::{Backend, Collector, WAIT, eventually, metric_value, run_cli, write_config};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use plugins_support::{attr, spans_request};
+use wasmcol_wasm::bundled::test_paths;
+
+/// Seed 000's regional collector, unchanged except endpoints, TLS (plaintext here) and
+/// queue directories.
+fn region_config(local: &Backend, gateway: &str, dir: &std::path::Path) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+      http:
+        endpoint: 127.0.0.1:0
+
+processors:
+  # Tag all data with the originating region
+  resource/region:
+    attributes:
+      - key: deployment.region
+        value: "us-east-1"
+        action: upsert
+
+  batch:
+    send_batch_size: 1024
+    timeout: 5s
+
+  # Memory limiter to prevent OOM during cross-region backpressure
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 1024
+    spike_limit_mib: 256
+
+exporters:
+  otlp/local:
+    endpoint: {local}
+    tls:
+      insecure: true
+    sending_queue:
+      enabled: true
+      queue_size: 5000
+      storage: file_storage/local
+    retry_on_failure:
+      enabled: true
+      max_elapsed_time: 300s
+
+  otlp/cross-region:
+    endpoint: {gateway}
+    tls:
+      insecure: true
+    sending_queue:
+      enabled: true
+      queue_size: 10000
+      storage: file_storage/cross_region
+    retry_on_failure:
+      enabled: true
+      initial_interval: 10s
+      max_interval: 300s
+      max_elapsed_time: 1800s
+    compression: zstd
+
+extensions:
+  file_storage/local:
+    directory: {dir}/local
+  file_storage/cross_region:
+    directory: {dir}/cross-region
+
+service:
+  extensions: [file_storage/local, file_storage/cross_region]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, resource/region, batch]
+      exporters: [otlp/local, otlp/cross-region]
+"#,
+        local = local.endpoint(),
+        dir = dir.display(),
+    )
+}
+
+/// Seed 000's gateway, unchanged except endpoints and TLS.
+fn gateway_config(backend: &Backend) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+
+processors:
+  # Tag cross-region data so we can distinguish it from local data
+  attributes/cross-region:
+    actions:
+      - key: telemetry.source
+        value: "cross-region-forward"
+        action: insert
+
+  batch:
+    send_batch_size: 1024
+    timeout: 10s
+
+exporters:
+  otlp/local-backend:
+    endpoint: {}
+    tls:
+      insecure: true
+
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [attributes/cross-region, batch]
+      exporters: [otlp/local-backend]
+"#,
+        backend.endpoint()
+    )
+}
+
+/// Acceptance 1: the seed's region tag and gateway marker arrive at the backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_region_and_gateway_plugins_tag_data_end_to_end() {
+    let local = Backend::start().await;
+    let remote = Backend::start().await;
+    let gateway = Collector::start(&gateway_config(&remote));
+    let queues = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(queues.path().join("local")).unwrap();
+    std::fs::create_dir_all(queues.path().join("cross-region")).unwrap();
+    let gateway_addr = gateway.grpc["otlp"].to_string();
+    let region = Collector::start(&region_config(&local, &gateway_addr, queues.path()));
+
+    let mut client = TraceServiceClient::connect(region.grpc_url("otlp"))
+        .await
+        .unwrap();
+    // One full batch (1024 spans) so neither batch processor waits for its timeout.
+    client.export(spans_request(1024, 1)).await.unwrap();
+
+    assert!(
+        local.wait_for_spans(1024).await,
+        "local backend got {}",
+        local.spans().len()
+    );
+    assert!(
+        remote.wait_for_spans(1024).await,
+        "gateway backend got {}",
+        remote.spans().len()
+    );
+
+    local.with(|r| {
+        for rs in r.traces.iter().flat_map(|t| &t.resource_spans) {
+            let res = &rs.resource.as_ref().unwrap().attributes;
+            assert_eq!(attr(res, "deployment.region"), Some("us-east-1".into()));
+            for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                assert_eq!(attr(&s.attributes, "telemetry.source"), None);
+            }
+        }
+    });
+    remote.with(|r| {
+        let mut n = 0;
+        for rs in r.traces.iter().flat_map(|t| &t.resource_spans) {
+            let res = &rs.resource.as_ref().unwrap().attributes;
+            assert_eq!(attr(res, "deployment.region"), Some("us-east-1".into()));
+            for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                assert_eq!(
+                    attr(&s.attributes, "telemetry.source"),
+                    Some("cross-region-forward".into())
+                );
+                n += 1;
+            }
+        }
+        assert_eq!(n, 1024);
+    });
+    let calls = gateway
+        .metric(r#"wasmcol_plugin_calls_total{processor="attributes/cross-region"}"#)
+        .await;
+    assert!(calls.unwrap_or(0.0) >= 1.0, "{calls:?}");
+}
+
+fn wasm_forwarder(backend: &Backend, processor: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+{processor}
+exporters:
+  otlp:
+    endpoint: {}
+    tls:
+      insecure: true
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [wasm/plugin]
+      exporters: [otlp]
+"#,
+        backend.endpoint()
+    )
+}
+
+/// Acceptance 4 through the binary: a plugin that traps on every second batch, with
+/// `on_error: refuse`. Refused requests get UNAVAILABLE; every acknowledged span arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trapping_plugin_refuses_and_loses_nothing_acknowledged() {
+    let backend = Backend::start().await;
+    let collector = Collector::start(&wasm_forwarder(
+        &backend,
+        &format!(
+            "  wasm/plugin:\n    path: {}\n    config: {{ every: 2 }}\n    on_error: refuse\n",
+            test_paths::TRAP
+        ),
+    ));
+    let mut client = TraceServiceClient::connect(collector.grpc_url("otlp"))
+        .await
+        .unwrap();
+    let mut acked = 0usize;
+    let mut refused = 0usize;
+    for i in 0..10u8 {
+        match client.export(spans_request(5, i)).await {
+            Ok(_) => acked += 5,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "the trap plugin never trapped");
+    assert!(backend.wait_for_spans(acked).await);
+    assert_eq!(
+        backend.spans().len(),
+        acked,
+        "acknowledged spans lost or duplicated"
+    );
+    let metrics = collector.scrape().await;
+    let traps = metric_value(
+        &metrics,
+        r#"wasmcol_plugin_errors_total{processor="wasm/plugin",reason="trap"}"#,
+    );
+    assert_eq!(traps, Some(refused as f64), "{metrics}");
+}
+
+/// A plugin that never returns: the deadline ends each call, the collector keeps serving
+/// and `on_error: pass` forwards the data unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looping_plugin_times_out_and_the_collector_stays_up() {
+    let backend = Backend::start().await;
+    let collector = Collector::start(&wasm_forwarder(
+        &backend,
+        &format!(
+            "  wasm/plugin:\n    path: {}\n    limits:\n      timeout: 20ms\n    on_error: pass\n",
+            test_paths::LOOP
+        ),
+    ));
+    let mut client = TraceServiceClient::connect(collector.grpc_url("otlp"))
+        .await
+        .unwrap();
+    for i in 0..3u8 {
+        client.export(spans_request(2, i)).await.unwrap();
+    }
+    assert!(backend.wait_for_spans(6).await);
+    assert!(
+        eventually(WAIT, || async {
+            collector
+                .metric(r#"wasmcol_plugin_errors_total{processor="wasm/plugin",reason="timeout"}"#)
+                .await
+                == Some(3.0)
+        })
+        .await
+    );
+}
+
+#[test]
+fn validate_reports_plugin_config_errors_with_key_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "bad.yaml",
+        &format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  attributes/x:
+    actions:
+      - key: a
+        action: upsert
+  resource/y:
+    attributes: []
+  wasm/z:
+    path: {}
+    config: {{ key: k, colour: red }}
+exporters:
+  nop:
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [attributes/x, resource/y, wasm/z]
+      exporters: [nop]
+"#,
+            test_paths::TEMPLATE
+        ),
+    );
+    let (ok, _out, err) = run_cli(&["validate", "--config", &path]);
+    assert!(!ok);
+    assert!(
+        err.contains(r#"processors::attributes/x: actions[0]: error creating AttrProc. Either field "value", "from_attribute" or "from_context" setting must be specified for 0-th action"#),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"processors::resource/y: attributes: missing required field "attributes""#),
+        "{err}"
+    );
+    assert!(
+        err.contains("processors::wasm/z: config.colour: unknown field `colour`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_inspect_and_run() {
+    let (ok, out, err) = run_cli(&["plugin", "inspect", test_paths::TEMPLATE]);
+    assert!(ok, "{err}");
+    assert!(out.contains("name: template"), "{out}");
+    assert!(out.contains("signals: traces, metrics, logs"), "{out}");
+    assert!(out.contains("\"required\":[\"key\"]"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("batch.json");
+    std::fs::write(
+        &input,
+        r#"{"resourceSpans":[{"resource":{"attributes":[]},"scopeSpans":[{"spans":[
+            {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","name":"GET /"}]}]}]}"#,
+    )
+    .unwrap();
+    let input = input.to_string_lossy().into_owned();
+    let (ok, out, err) = run_cli(&[
+        "plugin",
+        "run",
+        test_paths::TEMPLATE,
+        "--config",
+        r#"{"key":"team","value":"payments"}"#,
+        "--input",
+        &input,
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let attrs = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"];
+    assert_eq!(attrs[0]["key"], "team", "{out}");
+    assert_eq!(attrs[0]["value"]["stringValue"], "payments", "{out}");
+
+    let (ok, _out, err) = run_cli(&[
+        "plugin",
+        "run",
+        test_paths::TEMPLATE,
+        "--config",
+        "{}",
+        "--input",
+        &input,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("missing field `key`"), "{err}");
+}
+
+#[test]
+fn components_lists_the_bundled_plugins() {
+    let (ok, out, _) = run_cli(&["components"]);
+    assert!(ok);
+    for name in ["attributes", "resource", "probabilistic_sampler", "wasm"] {
+        assert!(
+            out.contains(&format!("  {name} - ")),
+            "{name} missing:\n{out}"
+        );
+    }
+}

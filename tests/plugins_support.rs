@@ -1,0 +1,59 @@
+//! Helpers for the plugin end-to-end tests.
+#![allow(dead_code)]
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+/// A string attribute's value.
+pub fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match &a.value {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `n` spans of service `checkout`, ids derived from `tag`.
+pub fn spans_request(n: usize, tag: u8) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "checkout")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..n)
+                    .map(|i| {
+                        let mut trace_id = vec![tag; 16];
+                        trace_id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+                        Span {
+                            trace_id,
+                            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                            name: format!("span {i}"),
+                            attributes: vec![kv("http.method", "GET")],
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
