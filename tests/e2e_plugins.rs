@@ -9,7 +9,7 @@ mod plugins_support;
 
 use common::{Backend, Collector, WAIT, eventually, metric_value, run_cli, write_config};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use plugins_support::{attr, spans_request};
+use plugins_support::{attr, isolate_cache, spans_request};
 use wasmcol_wasm::bundled::test_paths;
 
 /// Seed 000's regional collector, unchanged except endpoints, TLS (plaintext here) and
@@ -132,6 +132,7 @@ service:
 /// Acceptance 1: the seed's region tag and gateway marker arrive at the backends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_region_and_gateway_plugins_tag_data_end_to_end() {
+    let cache = isolate_cache();
     let local = Backend::start().await;
     let remote = Backend::start().await;
     let gateway = Collector::start(&gateway_config(&remote));
@@ -186,6 +187,15 @@ async fn seed_region_and_gateway_plugins_tag_data_end_to_end() {
         .metric(r#"wasmcol_plugin_calls_total{processor="attributes/cross-region"}"#)
         .await;
     assert!(calls.unwrap_or(0.0) >= 1.0, "{calls:?}");
+    // The compiled plugins went to the cache the collectors were pointed at.
+    let cached = std::fs::read_dir(cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
+        })
+        .count();
+    assert!(cached >= 2, "{cached} artifacts in the compile cache");
 }
 
 fn wasm_forwarder(backend: &Backend, processor: &str) -> String {
@@ -218,6 +228,7 @@ service:
 /// `on_error: refuse`. Refused requests get UNAVAILABLE; every acknowledged span arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trapping_plugin_refuses_and_loses_nothing_acknowledged() {
+    isolate_cache();
     let backend = Backend::start().await;
     let collector = Collector::start(&wasm_forwarder(
         &backend,
@@ -259,6 +270,7 @@ async fn trapping_plugin_refuses_and_loses_nothing_acknowledged() {
 /// and `on_error: pass` forwards the data unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn looping_plugin_times_out_and_the_collector_stays_up() {
+    isolate_cache();
     let backend = Backend::start().await;
     let collector = Collector::start(&wasm_forwarder(
         &backend,
@@ -287,6 +299,7 @@ async fn looping_plugin_times_out_and_the_collector_stays_up() {
 
 #[test]
 fn validate_reports_plugin_config_errors_with_key_paths() {
+    isolate_cache();
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         &dir,
@@ -338,6 +351,7 @@ service:
 
 #[test]
 fn plugin_inspect_and_run() {
+    isolate_cache();
     let (ok, out, err) = run_cli(&["plugin", "inspect", test_paths::TEMPLATE]);
     assert!(ok, "{err}");
     assert!(out.contains("name: template"), "{out}");
@@ -383,6 +397,7 @@ fn plugin_inspect_and_run() {
 
 #[test]
 fn components_lists_the_bundled_plugins() {
+    isolate_cache();
     let (ok, out, _) = run_cli(&["components"]);
     assert!(ok);
     for name in ["attributes", "resource", "probabilistic_sampler", "wasm"] {

@@ -1,6 +1,9 @@
 //! Helpers for the plugin end-to-end tests.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::sync::OnceLock;
+
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -56,4 +59,20 @@ pub fn spans_request(n: usize, tag: u8) -> ExportTraceServiceRequest {
             schema_url: String::new(),
         }],
     }
+}
+
+/// Points the plugin compile cache of every collector this test process spawns at a temp
+/// dir, so tests never write to the user's cache. Returns the directory.
+pub fn isolate_cache() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: runs once, inside the OnceLock initialiser. std serialises `set_var` with
+        // its own environment reads (`Command::spawn` snapshots the environment under the
+        // same lock), and nothing in this test process reads the environment through libc
+        // directly.
+        unsafe { std::env::set_var("WASMCOL_CACHE_DIR", dir.path()) };
+        dir
+    });
+    dir.path()
 }

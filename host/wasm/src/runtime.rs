@@ -368,7 +368,17 @@ impl Runtime {
         })
     }
 
-    /// The process-wide runtime (options from the environment).
+    /// Sets the process-wide runtime's options; does nothing when it already exists (the
+    /// first caller wins). Tests use it to keep their compile cache in a temp dir.
+    pub fn init_global(options: RuntimeOptions) -> Result<&'static Runtime, LoadError> {
+        GLOBAL
+            .get_or_init(|| Runtime::new(options).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| LoadError::Runtime(e.clone()))
+    }
+
+    /// The process-wide runtime (options from the environment unless
+    /// [`Runtime::init_global`] came first).
     pub fn global() -> Result<&'static Runtime, LoadError> {
         GLOBAL
             .get_or_init(|| Runtime::new(RuntimeOptions::from_env()).map_err(|e| e.to_string()))

@@ -69,6 +69,16 @@ fn registry() -> Registry {
     r
 }
 
+/// Keeps this test process's compile cache in a temp dir.
+fn isolate_cache() {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    Runtime::init_global(RuntimeOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+    })
+    .unwrap();
+}
+
 fn build(
     ty: &str,
     id: &str,
@@ -76,6 +86,7 @@ fn build(
     metrics: &Metrics,
     next: ConsumerRef,
 ) -> Result<Arc<dyn Processor>, wasmcol_core::BuildError> {
+    isolate_cache();
     let r = registry();
     let Some(entry) = r.lookup(Kind::Processor, ty) else {
         panic!("no {ty}")

@@ -506,3 +506,53 @@ fn filter_config_errors_use_upstream_texts() {
         r#"match_type=regexp for "k" only supports Str, but found Int"#
     );
 }
+
+#[test]
+fn metric_names_strict_and_regexp() {
+    let s = selector(
+        Some(r#"{"match_type":"regexp","metric_names":["^http\\."]}"#),
+        None,
+        Signal::Metrics,
+    );
+    let subj = |name| Subject {
+        metric_name: Some(name),
+        ..Subject::default()
+    };
+    assert!(s.selects(&subj("http.server.duration")));
+    assert!(!s.selects(&subj("db.calls")));
+    let s = selector(
+        None,
+        Some(r#"{"match_type":"strict","metric_names":["db.calls"]}"#),
+        Signal::Metrics,
+    );
+    assert!(!s.selects(&subj("db.calls")));
+    assert!(s.selects(&subj("db.calls.total")));
+    assert_eq!(
+        build_err(
+            r#"{"match_type":"strict","span_names":["x"]}"#,
+            Signal::Metrics
+        ),
+        "only metric_names, attributes, resources and libraries may be specified for metrics"
+    );
+}
+
+#[test]
+fn log_severity_number_match_undefined() {
+    let s = selector(
+        Some(r#"{"match_type":"strict","log_severity_number":{"min":9,"match_undefined":true}}"#),
+        None,
+        Signal::Logs,
+    );
+    let at = |n| wasmcol_sdk::LogInfo {
+        severity_number: n,
+        ..Default::default()
+    };
+    let (undefined, debug, info) = (at(0), at(5), at(9));
+    let subj = |l| Subject {
+        log: Some(l),
+        ..Subject::default()
+    };
+    assert!(s.selects(&subj(&undefined)));
+    assert!(!s.selects(&subj(&debug)));
+    assert!(s.selects(&subj(&info)));
+}
