@@ -736,8 +736,8 @@ impl Instance {
             .await
     }
 
-    /// Processes one batch. With `keep_original`, an unmodified batch is forwarded as it
-    /// came (its bytes untouched).
+    /// Processes one batch. A batch the plugin did not change is forwarded as it came (an
+    /// encoded batch keeps its bytes; nothing is re-encoded).
     pub async fn process(&mut self, batch: Batch) -> Result<Processed, CallError> {
         match batch {
             Batch::Traces(p) => {

@@ -760,3 +760,206 @@ fn compile_cache_is_written_and_reused() {
     assert_eq!(again.info.name, "template");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+fn build_for(
+    ty: &str,
+    id: &str,
+    yaml: &str,
+    signal: Signal,
+    next: ConsumerRef,
+) -> Arc<dyn Processor> {
+    isolate_cache();
+    let r = registry();
+    let Some(Factory::Processor(f)) = r.lookup(Kind::Processor, ty).map(|e| e.factory.clone())
+    else {
+        panic!("no {ty}")
+    };
+    let config: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+    f.create(&ctx(id, &Metrics::new()), &config, signal, next)
+        .unwrap()
+}
+
+/// The general (per-item) path through the component: hash, extract, from_attribute and an
+/// include rule, checked against upstream's documented results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_general_actions_in_wasm() {
+    let out = Arc::new(Capture::default());
+    let p = build_for(
+        "attributes",
+        "attributes/general",
+        r#"
+actions:
+  - key: user.email
+    action: hash
+  - key: http.url
+    pattern: ^(?P<http_protocol>.*):\/\/(?P<http_domain>[^/]*)\/(?P<http_path>.*)$
+    action: extract
+  - key: copied
+    from_attribute: http_protocol
+    action: insert
+include:
+  match_type: regexp
+  span_names: ["^GET "]
+"#,
+        Signal::Traces,
+        out.clone(),
+    );
+    let mut req = request(2, 1, 20);
+    for s in &mut req.resource_spans[0].scope_spans[0].spans {
+        s.attributes.push(kv("user.email", "foo"));
+        s.attributes.push(kv("http.url", "https://example.com/a/b"));
+    }
+    req.resource_spans[0].scope_spans[0].spans[1].name = "POST /x".into();
+    p.consume(encoded(&req)).await.unwrap();
+    let got = out.traces().remove(0);
+    let spans = &got.resource_spans[0].scope_spans[0].spans;
+    let a = &spans[0].attributes;
+    assert_eq!(
+        get(a, "user.email"),
+        Some("2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae")
+    );
+    assert_eq!(get(a, "http_protocol"), Some("https"));
+    assert_eq!(get(a, "http_domain"), Some("example.com"));
+    assert_eq!(get(a, "http_path"), Some("a/b"));
+    assert_eq!(get(a, "copied"), Some("https"));
+    // Not included: untouched.
+    assert_eq!(get(&spans[1].attributes, "user.email"), Some("foo"));
+    assert_eq!(get(&spans[1].attributes, "http_protocol"), None);
+}
+
+/// Data points are addressed across the metrics of a scope; only matching metrics change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributes_on_metric_points_in_wasm() {
+    use wasmcol_pdata::proto::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    };
+    use wasmcol_pdata::{ExportMetricsServiceRequest, MetricsBatch};
+    let point = || NumberDataPoint {
+        attributes: vec![kv("host", "a")],
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: None,
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "http.server.duration".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![point(), point()],
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "db.calls".into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points: vec![point()],
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let out = Arc::new(Capture::default());
+    let p = build_for(
+        "attributes",
+        "attributes/metrics",
+        "actions:\n  - {key: tier, value: gold, action: upsert}\ninclude:\n  match_type: regexp\n  metric_names: ['^http\\.']\n",
+        Signal::Metrics,
+        out.clone(),
+    );
+    p.consume(Batch::Metrics(
+        MetricsBatch::from_encoded(Bytes::from(req.encode_to_vec())).unwrap(),
+    ))
+    .await
+    .unwrap();
+    let Batch::Metrics(b) = out.batches.lock()[0].clone() else {
+        panic!("not metrics")
+    };
+    let got = b.to_message().unwrap();
+    let metrics = &got.resource_metrics[0].scope_metrics[0].metrics;
+    let Some(metric::Data::Gauge(g)) = &metrics[0].data else {
+        panic!()
+    };
+    for p in &g.data_points {
+        assert_eq!(get(&p.attributes, "tier"), Some("gold"));
+    }
+    let Some(metric::Data::Sum(s)) = &metrics[1].data else {
+        panic!()
+    };
+    assert_eq!(get(&s.data_points[0].attributes, "tier"), None);
+}
+
+/// Log records: the sampler by trace id keeps all or nothing at 100 % / 0 %, and
+/// attributes-by-severity through the component.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_through_wasm_plugins() {
+    use wasmcol_pdata::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use wasmcol_pdata::{ExportLogsServiceRequest, LogsBatch};
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: None,
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..4u8)
+                    .map(|i| LogRecord {
+                        severity_text: if i % 2 == 0 { "ERROR" } else { "DEBUG" }.into(),
+                        severity_number: if i % 2 == 0 { 17 } else { 5 },
+                        trace_id: vec![i + 1; 16],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let batch = || Batch::Logs(LogsBatch::from_encoded(Bytes::from(req.encode_to_vec())).unwrap());
+    let out = Arc::new(Capture::default());
+    let p = build_for(
+        "attributes",
+        "attributes/logs",
+        "actions:\n  - {key: alert, value: true, action: insert}\ninclude:\n  match_type: strict\n  log_severity_texts: [ERROR]\n",
+        Signal::Logs,
+        out.clone(),
+    );
+    p.consume(batch()).await.unwrap();
+    let Batch::Logs(b) = out.batches.lock()[0].clone() else {
+        panic!()
+    };
+    let got = b.to_message().unwrap();
+    let recs = &got.resource_logs[0].scope_logs[0].log_records;
+    let has_alert = |r: &LogRecord| r.attributes.iter().any(|a| a.key == "alert");
+    assert_eq!(
+        recs.iter().map(has_alert).collect::<Vec<_>>(),
+        [true, false, true, false]
+    );
+
+    let none = Arc::new(Capture::default());
+    let drop_all = build_for(
+        "probabilistic_sampler",
+        "probabilistic_sampler/none",
+        "sampling_percentage: 0\n",
+        Signal::Logs,
+        none.clone(),
+    );
+    drop_all.consume(batch()).await.unwrap();
+    assert_eq!(
+        none.batches.lock().len(),
+        0,
+        "an empty batch must not be forwarded"
+    );
+    let all = Arc::new(Capture::default());
+    let keep_all = build_for(
+        "probabilistic_sampler",
+        "probabilistic_sampler/all",
+        "sampling_percentage: 100\n",
+        Signal::Logs,
+        all.clone(),
+    );
+    keep_all.consume(batch()).await.unwrap();
+    assert_eq!(all.batches.lock()[0].item_count(), 4);
+}
