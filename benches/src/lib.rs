@@ -164,6 +164,8 @@ pub async fn grpc_load(
     gzip: bool,
 ) -> anyhow::Result<LoadResult> {
     let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())?
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20)
         .connect()
         .await?;
     let start = Instant::now();

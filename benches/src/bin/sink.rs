@@ -113,6 +113,8 @@ async fn main() -> anyhow::Result<()> {
     let http_server = wasmcol_core::http::HttpServer::start(http, handler)?;
     println!("grpc={grpc_addr} http={}", http_server.local_addr());
     tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .add_service(sink)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),

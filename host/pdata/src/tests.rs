@@ -166,3 +166,99 @@ fn json_round_trip_and_snake_case() {
     assert_eq!(span.kind, 2);
     assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
 }
+
+fn fuzz<M: OtlpRequest>(valid: Vec<u8>) {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut accepted, mut rejected) = (0, 0);
+    for _ in 0..20_000 {
+        let mut buf = valid.clone();
+        for _ in 0..(next() % 3 + 1) {
+            let i = (next() as usize) % buf.len();
+            match next() % 4 {
+                0 => buf[i] = next() as u8,
+                1 => buf[i] ^= 0x80,
+                2 => buf.truncate(i),
+                _ => buf.insert(i, next() as u8),
+            }
+            if buf.is_empty() {
+                break;
+            }
+        }
+        match (M::scan(&buf), M::decode(&buf[..])) {
+            (Ok(n), Ok(m)) => {
+                assert_eq!(n, m.count_items());
+                accepted += 1;
+            }
+            (Ok(_), Err(e)) => panic!("scan accepted bytes prost rejects ({e}): {buf:?}"),
+            _ => rejected += 1,
+        }
+    }
+    assert!(
+        accepted > 100 && rejected > 100,
+        "accepted {accepted}, rejected {rejected}"
+    );
+}
+
+/// The walk's promise: whatever it accepts, prost decodes, with the same item count. Checked
+/// over many corruptions of valid requests (a small deterministic fuzz).
+#[test]
+fn scan_accepts_only_what_prost_decodes() {
+    let mut msg = traces(2, 3);
+    msg.resource_spans[0].scope_spans[0].spans[0]
+        .events
+        .push(proto::trace::v1::span::Event {
+            name: "e".into(),
+            attributes: vec![kv("a", "b")],
+            ..Default::default()
+        });
+    fuzz::<ExportTraceServiceRequest>(msg.encode_to_vec());
+
+    use proto::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric,
+        exponential_histogram_data_point::Buckets, metric,
+    };
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![proto::metrics::v1::ResourceMetrics {
+            scope_metrics: vec![proto::metrics::v1::ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "h".into(),
+                        data: Some(metric::Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                bucket_counts: vec![1, 2, 3],
+                                explicit_bounds: vec![1.0, 2.0],
+                                attributes: vec![kv("k", "v")],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 2,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "e".into(),
+                        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![ExponentialHistogramDataPoint {
+                                positive: Some(Buckets {
+                                    offset: -2,
+                                    bucket_counts: vec![5, 300, 70000],
+                                }),
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    fuzz::<ExportMetricsServiceRequest>(metrics.encode_to_vec());
+}

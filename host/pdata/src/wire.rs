@@ -22,28 +22,41 @@ enum Kind {
     Str,
     /// embedded message
     Msg(&'static Schema),
+    /// repeated varint: packed (one length-delimited run) or one varint per element
+    RepVarint,
+    /// repeated 64-bit fixed: packed or one fixed64 per element
+    RepFixed64,
+    /// a field this walk does not know: skipped like prost skips it
+    Unknown,
 }
 
-/// The known fields of one message type; unknown fields are skipped like prost does.
+/// One past the highest field number of any OTLP message walked here (Span's `flags` is 16).
+const FIELDS: usize = 17;
+
+/// The known fields of one message type, indexed by field number so the walk does one array
+/// load per field; unknown fields are skipped like prost does.
 pub(crate) struct Schema {
-    fields: &'static [(u32, Kind)],
+    table: [Kind; FIELDS],
     /// Each occurrence of this message is one item (span, data point, log record).
     counts: bool,
 }
 
 use Kind::*;
 
-const fn s(fields: &'static [(u32, Kind)]) -> Schema {
-    Schema {
-        fields,
-        counts: false,
+const fn build(fields: &[(u32, Kind)], counts: bool) -> Schema {
+    let mut table = [Unknown; FIELDS];
+    let mut i = 0;
+    while i < fields.len() {
+        table[fields[i].0 as usize] = fields[i].1;
+        i += 1;
     }
+    Schema { table, counts }
 }
-const fn item(fields: &'static [(u32, Kind)]) -> Schema {
-    Schema {
-        fields,
-        counts: true,
-    }
+const fn s(fields: &[(u32, Kind)]) -> Schema {
+    build(fields, false)
+}
+const fn item(fields: &[(u32, Kind)]) -> Schema {
+    build(fields, true)
 }
 
 static ANY_VALUE: Schema = s(&[
@@ -138,14 +151,14 @@ static HISTOGRAM_POINT: Schema = item(&[
     (3, Fixed64),
     (4, Fixed64),
     (5, Fixed64),
-    (6, Fixed64),
-    (7, Fixed64),
+    (6, RepFixed64),
+    (7, RepFixed64),
     (8, Msg(&EXEMPLAR)),
     (10, Varint),
     (11, Fixed64),
     (12, Fixed64),
 ]);
-static BUCKETS: Schema = s(&[(1, Varint), (2, Varint)]);
+static BUCKETS: Schema = s(&[(1, Varint), (2, RepVarint)]);
 static EXP_HISTOGRAM_POINT: Schema = item(&[
     (1, Msg(&KEY_VALUE)),
     (2, Fixed64),
@@ -216,18 +229,18 @@ fn walk(mut buf: &[u8], schema: &Schema, depth: u32, count: &mut usize) -> Resul
         if field == 0 || field > u64::from(u32::MAX >> 3) {
             return Err(DecodeError::new("invalid field number"));
         }
-        let kind = schema
-            .fields
-            .iter()
-            .find(|(n, _)| u64::from(*n) == field)
-            .map(|(_, k)| *k);
+        let kind = if field < FIELDS as u64 {
+            schema.table[field as usize]
+        } else {
+            Unknown
+        };
         match (kind, wire) {
-            (_, 0) if matches!(kind, None | Some(Varint)) => {
+            (_, 0) if matches!(kind, Unknown | Varint | RepVarint) => {
                 read_varint(&mut buf)?;
             }
-            (_, 1) if matches!(kind, None | Some(Fixed64)) => skip(&mut buf, 8)?,
-            (_, 5) if matches!(kind, None | Some(Fixed32)) => skip(&mut buf, 4)?,
-            (_, 2) => {
+            (_, 1) if matches!(kind, Unknown | Fixed64 | RepFixed64) => skip(&mut buf, 8)?,
+            (_, 5) if matches!(kind, Unknown | Fixed32) => skip(&mut buf, 4)?,
+            (Unknown | Bytes | Str | Msg(_) | RepVarint | RepFixed64, 2) => {
                 let len = read_varint(&mut buf)?;
                 let len = usize::try_from(len).map_err(|_| DecodeError::new("length overflow"))?;
                 if len > buf.len() {
@@ -236,23 +249,20 @@ fn walk(mut buf: &[u8], schema: &Schema, depth: u32, count: &mut usize) -> Resul
                 let (body, rest) = buf.split_at(len);
                 buf = rest;
                 match kind {
-                    Some(Msg(inner)) => walk(body, inner, depth + 1, count)?,
-                    Some(Str) => {
-                        std::str::from_utf8(body).map_err(|_| {
-                            DecodeError::new("invalid string value: data is not UTF-8 encoded")
-                        })?;
+                    Msg(inner) => walk(body, inner, depth + 1, count)?,
+                    Str => {
+                        if simdutf8::basic::from_utf8(body).is_err() {
+                            return Err(DecodeError::new(
+                                "invalid string value: data is not UTF-8 encoded",
+                            ));
+                        }
                     }
-                    Some(Fixed64) if body.len() % 8 != 0 => {
+                    RepFixed64 if body.len() % 8 != 0 => {
                         return Err(DecodeError::new(
                             "packed fixed64 length not a multiple of 8",
                         ));
                     }
-                    Some(Fixed32) if body.len() % 4 != 0 => {
-                        return Err(DecodeError::new(
-                            "packed fixed32 length not a multiple of 4",
-                        ));
-                    }
-                    Some(Varint) => {
+                    RepVarint => {
                         let mut packed = body;
                         while !packed.is_empty() {
                             read_varint(&mut packed)?;
@@ -261,15 +271,15 @@ fn walk(mut buf: &[u8], schema: &Schema, depth: u32, count: &mut usize) -> Resul
                     _ => {}
                 }
             }
-            (None, 3 | 4) | (_, 6 | 7) => {
+            (Unknown, 3 | 4) | (_, 6 | 7) => {
                 return Err(DecodeError::new(format!("invalid wire type {wire}")));
             }
-            (Some(_), _) => {
+            (Unknown, _) => return Err(DecodeError::new(format!("invalid wire type {wire}"))),
+            (_, _) => {
                 return Err(DecodeError::new(format!(
                     "invalid wire type {wire} for field {field}"
                 )));
             }
-            (None, _) => return Err(DecodeError::new(format!("invalid wire type {wire}"))),
         }
     }
     Ok(())
@@ -283,7 +293,15 @@ fn skip(buf: &mut &[u8], n: usize) -> Result<(), DecodeError> {
     Ok(())
 }
 
+#[inline(always)]
 fn read_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    // Most keys and lengths in OTLP fit one byte.
+    if let Some((&b, rest)) = buf.split_first()
+        && b < 0x80
+    {
+        *buf = rest;
+        return Ok(u64::from(b));
+    }
     let mut value = 0u64;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {

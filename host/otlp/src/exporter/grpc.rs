@@ -225,7 +225,9 @@ impl GrpcSender {
                     .unwrap_or_else(|| format!("wasmcol/{}", env!("CARGO_PKG_VERSION"))),
             )
             .map_err(|e| e.to_string())?
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(16 << 20);
         if let Some(k) = &self.cfg.keepalive {
             if let Some(t) = k.time.filter(|t| !t.is_zero()) {
                 ep = ep

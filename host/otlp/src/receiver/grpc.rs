@@ -166,7 +166,11 @@ impl GrpcServer {
         } else {
             4 << 20
         };
-        let mut builder = tonic::transport::Server::builder();
+        // Large windows: OTLP messages are often hundreds of KiB, and h2's 64 KiB default
+        // window costs a WINDOW_UPDATE round per 64 KiB.
+        let mut builder = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20));
         if let Some(tls) = &cfg.tls {
             let pem = tls.load()?;
             let mut t = tonic::transport::ServerTlsConfig::new()

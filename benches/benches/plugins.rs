@@ -1,0 +1,388 @@
+//! WebAssembly plugins against the same logic compiled into the host.
+//!
+//! The pipeline is the seed's: `resource/region` (upsert `deployment.region` on every
+//! resource) then `attributes/cross-region` (insert `telemetry.source` on every span), ending
+//! in the protobuf encode an exporter does. Native: decode → mutate → encode. WASM: the
+//! bundled plugins through their processors (lazy decode, host handles) → encode. Inputs are
+//! realistic batches (10 attributes and 2 events per span) of 100 and 1000 spans, arriving as
+//! wire bytes as they do from the receiver.
+//!
+//! Scenarios run interleaved in rounds on one thread; the report gives medians per batch and
+//! the median of the per-round WASM/native ratios. Also: the fixed cost of one plugin call
+//! (an empty batch), instantiation, and loading a plugin with a cold and a warm compile cache.
+//!
+//! ```text
+//! cargo bench -p wasmcol-benches --bench plugins            # 11 rounds
+//! cargo bench -p wasmcol-benches --bench plugins -- 5       # 5 rounds
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use prost::Message;
+use wasmcol_config::{ComponentId, Kind};
+use wasmcol_core::registry::Factory;
+use wasmcol_core::{
+    Batch, ConsumeError, Consumer, ConsumerRef, CreateContext, Extensions, Metrics, Processor,
+    Registry, Signal, Tasks,
+};
+use wasmcol_pdata::proto::common::v1::{AnyValue, KeyValue, any_value};
+use wasmcol_pdata::{ExportTraceServiceRequest, TracesBatch};
+use wasmcol_wasm::{Limits, Runtime, RuntimeOptions};
+
+/// The exporter's side: the wire form of what arrives.
+struct Encode;
+
+#[async_trait]
+impl Consumer for Encode {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        std::hint::black_box(batch.encoded());
+        Ok(())
+    }
+}
+
+fn processor(
+    r: &Registry,
+    ty: &str,
+    id: &str,
+    yaml: &str,
+    next: ConsumerRef,
+) -> Arc<dyn Processor> {
+    let Some(Factory::Processor(f)) = r.lookup(Kind::Processor, ty).map(|e| e.factory.clone())
+    else {
+        panic!("{ty} is not registered");
+    };
+    let ctx = CreateContext {
+        id: id.parse::<ComponentId>().expect("id"),
+        kind: Kind::Processor,
+        metrics: Metrics::new(),
+        tasks: Tasks::new(),
+        extensions: Extensions::default(),
+        status: Default::default(),
+    };
+    let config: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
+    match f.create(&ctx, &config, Signal::Traces, next) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn sv(v: &str) -> Option<AnyValue> {
+    Some(AnyValue {
+        value: Some(any_value::Value::StringValue(v.into())),
+    })
+}
+
+/// The same two processors, natively: decode, upsert / insert, encode.
+fn native(bytes: &Bytes) -> Bytes {
+    let mut req = ExportTraceServiceRequest::decode(bytes.clone()).expect("decode");
+    for rs in &mut req.resource_spans {
+        let attrs = &mut rs.resource.get_or_insert_with(Default::default).attributes;
+        match attrs.iter_mut().find(|a| a.key == "deployment.region") {
+            Some(a) => a.value = sv("us-east-1"),
+            None => attrs.push(KeyValue {
+                key: "deployment.region".into(),
+                value: sv("us-east-1"),
+                ..Default::default()
+            }),
+        }
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                if !s.attributes.iter().any(|a| a.key == "telemetry.source") {
+                    s.attributes.push(KeyValue {
+                        key: "telemetry.source".into(),
+                        value: sv("cross-region-forward"),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+    Bytes::from(req.encode_to_vec())
+}
+
+/// The resource tag natively: the whole request is decoded and encoded again.
+fn native_resource_only(bytes: &Bytes) -> Bytes {
+    let mut req = ExportTraceServiceRequest::decode(bytes.clone()).expect("decode");
+    for rs in &mut req.resource_spans {
+        let attrs = &mut rs.resource.get_or_insert_with(Default::default).attributes;
+        match attrs.iter_mut().find(|a| a.key == "deployment.region") {
+            Some(a) => a.value = sv("us-east-1"),
+            None => attrs.push(KeyValue {
+                key: "deployment.region".into(),
+                value: sv("us-east-1"),
+                ..Default::default()
+            }),
+        }
+    }
+    Bytes::from(req.encode_to_vec())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `f` repeatedly for about `budget`; returns ns per call.
+fn per_op(budget: Duration, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget || n < 3 {
+        f();
+        n += 1;
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(11);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut r = Registry::new();
+    wasmcol_wasm::register(&mut r);
+    let sink: ConsumerRef = Arc::new(Encode);
+    let attributes = processor(
+        &r,
+        "attributes",
+        "attributes/cross-region",
+        "actions:\n  - key: telemetry.source\n    value: cross-region-forward\n    action: insert\n",
+        sink.clone(),
+    );
+    let resource = processor(
+        &r,
+        "resource",
+        "resource/region",
+        "attributes:\n  - key: deployment.region\n    value: us-east-1\n    action: upsert\n",
+        attributes.clone(),
+    );
+    let resource_alone = processor(
+        &r,
+        "resource",
+        "resource/alone",
+        "attributes:\n  - key: deployment.region\n    value: us-east-1\n    action: upsert\n",
+        Arc::new(Encode),
+    );
+
+    println!("plugins vs native, {rounds} interleaved rounds, single thread");
+    println!(
+        "| N spans | native decode+mutate+encode | WASM resource+attributes+encode | WASM/native (median of round ratios) | WASM spans/s |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for n in [100usize, 1000] {
+        let inputs: Vec<Bytes> = (0..16)
+            .map(|i| Bytes::from(wasmcol_benches::traces_request(i, n).encode_to_vec()))
+            .collect();
+        // Same output check: both produce the same request.
+        let want = ExportTraceServiceRequest::decode(native(&inputs[0])).expect("decode");
+        let got = rt.block_on(async {
+            let out = Arc::new(Capture::default());
+            let a = processor(&r, "attributes", "attributes/check", "actions:\n  - key: telemetry.source\n    value: cross-region-forward\n    action: insert\n", out.clone());
+            let p = processor(&r, "resource", "resource/check", "attributes:\n  - key: deployment.region\n    value: us-east-1\n    action: upsert\n", a);
+            p.consume(Batch::Traces(TracesBatch::from_encoded(inputs[0].clone()).expect("valid"))).await.expect("consume");
+            out.take()
+        });
+        assert_eq!(got, want, "WASM and native outputs differ");
+
+        let budget = Duration::from_millis(if n >= 1000 { 150 } else { 60 });
+        let (mut nat, mut wasm, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let mut i = 0;
+            let a = per_op(budget, || {
+                std::hint::black_box(native(&inputs[i % inputs.len()]));
+                i += 1;
+            });
+            let mut i = 0;
+            let b = rt.block_on(async {
+                let start = Instant::now();
+                let mut k = 0u64;
+                while start.elapsed() < budget || k < 3 {
+                    let batch = Batch::Traces(
+                        TracesBatch::from_encoded(inputs[i % inputs.len()].clone()).expect("valid"),
+                    );
+                    resource.consume(batch).await.expect("consume");
+                    i += 1;
+                    k += 1;
+                }
+                start.elapsed().as_nanos() as f64 / k as f64
+            });
+            nat.push(a);
+            wasm.push(b);
+            ratio.push(b / a);
+        }
+        let w = median(wasm);
+        println!(
+            "| {n} | {} | {} | {:.2}x | {:.0} |",
+            fmt_ns(median(nat)),
+            fmt_ns(w),
+            median(ratio),
+            n as f64 / (w / 1e9)
+        );
+    }
+
+    // The resource tag alone: natively that still means decoding every span; the plugin host
+    // decodes only the resource level (lazy view) and copies the span bytes through.
+    println!("\nresource tag only (upsert deployment.region), same {rounds} rounds");
+    println!(
+        "| N spans | native decode+mutate+encode | WASM resource plugin (lazy) | WASM/native |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for n in [100usize, 1000] {
+        let inputs: Vec<Bytes> = (0..16)
+            .map(|i| Bytes::from(wasmcol_benches::traces_request(i, n).encode_to_vec()))
+            .collect();
+        let budget = Duration::from_millis(if n >= 1000 { 150 } else { 60 });
+        let (mut nat, mut wasm, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let mut i = 0;
+            let a = per_op(budget, || {
+                std::hint::black_box(native_resource_only(&inputs[i % inputs.len()]));
+                i += 1;
+            });
+            let mut i = 0;
+            let b = rt.block_on(async {
+                let start = Instant::now();
+                let mut k = 0u64;
+                while start.elapsed() < budget || k < 3 {
+                    let batch = Batch::Traces(
+                        TracesBatch::from_encoded(inputs[i % inputs.len()].clone()).expect("valid"),
+                    );
+                    resource_alone.consume(batch).await.expect("consume");
+                    i += 1;
+                    k += 1;
+                }
+                start.elapsed().as_nanos() as f64 / k as f64
+            });
+            nat.push(a);
+            wasm.push(b);
+            ratio.push(b / a);
+        }
+        println!(
+            "| {n} | {} | {} | {:.2}x |",
+            fmt_ns(median(nat)),
+            fmt_ns(median(wasm)),
+            median(ratio)
+        );
+    }
+
+    // Fixed cost of one call: an empty request (one resource, no spans) through the resource
+    // plugin (shallow parse + one host call + re-encode) vs the native decode/encode of it.
+    let empty = Bytes::from(wasmcol_benches::traces_request(1, 0).encode_to_vec());
+    let (mut nat, mut wasm) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        nat.push(per_op(Duration::from_millis(30), || {
+            std::hint::black_box(native(&empty));
+        }));
+        wasm.push(rt.block_on(async {
+            let start = Instant::now();
+            let mut k = 0u64;
+            while start.elapsed() < Duration::from_millis(30) || k < 3 {
+                let b = Batch::Traces(TracesBatch::from_encoded(empty.clone()).expect("valid"));
+                resource_alone.consume(b).await.expect("consume");
+                k += 1;
+            }
+            start.elapsed().as_nanos() as f64 / k as f64
+        }));
+    }
+    println!(
+        "\nper-call overhead (resource plugin, 0 spans): WASM {} vs native {}",
+        fmt_ns(median(wasm)),
+        fmt_ns(median(nat))
+    );
+
+    // Instantiation from InstancePre (what replacing a trapped instance costs).
+    let runtime = Runtime::global().expect("runtime");
+    let plugin = runtime
+        .load(wasmcol_wasm::bundled::ATTRIBUTES, false)
+        .expect("load");
+    let inst = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let i = plugin
+                .instantiate(&Limits::default(), "bench")
+                .await
+                .expect("instantiate");
+            v.push(t.elapsed().as_nanos() as f64);
+            drop(i);
+        }
+        median(v)
+    });
+    println!(
+        "instantiate (InstancePre, {} allocator): {}",
+        if runtime.pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        },
+        fmt_ns(inst)
+    );
+
+    // Compile cache: the first start compiles and writes the artifact, a second start with
+    // the same cache directory only loads it.
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = RuntimeOptions {
+            cache_dir: Some(dir.path().to_path_buf()),
+        };
+        let t = Instant::now();
+        let rt1 = Runtime::new(opts.clone()).expect("runtime");
+        rt1.load(wasmcol_wasm::bundled::ATTRIBUTES, false)
+            .expect("load");
+        rt1.load(wasmcol_wasm::bundled::RESOURCE, false)
+            .expect("load");
+        cold.push(t.elapsed().as_nanos() as f64);
+        let t = Instant::now();
+        let rt2 = Runtime::new(opts).expect("runtime");
+        rt2.load(wasmcol_wasm::bundled::ATTRIBUTES, false)
+            .expect("load");
+        rt2.load(wasmcol_wasm::bundled::RESOURCE, false)
+            .expect("load");
+        warm.push(t.elapsed().as_nanos() as f64);
+    }
+    println!(
+        "start with attributes + resource plugins: first start (compile + cache write) {}, second start (cache hit) {}",
+        fmt_ns(median(cold)),
+        fmt_ns(median(warm))
+    );
+}
+
+/// Collects the decoded output of a pipeline, for the equality check.
+#[derive(Default)]
+struct Capture(parking_lot::Mutex<Option<ExportTraceServiceRequest>>);
+
+impl Capture {
+    fn take(&self) -> ExportTraceServiceRequest {
+        self.0.lock().take().expect("nothing arrived")
+    }
+}
+
+#[async_trait]
+impl Consumer for Capture {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if let Batch::Traces(t) = batch {
+            *self.0.lock() = Some(
+                t.to_message()
+                    .map_err(|e| ConsumeError::permanent(e.to_string()))?,
+            );
+        }
+        Ok(())
+    }
+}
