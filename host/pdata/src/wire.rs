@@ -250,12 +250,10 @@ fn walk(mut buf: &[u8], schema: &Schema, depth: u32, count: &mut usize) -> Resul
                 buf = rest;
                 match kind {
                     Msg(inner) => walk(body, inner, depth + 1, count)?,
-                    Str => {
-                        if simdutf8::basic::from_utf8(body).is_err() {
-                            return Err(DecodeError::new(
-                                "invalid string value: data is not UTF-8 encoded",
-                            ));
-                        }
+                    Str if simdutf8::basic::from_utf8(body).is_err() => {
+                        return Err(DecodeError::new(
+                            "invalid string value: data is not UTF-8 encoded",
+                        ));
                     }
                     RepFixed64 if body.len() % 8 != 0 => {
                         return Err(DecodeError::new(
