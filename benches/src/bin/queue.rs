@@ -164,7 +164,7 @@ async fn setup(dir: Option<(&Path, bool)>, sender: Arc<GateSender>) -> anyhow::R
     };
     if let Some((dir, fsync)) = dir {
         let v: Value =
-            serde_yaml::from_str(&format!("directory: {}\nfsync: {fsync}\n", dir.display()))?;
+            serde_yaml::from_str(&format!("directory: {}\ncreate_directory: true\nfsync: {fsync}\n", dir.display()))?;
         let s = wasmcol_delivery::FileStorageFactory
             .create(
                 &ctx(
@@ -324,7 +324,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let root = tempfile::Builder::new()
         .prefix("wasmcol-queue-bench")
-        .tempdir_in(std::env::current_dir()?)?;
+        .tempdir()?;
     for (label, dir) in [
         ("memory", None),
         ("persistent fsync=false", Some(false)),
