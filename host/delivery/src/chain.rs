@@ -111,7 +111,7 @@ impl ChainBuilder for DeliveryChain {
                         }
                         None => {
                             errors.push(format!(
-                                "sending_queue.storage: extension {:?} is not configured (define it under `extensions` and list it in `service.extensions`)",
+                                "sending_queue.storage: extension {:?} is not available (it must be defined under `extensions`, listed in `service.extensions` and valid)",
                                 sid.to_string()
                             ));
                             None

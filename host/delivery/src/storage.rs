@@ -382,11 +382,17 @@ pub fn db_path(directory: &Path) -> PathBuf {
     directory.join("fjall")
 }
 
+/// Whether an open error means damaged files (move aside) rather than an environment
+/// problem such as permissions or a second process holding the lock (fail the start).
 fn is_corruption(e: &fjall::Error) -> bool {
-    !matches!(
-        e,
-        fjall::Error::Io(_) | fjall::Error::Locked | fjall::Error::Poisoned
-    )
+    match e {
+        fjall::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        ),
+        fjall::Error::Locked | fjall::Error::Poisoned => false,
+        _ => true,
+    }
 }
 
 fn open_db(cfg: &FileStorageConfig, id: &str, recovered: &Counter) -> Result<Database, String> {

@@ -500,9 +500,8 @@ async fn missing_storage_is_a_build_error() {
         .err()
         .unwrap();
     assert!(
-        err.to_string().starts_with(
-            "sending_queue.storage: extension \"file_storage/nope\" is not configured"
-        ),
+        err.to_string()
+            .starts_with("sending_queue.storage: extension \"file_storage/nope\" is not available"),
         "{err}"
     );
 }

@@ -375,3 +375,63 @@ async fn group_commit_shares_fsyncs() {
     c.stop().await;
     assert_eq!(keys_on_disk(dir.path(), QUEUE).len(), 200);
 }
+
+/// Scenario: the fjall database files themselves are damaged (every file overwritten with
+/// garbage) while the collector is down.
+/// Guarantees: the storage starts anyway — the damaged database is moved aside (kept for
+/// inspection) and counted in `wasmcol_file_storage_recovered_corrupt` — instead of failing
+/// every start (a crash loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_database_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(
+        dir.path(),
+        "",
+        FakeSender::new(Mode::Refuse(None)),
+        QueueConfig::default(),
+    )
+    .await;
+    for i in 0..5 {
+        c.exporter.consume(traces(i, 1)).await.unwrap();
+    }
+    c.stop().await;
+    fn scramble(p: &Path) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                scramble(&e.path());
+            } else if !e.file_name().to_string_lossy().contains("lock") {
+                std::fs::write(e.path(), b"\x00garbage\xffgarbage").unwrap();
+            }
+        }
+    }
+    scramble(&dir.path().join("fjall"));
+    let backend = FakeSender::new(Mode::Accept);
+    let c = start(dir.path(), "", backend.clone(), QueueConfig::default()).await;
+    assert_eq!(
+        counter(
+            &c.metrics,
+            "wasmcol_file_storage_recovered_corrupt",
+            &[("extension", "file_storage/q")]
+        ),
+        1
+    );
+    c.exporter.consume(traces(100, 1)).await.unwrap();
+    assert!(
+        backend
+            .wait_until(Duration::from_secs(10), |s| s.distinct() == 1)
+            .await
+    );
+    c.stop().await;
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("fjall.corrupt-")
+        })
+        .count();
+    assert_eq!(aside, 1);
+}
