@@ -75,6 +75,9 @@ impl ChainBuilder for DeliveryChain {
             obs: ExporterObs::new(&ctx.metrics, &name, signal),
             health: health.clone(),
         });
+        // A child set: shutdown waits for this chain's workers only, not for tasks the
+        // protocol sender may have spawned in the component's set.
+        let tasks = ctx.tasks.child();
         let q = &helper.queue;
         let mode = if !q.enabled {
             Mode::Sync
@@ -136,7 +139,7 @@ impl ChainBuilder for DeliveryChain {
                         q.drop_oldest,
                         obs,
                         quarantined,
-                        ctx.tasks.clone(),
+                        tasks.clone(),
                     ));
                     match storage {
                         Some(storage) => Mode::Persistent {
@@ -156,7 +159,7 @@ impl ChainBuilder for DeliveryChain {
             delivery,
             mode,
             consumers: q.num_consumers.max(1),
-            tasks: ctx.tasks.clone(),
+            tasks,
             stop_retry: CancellationToken::new(),
             started: Mutex::new(false),
         }))

@@ -534,7 +534,7 @@ impl ExtensionFactory for FileStorageFactory {
         Ok(Arc::new(FileStorage {
             id: ctx.id.to_string(),
             cfg,
-            tasks: ctx.tasks.clone(),
+            tasks: ctx.tasks.child(),
             metrics: ctx.metrics.clone(),
             store: Mutex::new(None),
             closed: AtomicBool::new(false),
