@@ -469,3 +469,43 @@ async fn corrupted_record_is_quarantined_and_rest_delivered() {
         "no log line about the quarantine"
     );
 }
+
+/// Scenario: requests queued on disk while the backend refuses; the collector gets SIGTERM.
+/// Guarantees: it exits cleanly within the shutdown deadline without deleting undelivered
+/// records (upstream core#15677); after a restart with the backend up every span arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_undelivered_records() {
+    let backend = Backend::start().await;
+    backend.refuse(Some(tonic::Code::Unavailable));
+    let storage = tempfile::tempdir().unwrap();
+    let mut c = Collector::start(&persistent_config(
+        &backend,
+        storage.path(),
+        "      num_consumers: 2",
+    ));
+    let mut cl = client(c.grpc_url("otlp")).await;
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        cl.export(request(i * 3, 3)).await.unwrap();
+        ids.extend(i * 3..i * 3 + 3);
+    }
+    drop(cl);
+    assert!(eventually(WAIT, || async { backend.refused() >= 5 }).await);
+    c.sigterm();
+    let status = c.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit {status:?}; log:\n{}",
+        c.log().join("\n")
+    );
+    assert!(backend.spans().is_empty());
+    let (dir, config) = c.sigkill();
+    backend.refuse(None);
+    let _c = Collector::start_in(dir, config, false, &[]);
+    let missing = wait_all(&backend, &ids, WAIT).await;
+    assert!(
+        missing.is_empty(),
+        "{} spans lost across SIGTERM",
+        missing.len()
+    );
+}
