@@ -173,11 +173,13 @@ pub(crate) enum Op {
         ks: Keyspace,
         key: Vec<u8>,
     },
-    /// Moves a record to the quarantine keyspace (value as found, or empty if unreadable).
+    /// Moves a record to the quarantine keyspace (value as found, or empty if unreadable)
+    /// under `to_key`, so a later record with the same sequence number cannot overwrite it.
     Quarantine {
         from: Keyspace,
         to: Keyspace,
         key: Vec<u8>,
+        to_key: Vec<u8>,
         value: Vec<u8>,
     },
     /// Waits for everything before it to be durable.
@@ -302,9 +304,10 @@ fn writer(db: Database, mut rx: mpsc::Receiver<Op>, fsync: bool, stats: WriterSt
                     from,
                     to,
                     key,
+                    to_key,
                     value,
                 } => {
-                    batch.insert(to, key.as_slice(), value.as_slice());
+                    batch.insert(to, to_key.as_slice(), value.as_slice());
                     batch.remove(from, key.as_slice());
                     durable_needed = true;
                 }

@@ -218,10 +218,17 @@ impl PersistentQueue {
     ) {
         tracing::error!(queue = %self.name, key = ?key, error = %why, "persistent queue: corrupt record moved to quarantine");
         self.quarantined.inc();
+        // Quarantine keys are the original key plus the time, so they never collide.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut to_key = key.clone();
+        to_key.extend_from_slice(&nanos.to_be_bytes());
         let op = Op::Quarantine {
             from: client.data.clone(),
             to: client.quarantine.clone(),
             key,
+            to_key,
             value,
         };
         if let Err(e) = client.store.send(op).await {
