@@ -163,8 +163,10 @@ async fn setup(dir: Option<(&Path, bool)>, sender: Arc<GateSender>) -> anyhow::R
         ..QueueConfig::default()
     };
     if let Some((dir, fsync)) = dir {
-        let v: Value =
-            serde_yaml::from_str(&format!("directory: {}\ncreate_directory: true\nfsync: {fsync}\n", dir.display()))?;
+        let v: Value = serde_yaml::from_str(&format!(
+            "directory: {}\ncreate_directory: true\nfsync: {fsync}\n",
+            dir.display()
+        ))?;
         let s = wasmcol_delivery::FileStorageFactory
             .create(
                 &ctx(
