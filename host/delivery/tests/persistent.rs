@@ -435,3 +435,53 @@ async fn damaged_database_is_moved_aside() {
         .count();
     assert_eq!(aside, 1);
 }
+
+/// Scenario: `block_on_overflow` on a persistent queue of one request; the backend refuses
+/// at first and accepts later.
+/// Guarantees: the second caller waits for room instead of being refused, and both requests
+/// arrive; nothing is counted as `enqueue_failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_on_overflow_waits_for_room_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeSender::new(Mode::Refuse(None));
+    let c = start(
+        dir.path(),
+        "",
+        backend.clone(),
+        QueueConfig {
+            queue_size: 1,
+            num_consumers: 1,
+            block_on_overflow: true,
+            ..QueueConfig::default()
+        },
+    )
+    .await;
+    c.exporter.consume(traces(0, 1)).await.unwrap();
+    let e = c.exporter.clone();
+    let second = tokio::spawn(async move { e.consume(traces(1, 1)).await });
+    assert!(
+        backend
+            .wait_until(Duration::from_secs(10), |s| s.attempts() >= 3)
+            .await
+    );
+    assert!(
+        !second.is_finished(),
+        "the second request should wait for room"
+    );
+    backend.set(Mode::Accept);
+    second.await.unwrap().unwrap();
+    assert!(
+        backend
+            .wait_until(Duration::from_secs(10), |s| s.distinct() == 2)
+            .await
+    );
+    assert_eq!(
+        counter(
+            &c.metrics,
+            "otelcol_exporter_enqueue_failed_spans",
+            &[("exporter", "otlp/disk")]
+        ),
+        0
+    );
+    c.stop().await;
+}
