@@ -250,10 +250,15 @@ impl GrpcSender {
         }
         if let Some(pem) = &self.tls {
             let mut t = ClientTlsConfig::new();
+            // With ca_file only that CA is trusted (upstream); the system roots join it only
+            // with include_system_ca_certs_pool.
             t = match &pem.ca {
                 Some(ca) => t.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
                 None => t.with_native_roots(),
             };
+            if pem.ca.is_some() && pem.include_system_roots {
+                t = t.with_native_roots();
+            }
             if let Some((c, k)) = &pem.identity {
                 t = t.identity(tonic::transport::Identity::from_pem(c, k));
             }
@@ -307,8 +312,71 @@ impl Sender for GrpcSender {
                 }
                 Ok(())
             }
-            Err(status) => Err(classify_grpc(&status)),
+            Err(status) => Err(match self.connection_failure(&status) {
+                Some(cause) => {
+                    ConsumeError::retryable(format!("rpc error: code = Unavailable desc = {cause}"))
+                }
+                None => classify_grpc(&status),
+            }),
         }
+    }
+}
+
+impl GrpcSender {
+    /// The cause when a call failed in the connection (TCP, TLS, HTTP/2) rather than with a
+    /// status the server sent. tonic reports these as UNKNOWN "transport error" or CANCELLED
+    /// "operation was canceled", which hide the cause and, for UNKNOWN, would make the data
+    /// permanently failed; grpc-go (and so upstream) reports them as UNAVAILABLE and retries.
+    fn connection_failure(&self, status: &tonic::Status) -> Option<String> {
+        use std::error::Error;
+        // Only statuses tonic built from a local error carry a source; a status the server
+        // sent in its trailers does not.
+        let source = status.source()?;
+        let mut closed = false;
+        let mut transport = false;
+        let mut e: Option<&(dyn Error + 'static)> = Some(source);
+        while let Some(err) = e {
+            if let Some(h) = err.downcast_ref::<hyper::Error>() {
+                transport = true;
+                closed |= h.is_canceled() || h.is_closed() || h.is_incomplete_message();
+            } else if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                transport = true;
+                // A TLS alert from the server is a rustls error inside an io error, which h2
+                // re-wraps as text on the way up; so match either form. (`io::Error::source`
+                // skips the wrapped error, hence `get_ref`.)
+                let alert = io.get_ref().is_some_and(|inner| {
+                    matches!(
+                        inner.downcast_ref::<rustls::Error>(),
+                        Some(rustls::Error::AlertReceived(_))
+                    )
+                }) || io.to_string().starts_with("received fatal alert");
+                closed |= alert
+                    || matches!(
+                        io.kind(),
+                        std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::UnexpectedEof
+                    );
+            } else if err.is::<tonic::transport::Error>() {
+                transport = true;
+            }
+            e = err.source();
+        }
+        if !transport {
+            return None;
+        }
+        let mut cause = super::http::error_chain(source);
+        // With TLS 1.3 a server that rejects the client certificate does so after the client
+        // considers the handshake done, so the client sees a closed connection or, if it
+        // reads first, the server's alert; say what that usually means.
+        if closed && let Some(tls) = &self.tls {
+            cause.push_str(match tls.identity {
+                Some(_) => " (the server ended the TLS session; if it requires client certificates, it did not accept tls.cert_file: check that a CA in its client_ca_file signed it)",
+                None => " (the server ended the TLS session; if it requires client certificates, set tls.cert_file and tls.key_file)",
+            });
+        }
+        Some(cause)
     }
 }
 

@@ -249,23 +249,37 @@ impl HttpSender {
         if let Some(p) = &self.cfg.proxy_url {
             b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url: {e}"))?);
         }
-        if let Some(ca) = &self.tls.ca {
-            for cert in reqwest::Certificate::from_pem_bundle(ca)
-                .map_err(|e| format!("tls.ca_file: {e}"))?
-            {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        if let Some((c, k)) = &self.tls.identity {
-            let mut pem = c.clone();
-            pem.push(b'\n');
-            pem.extend_from_slice(k);
-            b = b.identity(
-                reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls.cert_file: {e}"))?,
-            );
+        // Our own rustls config rather than reqwest's: reqwest would add the Mozilla roots to
+        // ca_file (upstream trusts only ca_file) and cannot verify a server_name_override.
+        // A plaintext-only exporter skips it, so a host without system CAs can still run it.
+        let https = self
+            .url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .is_some_and(|u| u.scheme() == "https");
+        if https {
+            b = b.use_preconfigured_tls(self.tls.rustls_client_config()?);
         }
         b.build().map_err(|e| e.to_string())
     }
+}
+
+/// An error with its causes. reqwest's own message is only "error sending request for url",
+/// while the reason an operator needs (refused, TLS handshake, certificate not trusted)
+/// sits further down the source chain.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let msg = s.to_string();
+        // Wrappers often repeat their cause's text; keep each message once.
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        source = s.source();
+    }
+    out
 }
 
 #[async_trait]
@@ -314,10 +328,12 @@ impl Sender for HttpSender {
             }
             None => body,
         };
-        let resp =
-            req.body(body).send().await.map_err(|e| {
-                ConsumeError::retryable(format!("failed to make an HTTP request: {e}"))
-            })?;
+        let resp = req.body(body).send().await.map_err(|e| {
+            ConsumeError::retryable(format!(
+                "failed to make an HTTP request: {}",
+                error_chain(&e)
+            ))
+        })?;
         let status = resp.status();
         let retry_after = resp
             .headers()

@@ -171,15 +171,15 @@ impl GrpcServer {
         let mut builder = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20));
-        if let Some(tls) = &cfg.tls {
-            let pem = tls.load()?;
-            let mut t = tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(pem.cert, pem.key));
-            if let Some(ca) = pem.client_ca {
-                t = t.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        // TLS is terminated here rather than by tonic's `tls_config`, which drops failed
+        // handshakes silently: an operator needs to see which client was refused and why.
+        let acceptor = match &cfg.tls {
+            Some(tls) => {
+                let config = tls.load()?.rustls_server_config(&[b"h2"])?;
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
             }
-            builder = builder.tls_config(t).map_err(|e| format!("tls: {e}"))?;
-        }
+            None => None,
+        };
         if cfg.max_concurrent_streams > 0 {
             builder = builder.max_concurrent_streams(Some(cfg.max_concurrent_streams));
         }
@@ -200,10 +200,20 @@ impl GrpcServer {
             .add_service(svc::<MetricsSvc>(&ingest, max))
             .add_service(svc::<LogsSvc>(&ingest, max));
         let cancel = CancellationToken::new();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let task = tokio::spawn(
-            router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned()),
-        );
+        let task = match acceptor {
+            Some(acceptor) => {
+                let incoming = tls_incoming(listener, acceptor, local_addr, cancel.clone());
+                tokio::spawn(
+                    router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned()),
+                )
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                tokio::spawn(
+                    router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned()),
+                )
+            }
+        };
         Ok(GrpcServer {
             local_addr,
             cancel,
@@ -226,5 +236,117 @@ impl GrpcServer {
         if let Some(t) = task {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+    }
+}
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts TCP connections and completes their TLS handshakes concurrently (a slow or
+/// silent client does not hold up the others); yields the established connections and logs
+/// every refused one with the reason rustls gives (no client certificate, unknown issuer,
+/// expired, ...).
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    local: SocketAddr,
+    cancel: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(endpoint = %local, error = %e, "accept failed");
+                        // Usually out of file descriptors: give the process a moment.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(TlsConn(tls))).await;
+                    }
+                    // A client that connects and leaves without a word (a TCP health check,
+                    // a port scan) is not worth a warning; grpc-go skips EOF too.
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(endpoint = %local, peer = %peer, error = %e, "TLS handshake: client closed the connection");
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(endpoint = %local, peer = %peer, error = %e, "TLS handshake failed; connection refused");
+                    }
+                    Err(_) => {
+                        tracing::warn!(endpoint = %local, peer = %peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out; connection closed");
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A server-side TLS connection that tonic can serve (tonic's own `Connected` impl for TLS
+/// streams needs a feature this workspace does not enable).
+struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
