@@ -4,8 +4,8 @@
 //! a valid certificate (and logs why), exporters that do not trust an unknown server or
 //! whose certificate the gateway refuses (the data stays queued or is counted as failed,
 //! and the log says why), `server_name_override`, the `otlp_http` exporter over mTLS, and
-//! `validate` on broken certificate settings. One ignored test records a known issue of the
-//! seed's timeouts with a partial batch.
+//! `validate` on broken certificate settings, and the seed's long batch timeouts with a
+//! partial batch (no duplicate forwards).
 
 mod common;
 mod delivery_support;
@@ -336,13 +336,11 @@ async fn seed_000_two_regions_over_mtls() {
 }
 
 /// Seed 000 with a batch smaller than `send_batch_size`, timeouts exactly as in the seed.
-/// The gateway's batch processor answers the region's export call only when its 10s timeout
-/// flushes the batch, but the region's `otlp/cross-region` gives each attempt the default 5s
-/// `timeout`: every attempt times out although the gateway accepted the data, and the retry
-/// forwards it again. Upstream's batch processor acknowledges at once, so upstream delivers
-/// these spans once.
+/// wasmcol's batch processor answers a sender only once its batch went downstream, so the
+/// gateway's 10s `timeout` would hold the region's export past its 5s attempt `timeout` and
+/// make it re-send; `max_hold` (1s by default) caps the hold, so every span arrives once and
+/// no attempt fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known issue: a downstream batch timeout longer than the exporter's attempt timeout makes every attempt time out and re-send (duplicates, queue never drains)"]
 async fn seed_000_partial_batch_is_forwarded_once() {
     isolate_cache();
     let pki = Pki::generate();
@@ -367,8 +365,8 @@ async fn seed_000_partial_batch_is_forwarded_once() {
         .await
         .unwrap();
     assert!(remote.wait_for_spans(10).await);
-    // The forward is finished when the cross-region queue is empty; bounded by the seed's
-    // timeouts (5s region batch + 10s gateway batch) with room to spare.
+    // The forward is finished when the cross-region queue is empty; both batch processors
+    // hold a sender at most `max_hold` (1s).
     let drained = eventually(WAIT, || async {
         series(
             &region.scrape().await,

@@ -13,6 +13,12 @@
 //! `send_batch_size` and `send_batch_max_size`, at least 4 × 8192): a sender waits for room
 //! before its batch is accepted, so a slow backend slows the senders instead of growing a queue.
 //!
+//! Because senders wait for the flush, a long `timeout` would hold them past their own
+//! export deadlines (5s per attempt for a collector's `otlp` exporter, 10s for SDKs), so they
+//! would time out and send again although the data was accepted. wasmcol therefore never holds
+//! a sender longer than `max_hold` (a wasmcol key, default 1s; 0 lifts the cap): a `timeout`
+//! above it is clamped, and the start-up log says so.
+//!
 //! `metadata_keys` and `metadata_cardinality_limit` are accepted and validated. Pipelines do
 //! not carry request metadata yet, so every batch has the same (empty) key combination and
 //! one batcher serves them all, which is what upstream does for requests without metadata.
@@ -50,6 +56,22 @@ pub struct BatchConfig {
     pub metadata_keys: Vec<String>,
     /// Limit on distinct metadata combinations (1000; accepted).
     pub metadata_cardinality_limit: u32,
+    /// wasmcol: the longest a sender is held waiting for its batch to go out (1s); `timeout`
+    /// values above it are clamped. 0 lifts the cap.
+    pub max_hold: GoDuration,
+}
+
+impl BatchConfig {
+    /// The timeout actually applied: `timeout`, clamped to `max_hold` when that is set.
+    pub fn effective_timeout(&self) -> Duration {
+        let t: Duration = self.timeout.into();
+        let cap: Duration = self.max_hold.into();
+        if cap.is_zero() || t.is_zero() {
+            t
+        } else {
+            t.min(cap)
+        }
+    }
 }
 
 impl Default for BatchConfig {
@@ -60,6 +82,7 @@ impl Default for BatchConfig {
             timeout: GoDuration::millis(200),
             metadata_keys: Vec::new(),
             metadata_cardinality_limit: 1000,
+            max_hold: GoDuration::secs(1),
         }
     }
 }
@@ -128,6 +151,8 @@ struct Inner {
     max_size: usize,
     timeout: Duration,
     warn_metadata: bool,
+    /// The configured `timeout` when `max_hold` clamped it, for the start-up log.
+    clamped_from: Option<Duration>,
     next: ConsumerRef,
     state: Mutex<State>,
     /// Wakes the timer when a new batch starts.
@@ -233,8 +258,10 @@ impl BatchProcessor {
                 signal,
                 send_batch_size: cfg.send_batch_size as usize,
                 max_size: cfg.send_batch_max_size as usize,
-                timeout: cfg.timeout.into(),
+                timeout: cfg.effective_timeout(),
                 warn_metadata: !cfg.metadata_keys.is_empty(),
+                clamped_from: (cfg.effective_timeout() != Duration::from(cfg.timeout))
+                    .then(|| cfg.timeout.into()),
                 next,
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
@@ -531,6 +558,13 @@ impl Lifecycle for BatchProcessor {
         let inner = &self.inner;
         if inner.started.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        if let Some(configured) = inner.clamped_from {
+            tracing::info!(
+                timeout = ?configured,
+                applied = ?inner.timeout,
+                "batch: senders wait for their batch to be sent, so timeout is clamped to max_hold; set max_hold to change the cap"
+            );
         }
         if inner.warn_metadata {
             tracing::warn!(

@@ -377,3 +377,20 @@ async fn empty_and_foreign_batches() {
     assert!(!e.is_retryable());
     assert_eq!(p.held_items(), 0);
 }
+
+#[test]
+fn long_timeouts_are_clamped_to_max_hold() {
+    let cfg: BatchConfig =
+        wasmcol_config::decode(&serde_yaml::from_str("timeout: 10s").unwrap()).unwrap();
+    assert_eq!(cfg.effective_timeout(), Duration::from_secs(1));
+    let cfg: BatchConfig =
+        wasmcol_config::decode(&serde_yaml::from_str("timeout: 10s\nmax_hold: 0s").unwrap())
+            .unwrap();
+    assert_eq!(cfg.effective_timeout(), Duration::from_secs(10));
+    let cfg: BatchConfig =
+        wasmcol_config::decode(&serde_yaml::from_str("timeout: 200ms").unwrap()).unwrap();
+    assert_eq!(cfg.effective_timeout(), Duration::from_millis(200));
+    let cfg: BatchConfig =
+        wasmcol_config::decode(&serde_yaml::from_str("timeout: 0s").unwrap()).unwrap();
+    assert_eq!(cfg.effective_timeout(), Duration::ZERO);
+}
