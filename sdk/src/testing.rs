@@ -119,8 +119,9 @@ impl MemItem for MemLog {
     }
 }
 
-/// An in-memory batch of items `I`. Methods panic on out-of-range indices, as the host
-/// traps the plugin on them.
+/// An in-memory batch of items `I`. Attribute calls on sets that do not exist read as absent
+/// and change nothing; counts and item fields index directly and panic out of range (the
+/// host traps the plugin in both cases, so a unit test should not rely on either).
 #[derive(Debug, Default)]
 pub struct MemBatch<I> {
     data: RefCell<MemData<I>>,
@@ -343,26 +344,38 @@ pub fn set_in(attrs: &mut Attrs, key: &str, value: &Value, mode: SetMode) -> boo
 }
 
 impl<I: MemItem> MemBatch<I> {
-    fn with_attrs<T>(&self, at: Target, f: impl FnOnce(&mut Attrs) -> T) -> T {
+    /// Runs `f` on the attribute set at `at`; `None` when it does not exist (where the host
+    /// would trap the plugin).
+    fn with_attrs<T>(&self, at: Target, f: impl FnOnce(&mut Attrs) -> T) -> Option<T> {
         let mut d = self.data.borrow_mut();
         let attrs = match at {
-            Target::Resource(r) => &mut d.resources[r as usize].attributes,
+            Target::Resource(r) => &mut d.resources.get_mut(r as usize)?.attributes,
             Target::Scope(s) => {
-                &mut d.resources[s.resource as usize].scopes[s.scope as usize].attributes
+                &mut d
+                    .resources
+                    .get_mut(s.resource as usize)?
+                    .scopes
+                    .get_mut(s.scope as usize)?
+                    .attributes
             }
-            Target::Item(i) => d.resources[i.resource as usize].scopes[i.scope as usize].items
-                [i.item as usize]
+            Target::Item(i) => d
+                .resources
+                .get_mut(i.resource as usize)?
+                .scopes
+                .get_mut(i.scope as usize)?
+                .items
+                .get_mut(i.item as usize)?
                 .attrs(),
-            Target::Event(e) => {
-                let item = &mut d.resources[e.span.resource as usize].scopes[e.span.scope as usize]
-                    .items[e.span.item as usize];
-                match item.event_attrs(e.event) {
-                    Some(a) => a,
-                    None => panic!("no event {} on this item", e.event),
-                }
-            }
+            Target::Event(e) => d
+                .resources
+                .get_mut(e.span.resource as usize)?
+                .scopes
+                .get_mut(e.span.scope as usize)?
+                .items
+                .get_mut(e.span.item as usize)?
+                .event_attrs(e.event)?,
         };
-        f(attrs)
+        Some(f(attrs))
     }
 
     fn each_set<T>(&self, level: Level, mut f: impl FnMut(&mut Attrs) -> T) -> Vec<T> {
@@ -435,12 +448,14 @@ impl<I: MemItem> BatchOps for MemBatch<I> {
         self.with_attrs(at, |a| {
             a.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
         })
+        .flatten()
     }
     fn attributes(&self, at: Target) -> Vec<(String, Value)> {
-        self.with_attrs(at, |a| a.clone())
+        self.with_attrs(at, |a| a.clone()).unwrap_or_default()
     }
     fn set_attribute(&self, at: Target, key: &str, value: &Value, mode: SetMode) -> bool {
         self.with_attrs(at, |a| set_in(a, key, value, mode))
+            .unwrap_or(false)
     }
     fn remove_attribute(&self, at: Target, key: &str) -> bool {
         self.with_attrs(at, |a| {
@@ -448,9 +463,10 @@ impl<I: MemItem> BatchOps for MemBatch<I> {
             a.retain(|(k, _)| k != key);
             a.len() != before
         })
+        .unwrap_or(false)
     }
     fn replace_attributes(&self, at: Target, attributes: &[(String, Value)]) {
-        self.with_attrs(at, |a| *a = attributes.to_vec())
+        let _ = self.with_attrs(at, |a| *a = attributes.to_vec());
     }
     fn set_attribute_all(&self, level: Level, key: &str, value: &Value, mode: SetMode) -> u32 {
         self.each_set(level, |a| set_in(a, key, value, mode))
