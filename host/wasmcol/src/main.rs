@@ -82,8 +82,8 @@ fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
         PluginCommand::Inspect { file } => print!("{}", wasmcol_wasm::cli::inspect(&file)?),
         PluginCommand::Run { file, input } => {
             let json = config.first().map(String::as_str).unwrap_or("{}");
-            let input = std::fs::read_to_string(&input)
-                .with_context(|| format!("cannot read {input}"))?;
+            let input =
+                std::fs::read_to_string(&input).with_context(|| format!("cannot read {input}"))?;
             println!("{}", wasmcol_wasm::cli::run(&file, json, &input)?);
         }
     }
