@@ -5,7 +5,7 @@
 //! batch it received (same bytes, nothing re-encoded).
 
 use prost::Message;
-use wasmcol_pdata::lazy::{LazyKind, LazyRequest, LogsKind, MetricsKind, TracesKind};
+use wasmcol_pdata::lazy::{LazyKind, LazyRequest, LogsKind, MetricsKind, Slot, TracesKind};
 use wasmcol_pdata::proto::common::v1::{
     AnyValue as PAny, InstrumentationScope, KeyValue as PKv, any_value::Value as PV,
 };
@@ -44,6 +44,9 @@ fn decode_err(e: DecodeError) -> wasmtime::Error {
 
 /// What the host needs to know about one signal's scope message.
 pub trait ScopeAccess: LazyKind {
+    /// Field numbers (item in scope, attributes in item) when items can take an inserted
+    /// attribute without being decoded (see `splice`).
+    const SPLICE: Option<(u64, u64)> = None;
     /// Scope name and version.
     fn info(s: &Self::Scope) -> (String, String);
     /// The scope's attributes (creating the scope message when absent).
@@ -71,6 +74,8 @@ fn scope_info(s: &Option<InstrumentationScope>) -> (String, String) {
 }
 
 impl ScopeAccess for TracesKind {
+    // ScopeSpans.spans = 2, Span.attributes = 9.
+    const SPLICE: Option<(u64, u64)> = Some((2, 9));
     fn info(s: &ScopeSpans) -> (String, String) {
         scope_info(&s.scope)
     }
@@ -96,6 +101,8 @@ impl ScopeAccess for TracesKind {
 }
 
 impl ScopeAccess for LogsKind {
+    // ScopeLogs.log_records = 2, LogRecord.attributes = 6.
+    const SPLICE: Option<(u64, u64)> = Some((2, 6));
     fn info(s: &ScopeLogs) -> (String, String) {
         scope_info(&s.scope)
     }
@@ -433,6 +440,35 @@ impl<K: ScopeAccess> HostBatch<K> {
     ) -> R<u32> {
         let value = to_proto(value)?;
         let mut changed = 0u32;
+        if level == wt::Level::Item
+            && mode == wt::SetMode::Insert
+            && let Some((item_field, attr_field)) = K::SPLICE
+        {
+            // Scopes still in wire form take the attribute without being decoded; the others
+            // (and any the splice does not understand) go through the decoded path.
+            let kv = kv(key.clone(), value.clone()).encode_to_vec();
+            for r in 0..self.lazy.resources.len() {
+                for s in 0..self.lazy.resources[r].scopes.len() {
+                    let spliced = match &self.lazy.resources[r].scopes[s] {
+                        Slot::Raw(bytes) => crate::splice::insert_everywhere(
+                            bytes, item_field, attr_field, &key, &kv,
+                        ),
+                        Slot::Decoded(_) => None,
+                    };
+                    match spliced {
+                        Some((new, n)) => {
+                            self.lazy.resources[r].scopes[s] = Slot::Raw(new);
+                            changed += n;
+                        }
+                        None => K::each_item(self.scope(r, s)?, &mut |attrs| {
+                            changed += u32::from(set_in(attrs, &key, &value, mode));
+                        }),
+                    }
+                }
+            }
+            self.modified |= changed > 0;
+            return Ok(changed);
+        }
         self.each(level, &mut |attrs| {
             changed += u32::from(set_in(attrs, &key, &value, mode));
         })?;
@@ -467,8 +503,8 @@ impl<K: ScopeAccess> HostBatch<K> {
             self.modified = true;
             for r in self.lazy.resources.iter_mut() {
                 r.scopes.retain(|s| match s {
-                    wasmcol_pdata::lazy::Slot::Decoded(s) => K::scope_items(s) > 0,
-                    wasmcol_pdata::lazy::Slot::Raw(_) => true,
+                    Slot::Decoded(s) => K::scope_items(s) > 0,
+                    Slot::Raw(_) => true,
                 });
             }
             self.lazy.resources.retain(|r| !r.scopes.is_empty());

@@ -18,6 +18,7 @@ pub mod processor;
 pub mod runtime;
 
 mod bindings;
+mod splice;
 
 use std::sync::Arc;
 

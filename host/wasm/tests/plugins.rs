@@ -215,6 +215,8 @@ async fn attributes_cross_region_inserts_on_every_span() {
         .attributes
         .push(kv("telemetry.source", "local"));
     p.consume(encoded(&req)).await.unwrap();
+    // The insert was spliced into the span bytes: nothing was decoded or re-encoded.
+    assert!(out.batches.lock()[0].is_encoded());
     let got = out.traces().remove(0);
     let spans = &got.resource_spans[0].scope_spans[0].spans;
     assert_eq!(spans.len(), 20);
