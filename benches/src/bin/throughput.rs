@@ -47,6 +47,11 @@ struct Args {
     /// A label for the collector row.
     #[arg(long, default_value = "wasmcol forward")]
     label: String,
+    /// The peer collector rotel's `rotel-agent` binary (from the `rotel` wheel on PyPI), to
+    /// add a row for it in the same run. It always gzips its exports: compare with
+    /// `--compression gzip`.
+    #[arg(long)]
+    rotel: Option<String>,
 }
 
 const DEFAULT_CONFIG: &str = r#"
@@ -174,6 +179,44 @@ mod tempfile_dir {
     }
 }
 
+/// Starts rotel forwarding to `sink`; returns once its gRPC port accepts connections.
+fn start_rotel(bin: &str, sink: &str) -> anyhow::Result<(Proc, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let endpoint = format!("127.0.0.1:{port}");
+    let pid_file = std::env::temp_dir().join(format!("rotel-bench-{port}.pid"));
+    let child = Command::new(bin)
+        .args([
+            "start",
+            "--otlp-grpc-endpoint",
+            &endpoint,
+            "--otlp-http-endpoint",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            &format!("http://{sink}"),
+        ])
+        .args(["--batch-max-size", "8192", "--batch-timeout", "200ms"])
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let proc_ = Proc(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&endpoint).is_err() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("rotel did not listen on {endpoint}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((proc_, endpoint))
+}
+
 async fn sink_count(http: &str) -> anyhow::Result<u64> {
     Ok(reqwest::get(format!("http://{http}/count"))
         .await?
@@ -284,6 +327,25 @@ async fn main() -> anyhow::Result<()> {
         });
         drop(col);
         drop(sink);
+
+        if let Some(rotel) = &a.rotel {
+            let (sink, grpc, http) = start_sink(&a.sink)?;
+            let (peer, endpoint) = start_rotel(rotel, &grpc)?;
+            let (r, cpu, sink_cpu, delivered, rss) =
+                measure(&a, spans, &endpoint, peer.0.id(), sink.0.id(), &http).await?;
+            rows.push(Row {
+                what: "rotel (peer)".into(),
+                spans_per_req: spans,
+                delivered_per_sec: delivered as f64 / a.duration as f64,
+                cpu_per_million: cpu / (delivered.max(1) as f64 / 1e6),
+                sink_cpu_per_million: sink_cpu / (delivered.max(1) as f64 / 1e6),
+                p50_ms: r.p50.as_secs_f64() * 1e3,
+                p99_ms: r.p99.as_secs_f64() * 1e3,
+                rss_mib: rss as f64 / 1048576.0,
+            });
+            drop(peer);
+            drop(sink);
+        }
     }
     println!(
         "| what | spans/req | delivered spans/s | CPU-s per M spans | sink CPU-s per M | p50 ms | p99 ms | RSS MiB |"
@@ -306,9 +368,20 @@ async fn main() -> anyhow::Result<()> {
         let floor = rows
             .iter()
             .find(|r| r.spans_per_req == *spans && r.what.starts_with("sink alone"));
-        let fwd = rows
+        let fwd = rows.iter().find(|r| {
+            r.spans_per_req == *spans
+                && !r.what.starts_with("sink alone")
+                && !r.what.starts_with("rotel")
+        });
+        let peer = rows
             .iter()
-            .find(|r| r.spans_per_req == *spans && !r.what.starts_with("sink alone"));
+            .find(|r| r.spans_per_req == *spans && r.what.starts_with("rotel"));
+        if let (Some(p), Some(w)) = (peer, fwd) {
+            println!(
+                "{spans} spans/request: wasmcol CPU per span = {:.2}x rotel's",
+                w.cpu_per_million / p.cpu_per_million
+            );
+        }
         if let (Some(f), Some(w)) = (floor, fwd) {
             println!(
                 "{spans} spans/request: collector CPU per span = {:.2}x the sink's floor",
