@@ -1,17 +1,26 @@
 //! Tracked background tasks that stop on shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Every task a component spawns goes through here, so shutdown can cancel them and wait for
 /// them within a deadline.
+///
+/// Sets form a tree: each component gets a child set it can stop on its own, and every child
+/// (at any depth) is registered with the root, so stopping the root waits for all of them.
 #[derive(Clone, Default)]
 pub struct Tasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// Trackers of all descendants, shared by the whole tree; only the root waits on them.
+    descendants: Arc<Mutex<Vec<TaskTracker>>>,
+    is_child: bool,
 }
 
 impl Tasks {
@@ -20,11 +29,16 @@ impl Tasks {
         Tasks::default()
     }
 
-    /// A child set: cancelled with the parent, and separately cancellable.
+    /// A child set: cancelled with the parent, separately cancellable, and waited for when the
+    /// root stops.
     pub fn child(&self) -> Tasks {
+        let tracker = TaskTracker::new();
+        self.descendants.lock().push(tracker.clone());
         Tasks {
-            tracker: TaskTracker::new(),
+            tracker,
             cancel: self.cancel.child_token(),
+            descendants: self.descendants.clone(),
+            is_child: true,
         }
     }
 
@@ -57,19 +71,65 @@ impl Tasks {
     }
 
     /// Asks every task to stop and waits up to `deadline`; returns whether all finished.
+    /// On the root this includes every child set.
     pub async fn stop(&self, deadline: Duration) -> bool {
         self.cancel.cancel();
-        self.tracker.close();
-        tokio::time::timeout(deadline, self.tracker.wait())
-            .await
-            .is_ok()
+        self.wait(deadline).await
     }
 
     /// Waits for tasks without cancelling them (used after a component drained itself).
+    /// On the root this includes every child set.
     pub async fn wait(&self, deadline: Duration) -> bool {
-        self.tracker.close();
-        tokio::time::timeout(deadline, self.tracker.wait())
-            .await
-            .is_ok()
+        let mut trackers = vec![self.tracker.clone()];
+        if !self.is_child {
+            trackers.extend(self.descendants.lock().iter().cloned());
+        }
+        let all = async {
+            for t in &trackers {
+                t.close();
+                t.wait().await;
+            }
+        };
+        tokio::time::timeout(deadline, all).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_root_waits_for_tasks_of_every_child() {
+        let root = Tasks::new();
+        let child = root.child();
+        let grandchild = child.child();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let token = grandchild.token();
+        grandchild.spawn(async move {
+            token.cancelled().await;
+            tokio::task::yield_now().await;
+            d.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert!(root.stop(Duration::from_secs(5)).await);
+        assert!(
+            done.load(std::sync::atomic::Ordering::SeqCst),
+            "the grandchild's task ran to its end"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_child_stops_only_its_own_tasks() {
+        let root = Tasks::new();
+        let a = root.child();
+        let b = root.child();
+        let b_token = b.token();
+        b.spawn(async move { b_token.cancelled().await });
+        assert!(a.stop(Duration::from_millis(100)).await);
+        assert!(
+            !b.is_cancelled(),
+            "stopping one child leaves its sibling running"
+        );
+        assert!(root.stop(Duration::from_secs(5)).await);
     }
 }
