@@ -5,7 +5,7 @@
 //! Upstream measures the Go heap and forces garbage collections; there is no collector to
 //! force here, so the measure is the resident set size and the `*_gc_interval_*` keys are
 //! accepted for compatibility and have no effect. The refusal carries a retry hint of one
-//! check interval (at least a second), which upstream does not send (DESIGN §2.3).
+//! check interval (at least a second), which upstream does not send (see `docs/design.md#differences`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

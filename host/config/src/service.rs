@@ -142,7 +142,7 @@ struct PromConfig {
 impl MetricsTelemetry {
     /// The Prometheus endpoint to serve, or `None` when metrics are off.
     ///
-    /// Counters carry `_total` unless `without_type_suffix: true` (DESIGN §2.4: the seed's
+    /// Counters carry `_total` unless `without_type_suffix: true` (`docs/design.md#differences`: the seed's
     /// alert rules use the suffixed names).
     pub fn prometheus(&self) -> Result<Option<PrometheusReader>, String> {
         if self.level == "none" {

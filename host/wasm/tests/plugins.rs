@@ -355,7 +355,7 @@ async fn sampler_keeps_a_quarter_deterministically_and_whole_traces() {
     assert!(ts.starts_with("ot=th:c;rv:"), "{ts}");
 }
 
-/// The reference §8.3 vector through the real component: seed 0, trace 4bf92f…4736 at 25 %.
+/// Upstream's test vector (the one in `plugins/probabilistic_sampler` unit tests) through the real component: seed 0, trace 4bf92f…4736 at 25 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampler_reference_vector_in_wasm() {
     let m = Metrics::new();

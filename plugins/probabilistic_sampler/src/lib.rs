@@ -390,7 +390,7 @@ mod tests {
         out
     }
 
-    /// Reference §8.3 test vectors: FNV value, bucket and decisions at 1/10/25/50 %.
+    /// Upstream's test vectors (probabilisticsamplerprocessor's hash and decision tests): FNV value, bucket and decisions at 1/10/25/50 %.
     #[test]
     fn reference_vectors() {
         let cases: [(u32, &str, u32, u32, [bool; 4]); 4] = [

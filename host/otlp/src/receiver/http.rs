@@ -1,4 +1,4 @@
-//! OTLP/HTTP: status codes and bodies exactly as upstream's otlpreceiver (reference §2.2),
+//! OTLP/HTTP: status codes and bodies exactly as upstream's otlpreceiver (`receiver/otlpreceiver/otlphttp.go`),
 //! except that a body that does not decode gets 400 with a clear message.
 
 use std::sync::Arc;
