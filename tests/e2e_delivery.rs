@@ -4,16 +4,20 @@
 
 mod common;
 mod delivery_support;
+mod seed_configs;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Backend, Collector, WAIT, eventually};
-use delivery_support::{arrivals, client, request, series, wait_all};
+use delivery_support::{arrivals, client, wait_all};
 use parking_lot::Mutex;
 use prost::Message;
+use seed_configs::{Launch, seed_001};
 use tonic_types::StatusExt;
+use wasmcol_testkit::prom::series;
+use wasmcol_testkit::spans::request;
 
 /// Sends one request of `n` spans every `every` for `dur`, asserting each is accepted.
 async fn send_for(
@@ -36,64 +40,24 @@ async fn send_for(
     }
 }
 
-fn seed_config(backend: &Backend, storage: &std::path::Path, retry_interval: &str) -> String {
-    format!(
-        r#"
-extensions:
-  file_storage/failover:
-    directory: {dir}
-    create_directory: true
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-exporters:
-  otlp/primary:
-    endpoint: {ep}
-    tls:
-      insecure: true
-    compression: none
-    retry_on_failure:
-      initial_interval: 100ms
-      max_interval: 1s
-      max_elapsed_time: 0
-    sending_queue:
-      queue_size: 5000
-  otlp/failover:
-    endpoint: {ep}
-    tls:
-      insecure: true
-    compression: none
-    retry_on_failure:
-      initial_interval: 100ms
-      max_interval: 1s
-      max_elapsed_time: 0
-    sending_queue:
-      storage: file_storage/failover
-      queue_size: 100000
-connectors:
-  failover:
-    priority_levels:
-      - [traces/primary]
-      - [traces/failover]
-    retry_interval: {retry_interval}
-service:
-  extensions: [file_storage/failover]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [failover]
-    traces/primary:
-      receivers: [failover]
-      exporters: [otlp/primary]
-    traces/failover:
-      receivers: [failover]
-      exporters: [otlp/failover]
-"#,
-        dir = storage.display(),
-        ep = backend.endpoint(),
-    )
+/// Seed 001 from `examples/`, with the test's backend and queue directory, and retry timing
+/// shortened so an outage of seconds exercises it: `retry_interval` for the connector, 100 ms
+/// to 1 s backoff for both exporters.
+fn seed_001_launch(backend: &Backend, queues: &std::path::Path, retry_interval: &str) -> Launch {
+    let mut launch = seed_001(backend, queues).set(format!(
+        "connectors.failover.retry_interval={retry_interval}"
+    ));
+    for exporter in ["otlp/primary", "otlp/failover"] {
+        launch = launch
+            .set(format!("exporters.{exporter}.compression=none"))
+            .set(format!(
+                "exporters.{exporter}.retry_on_failure.initial_interval=100ms"
+            ))
+            .set(format!(
+                "exporters.{exporter}.retry_on_failure.max_interval=1s"
+            ));
+    }
+    launch
 }
 
 /// Scenario: seed 001's topology — `otlp` → `failover` → {primary: memory queue; failover:
@@ -106,7 +70,7 @@ service:
 async fn failover_topology_loses_nothing() {
     let backend = Backend::start().await;
     let storage = tempfile::tempdir().unwrap();
-    let c = Collector::start(&seed_config(&backend, storage.path(), "1s"));
+    let c = seed_001_launch(&backend, storage.path(), "1s").start();
     let mut cl = client(c.grpc_url("otlp")).await;
     let (mut next, mut ids) = (0u64, Vec::new());
     let every = Duration::from_millis(20);

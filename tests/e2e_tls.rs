@@ -8,163 +8,34 @@
 //! partial batch (no duplicate forwards).
 
 mod common;
-mod delivery_support;
 mod plugins_support;
+mod seed_configs;
 mod tls_support;
 
 use std::path::Path;
 
 use common::{Backend, Collector, WAIT, eventually, run_cli, write_config};
-use delivery_support::series;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use plugins_support::{attr, isolate_cache, spans_request};
+use seed_configs::{seed_000_gateway, seed_000_region};
 use tls_support::{
     CA, CLIENT_CERT, CLIENT_KEY, GATEWAY_CERT, GATEWAY_KEY, HttpsBackend, OTHER_CA, Pki,
     ROGUE_CERT, ROGUE_KEY, export_over_tls, export_plaintext, has_files, queue_dirs,
 };
+use wasmcol_testkit::prom::series;
 
-/// Seed 000's gateway collector, unchanged except: the listen address (127.0.0.1, port 0),
-/// the certificate paths, the backend endpoint (`http://`: the test backend is plaintext),
-/// and the batch `timeout` when `batch_timeout` differs from the seed's 10s.
-fn gateway_config(pki: &Pki, backend: &Backend, batch_timeout: &str) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-        # TLS required for cross-region traffic
-        tls:
-          cert_file: {cert}
-          key_file: {key}
-          client_ca_file: {ca}
-
-processors:
-  # Tag cross-region data so we can distinguish it from local data
-  attributes/cross-region:
-    actions:
-      - key: telemetry.source
-        value: "cross-region-forward"
-        action: insert
-
-  batch:
-    send_batch_size: 1024
-    timeout: {batch_timeout}
-
-exporters:
-  # Write cross-region data to the local backend
-  otlp/local-backend:
-    endpoint: http://{backend}
-
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [attributes/cross-region, batch]
-      exporters: [otlp/local-backend]
-"#,
-        cert = pki.path(GATEWAY_CERT),
-        key = pki.path(GATEWAY_KEY),
-        ca = pki.path(CA),
-        backend = backend.endpoint(),
-    )
+/// Seed 000's gateway from `examples/`, with the test's certificates and backend, and the
+/// batch `timeout` when `batch_timeout` differs from the seed's 10s.
+fn start_gateway(pki: &Pki, backend: &Backend, batch_timeout: &str) -> Collector {
+    seed_000_gateway(pki.dir.path(), backend)
+        .set(format!("processors.batch.timeout={batch_timeout}"))
+        .start()
 }
 
-/// Seed 000's region collector, unchanged except: listen addresses, the two exporter
-/// endpoints (`otlp/local` as `http://`: the test backend is plaintext), the certificate
-/// paths (`ca_file` is `trusted_ca`, normally the seed's CA) and the queue directories.
-fn region_config(
-    pki: &Pki,
-    local: &Backend,
-    gateway: &str,
-    trusted_ca: &str,
-    queues: &Path,
-) -> String {
-    let (local_dir, cross_dir) = queue_dirs(queues);
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-      http:
-        endpoint: 127.0.0.1:0
-
-processors:
-  # Tag all data with the originating region
-  resource/region:
-    attributes:
-      - key: deployment.region
-        value: "us-east-1"
-        action: upsert
-
-  batch:
-    send_batch_size: 1024
-    timeout: 5s
-
-  # Memory limiter to prevent OOM during cross-region backpressure
-  memory_limiter:
-    check_interval: 1s
-    limit_mib: 1024
-    spike_limit_mib: 256
-
-exporters:
-  # Local backend in the same region - primary destination
-  otlp/local:
-    endpoint: http://{local}
-    sending_queue:
-      enabled: true
-      queue_size: 5000
-      storage: file_storage/local
-    retry_on_failure:
-      enabled: true
-      max_elapsed_time: 300s
-
-  # Cross-region forward to EU-West gateway
-  otlp/cross-region:
-    endpoint: {gateway}
-    tls:
-      cert_file: {client_cert}
-      key_file: {client_key}
-      ca_file: {trusted_ca}
-    sending_queue:
-      enabled: true
-      queue_size: 10000
-      # Persistent queue so cross-region data survives restarts
-      storage: file_storage/cross_region
-    retry_on_failure:
-      enabled: true
-      initial_interval: 10s
-      max_interval: 300s
-      # Retry for up to 30 minutes during a regional outage
-      max_elapsed_time: 1800s
-    # Compression reduces cross-region bandwidth costs
-    compression: zstd
-
-extensions:
-  file_storage/local:
-    directory: {local_dir}
-  file_storage/cross_region:
-    directory: {cross_dir}
-
-service:
-  extensions: [file_storage/local, file_storage/cross_region]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [memory_limiter, resource/region, batch]
-      # Export to both local and cross-region backends
-      exporters: [otlp/local, otlp/cross-region]
-"#,
-        local = local.endpoint(),
-        client_cert = pki.path(CLIENT_CERT),
-        client_key = pki.path(CLIENT_KEY),
-        local_dir = local_dir.display(),
-        cross_dir = cross_dir.display(),
-    )
+/// Seed 000's region collector from `examples/`, exporting to `local` and to `gateway`.
+fn start_region(pki: &Pki, local: &Backend, gateway: &str, queues: &Path) -> Collector {
+    seed_000_region(pki.dir.path(), local, gateway, queues).start()
 }
 
 /// (trace id, span id) of every span in a request.
@@ -213,7 +84,7 @@ fn span_ids(backend: &Backend) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// gateway), the gateway marks the forwarded data and writes it to its backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_000_two_regions_over_mtls() {
-    isolate_cache();
+    let cache = isolate_cache();
     let pki = Pki::generate();
     let local = Backend::start().await;
     let remote = Backend::start().await;
@@ -222,17 +93,11 @@ async fn seed_000_two_regions_over_mtls() {
     // answers a sender only once its items are exported, so a partial batch at the gateway
     // holds the region's export call for the gateway's 10s timeout, longer than the
     // exporter's 5s attempt timeout; see `seed_000_partial_batch_is_forwarded_once`.)
-    let gateway = Collector::start(&gateway_config(&pki, &remote, "10s"));
+    let gateway = start_gateway(&pki, &remote, "10s");
     let gateway_addr = gateway.grpc["otlp"];
     assert!(gateway_addr.ip().is_loopback());
     let queues = tempfile::tempdir().unwrap();
-    let region = Collector::start(&region_config(
-        &pki,
-        &local,
-        &gateway_addr.to_string(),
-        &pki.path(CA),
-        queues.path(),
-    ));
+    let region = start_region(&pki, &local, &gateway_addr.to_string(), queues.path());
 
     let mut sent = Vec::new();
     let mut senders = Vec::new();
@@ -333,6 +198,20 @@ async fn seed_000_two_regions_over_mtls() {
     // Both queues are on disk, in the configured directories.
     assert!(has_files(&queues.path().join("local")));
     assert!(has_files(&queues.path().join("cross-region")));
+    // The tags came from the bundled WebAssembly plugins, compiled into the cache the
+    // collectors were pointed at.
+    let calls = gateway
+        .metric(r#"wasmcol_plugin_calls_total{processor="attributes/cross-region"}"#)
+        .await;
+    assert!(calls.unwrap_or(0.0) >= 1.0, "{calls:?}");
+    let cached = std::fs::read_dir(cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
+        })
+        .count();
+    assert!(cached >= 2, "{cached} artifacts in the compile cache");
 }
 
 /// Seed 000 with a batch smaller than `send_batch_size`, timeouts exactly as in the seed.
@@ -346,15 +225,14 @@ async fn seed_000_partial_batch_is_forwarded_once() {
     let pki = Pki::generate();
     let local = Backend::start().await;
     let remote = Backend::start().await;
-    let gateway = Collector::start(&gateway_config(&pki, &remote, "10s"));
+    let gateway = start_gateway(&pki, &remote, "10s");
     let queues = tempfile::tempdir().unwrap();
-    let region = Collector::start(&region_config(
+    let region = start_region(
         &pki,
         &local,
         &gateway.grpc["otlp"].to_string(),
-        &pki.path(CA),
         queues.path(),
-    ));
+    );
     let req = spans_request(10, 1);
     let mut sent = ids_of(&req);
     sent.sort();
@@ -397,7 +275,7 @@ async fn gateway_refuses_clients_without_a_valid_certificate() {
     let pki = Pki::generate();
     let backend = Backend::start().await;
     // Batch timeout lowered from the seed's 10s so the small valid export is flushed quickly.
-    let gateway = Collector::start(&gateway_config(&pki, &backend, "100ms"));
+    let gateway = start_gateway(&pki, &backend, "100ms");
     let addr = gateway.grpc["otlp"];
 
     let no_cert = export_over_tls(addr, &pki.ca.pem, None, spans_request(10, 1)).await;
@@ -474,7 +352,7 @@ async fn exporter_does_not_trust_an_unknown_server() {
     isolate_cache();
     let pki = Pki::generate();
     let remote = Backend::start().await;
-    let gateway = Collector::start(&gateway_config(&pki, &remote, "100ms"));
+    let gateway = start_gateway(&pki, &remote, "100ms");
     let gateway_addr = gateway.grpc["otlp"].to_string();
     let queues = tempfile::tempdir().unwrap();
     let (_, cross_dir) = queue_dirs(queues.path());
@@ -603,7 +481,7 @@ async fn gateway_refusing_the_exporter_certificate_keeps_the_data_queued() {
     isolate_cache();
     let pki = Pki::generate();
     let remote = Backend::start().await;
-    let gateway = Collector::start(&gateway_config(&pki, &remote, "100ms"));
+    let gateway = start_gateway(&pki, &remote, "100ms");
     let gateway_addr = gateway.grpc["otlp"].to_string();
     let queues = tempfile::tempdir().unwrap();
     let (_, cross_dir) = queue_dirs(queues.path());
@@ -995,4 +873,27 @@ service:
     );
     let (ok, out, err) = run_cli(&["validate", "--config", &good]);
     assert!(ok, "{out}{err}");
+}
+
+/// Every config in `examples/` passes `wasmcol validate` as shipped, given the certificates,
+/// endpoints and directories its `${env:...}` references name (the seed configs read their
+/// certificates at build time, so the test's PKI stands in for `/certs`).
+#[test]
+fn every_example_validates() {
+    let pki = Pki::generate();
+    let queues = tempfile::tempdir().unwrap();
+    // file_storage wants its directories to exist, as upstream's does.
+    for dir in ["local", "cross-region", "failover"] {
+        std::fs::create_dir_all(queues.path().join(dir)).unwrap();
+    }
+    let examples = wasmcol_testkit::examples::all();
+    assert!(examples.len() >= 4, "{examples:?}");
+    for path in examples {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let (ok, stdout, stderr) = seed_configs::Launch::example(&name)
+            .env("CERT_DIR", pki.dir.path().display().to_string())
+            .env("QUEUE_DIR", queues.path().display().to_string())
+            .validate();
+        assert!(ok, "{name} does not validate:\n{stdout}\n{stderr}");
+    }
 }

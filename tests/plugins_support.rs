@@ -71,7 +71,10 @@ pub fn isolate_cache() -> &'static Path {
         // its own environment reads (`Command::spawn` snapshots the environment under the
         // same lock), and nothing in this test process reads the environment through libc
         // directly.
-        unsafe { std::env::set_var("WASMCOL_CACHE_DIR", dir.path()) };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("WASMCOL_CACHE_DIR", dir.path())
+        };
         dir
     });
     dir.path()

@@ -78,8 +78,21 @@ impl Collector {
         has_telemetry: bool,
         args: &[&str],
     ) -> Collector {
+        Self::start_with_env(dir, config_path, has_telemetry, args, &[])
+    }
+
+    /// Like [`Collector::start_in`], with extra environment variables for the collector
+    /// (the example configs take their endpoints and paths from `${env:...}`).
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        has_telemetry: bool,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Collector {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmcol"));
         cmd.arg("--config").arg(&config_path);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if !has_telemetry {
             cmd.arg("--set")
                 .arg("service.telemetry.metrics.address=127.0.0.1:0");

@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use indexmap::IndexMap;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::Notify;
@@ -128,34 +127,14 @@ impl Sender for FakeSender {
 
 /// A traces batch whose spans carry ids `first..first+n` (big-endian in `span_id`).
 pub fn traces(first: u64, n: u64) -> Batch {
-    let req = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: (first..first + n)
-                    .map(|i| Span {
-                        name: format!("span-{i}"),
-                        trace_id: vec![7; 16],
-                        span_id: i.to_be_bytes().to_vec(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    let req = wasmcol_testkit::spans::request(first, n);
     Batch::from_encoded(Signal::Traces, Bytes::from(req.encode_to_vec())).unwrap()
 }
 
 /// The span ids in a traces batch.
 pub fn span_ids(batch: &Batch) -> Vec<u64> {
     let req = ExportTraceServiceRequest::decode(batch.encoded()).unwrap();
-    req.resource_spans
-        .iter()
-        .flat_map(|r| r.scope_spans.iter())
-        .flat_map(|s| s.spans.iter())
-        .map(|s| u64::from_be_bytes(s.span_id.as_slice().try_into().unwrap()))
-        .collect()
+    wasmcol_testkit::spans::ids([&req])
 }
 
 pub fn ctx(kind: Kind, id: &str, metrics: &Metrics, extensions: Extensions) -> CreateContext {
@@ -206,21 +185,5 @@ pub fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
 
 /// The value of series `name` whose labels include every `k="v"` pair in `labels` (any order).
 pub fn series(metrics: &Metrics, name: &str, labels: &str) -> Option<f64> {
-    let text = metrics.render(false);
-    let want: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
-    text.lines().find_map(|l| {
-        let (head, value) = l.rsplit_once(' ')?;
-        let (n, rest) = match head.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (head, ""),
-        };
-        if n != name && n != format!("{name}_total") {
-            return None;
-        }
-        let have: Vec<&str> = rest.split(',').collect();
-        if !want.iter().all(|w| have.contains(w)) {
-            return None;
-        }
-        value.trim().parse().ok()
-    })
+    wasmcol_testkit::prom::series(&metrics.render(false), name, labels)
 }
