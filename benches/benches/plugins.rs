@@ -16,6 +16,8 @@
 //! cargo bench -p wasmcol-benches --bench plugins -- 5       # 5 rounds
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,7 @@
 //! Shared pieces of the load generator, the counting sink and the throughput benchmark.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //!
 //! `cargo run --release -p wasmcol-benches --bin codec`
 
+#![forbid(unsafe_code)]
+
 use std::time::Instant;
 
 use bytes::Bytes;

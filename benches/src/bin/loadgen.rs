@@ -3,6 +3,8 @@
 //!
 //! `cargo run --release -p wasmcol-benches --bin loadgen -- --endpoint http://127.0.0.1:4317`
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

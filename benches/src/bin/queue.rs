@@ -13,6 +13,8 @@
 //! cargo run --release -p wasmcol-benches --bin queue -- --requests 4000 --backlog-mib 1024
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

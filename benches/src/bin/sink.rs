@@ -4,6 +4,8 @@
 //!
 //! `sink --grpc 127.0.0.1:0 --http 127.0.0.1:0` prints `grpc=ADDR http=ADDR` when ready.
 
+#![forbid(unsafe_code)]
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

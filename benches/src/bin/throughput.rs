@@ -9,6 +9,8 @@
 //! target/release/throughput --spans 100,1000
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -8,6 +8,8 @@
 //! - connector: [`forward`] (same signal in and out);
 //! - extension: [`health_check`] (HTTP readiness endpoint).
 
+#![forbid(unsafe_code)]
+
 pub mod batch;
 pub mod debug;
 pub mod forward;

@@ -6,6 +6,8 @@
 //! into a typed struct with [`decode`], so the error for a bad key names the component and
 //! the key path (`processors::attributes/x: actions[2].value: ...`).
 
+#![forbid(unsafe_code)]
+
 mod duration;
 mod error;
 mod expand;

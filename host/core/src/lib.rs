@@ -6,6 +6,8 @@
 //! [`Consumer::consume`]; errors flow back the same way as [`ConsumeError`] so the receiver can
 //! answer the sender with the right status. No stage swallows an error.
 
+#![forbid(unsafe_code)]
+
 pub mod component;
 pub mod consumer;
 pub mod exporter;

@@ -13,6 +13,8 @@
 //!
 //! [`register`] adds all of it to a registry.
 
+#![forbid(unsafe_code)]
+
 pub mod chain;
 pub mod failover;
 pub mod queue;

@@ -6,6 +6,8 @@
 //! counts with a non-allocating walk, and the exporters send [`wasmcol_pdata::Batch::encoded`],
 //! which is the received buffer itself when no processor changed the batch.
 
+#![forbid(unsafe_code)]
+
 mod codec;
 mod compression;
 pub mod exporter;

@@ -6,6 +6,8 @@
 //! when nothing changed the batch, gets those same bytes back without an encode. A processor that
 //! edits data calls [`TracesBatch::message_mut`], which decodes once and drops the stale bytes.
 
+#![forbid(unsafe_code)]
+
 mod json;
 pub mod lazy;
 mod wire;

@@ -433,7 +433,9 @@ impl Runtime {
             // carries the content hash and the engine's compatibility hash, and the cache
             // directory belongs to the collector); wasmtime also checks the header and the
             // engine settings before using it.
-            match unsafe { Component::deserialize_file(engine, p) } {
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(engine, p) };
+            match loaded {
                 Ok(c) => return Ok(c),
                 Err(e) => {
                     tracing::warn!(path = %p.display(), error = %e, "ignoring unusable cached plugin artifact")

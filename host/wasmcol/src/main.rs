@@ -1,5 +1,7 @@
 //! `wasmcol`: an OpenTelemetry collector whose processors are WebAssembly components.
 
+#![forbid(unsafe_code)]
+
 mod components;
 
 use std::process::ExitCode;
