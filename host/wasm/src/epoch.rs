@@ -129,3 +129,22 @@ impl Drop for TickGuard {
         self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_joins_the_thread_and_refuses_further_calls() {
+        let epoch = Epoch::start().unwrap();
+        let handle = epoch.handle();
+        let guard = handle.enter();
+        assert!(guard.is_some());
+        drop(guard);
+        epoch.stop();
+        assert!(epoch.thread.lock().is_none(), "the thread was not joined");
+        assert!(handle.enter().is_none());
+        // Stopping again (as drop does) is harmless.
+        epoch.stop();
+    }
+}

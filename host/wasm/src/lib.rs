@@ -12,12 +12,12 @@
 //! instances, throws trapped ones away, and applies `on_error` (`refuse` by default: the
 //! sender gets a retryable error and nothing acknowledged is lost).
 //!
-//! Modules, each one job (imports only point down this list): `store` (store state),
-//! `batch` (the lent batch), `bindings` (generated from the WIT), `host` (the imports a
-//! plugin calls), [`error`], `epoch` (ticker thread), `engine` (engines and linkers),
-//! `cache` (compile cache), [`call`] (calls into an instance), [`plugin`] (a loaded plugin),
-//! `pool` (instance pools and budget), [`runtime`] (loading), [`processor`], [`config`],
-//! [`cli`].
+//! Modules, each one job; each imports only modules listed before it: `store` (store
+//! state), `batch` (the lent batch), `bindings` (generated from the WIT), `splice` (attribute
+//! insertion into encoded items), `host` (the imports a plugin calls), [`error`], `epoch`
+//! (ticker thread), `engine` (engines and linkers), `cache` (compile cache), [`call`] (calls
+//! into an instance), [`plugin`] (a loaded plugin), `pool` (instance pools and budget),
+//! [`runtime`] (loading), [`config`], [`processor`], [`cli`].
 
 pub mod call;
 pub mod cli;

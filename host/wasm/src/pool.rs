@@ -179,3 +179,22 @@ impl Pool {
         self.idle.lock().clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_shrinks_then_refuses_then_takes_back() {
+        let budget = Arc::new(InstanceBudget::new(5));
+        let a = InstanceBudget::reserve(&budget, 4).unwrap();
+        assert_eq!(a.granted(), 4);
+        // Short budget: fewer than wanted rather than more than the pool holds.
+        let b = InstanceBudget::reserve(&budget, 4).unwrap();
+        assert_eq!(b.granted(), 1);
+        let refused = InstanceBudget::reserve(&budget, 1).err().unwrap();
+        assert!(refused.contains("holds 5 live instances"), "{refused}");
+        drop(a);
+        assert_eq!(InstanceBudget::reserve(&budget, 8).unwrap().granted(), 4);
+    }
+}

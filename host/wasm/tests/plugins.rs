@@ -1006,3 +1006,24 @@ async fn logs_through_wasm_plugins() {
     keep_all.consume(batch()).await.unwrap();
     assert_eq!(all.batches.lock()[0].item_count(), 4);
 }
+
+/// The runtime owns its epoch thread: after `shutdown` (as on collector shutdown) the thread
+/// is joined and calls are refused instead of running with no deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_shutdown_stops_the_epoch_thread_and_refuses_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+    })
+    .unwrap();
+    let bytes = std::fs::read(test_paths::TEMPLATE).unwrap();
+    let plugin = rt.load(Bytes::from(bytes), false).await.unwrap();
+    let mut inst = plugin
+        .instantiate(&wasmcol_wasm::Limits::default(), "t")
+        .await
+        .unwrap();
+    inst.tick(1).await.unwrap();
+    rt.shutdown();
+    let e = inst.tick(2).await.unwrap_err();
+    assert!(e.to_string().contains("shut down"), "{e}");
+}
