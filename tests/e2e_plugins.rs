@@ -221,3 +221,155 @@ fn components_lists_the_bundled_plugins() {
         );
     }
 }
+
+/// Scenario: three plugin processors, a cold compile cache, the health_check extension, and
+/// the `wasm` processor's file is a FIFO nobody has written yet, so loading that plugin
+/// cannot finish. The metrics endpoint answers meanwhile (the async workers are free:
+/// reading and compiling run on the blocking pool), and the collector is not ready. Once
+/// the component arrives the collector becomes ready, health_check answers 200, and SIGTERM
+/// stops it cleanly (the plugin epoch thread is joined).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_serves_metrics_while_plugins_load() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("template.wasm");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let config = write_config(
+        &dir,
+        "three.yaml",
+        &format!(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  attributes/a:
+    actions:
+      - key: source
+        value: e2e
+        action: insert
+  resource/r:
+    attributes:
+      - key: deployment.region
+        value: eu-west-1
+        action: upsert
+  wasm/fifo:
+    path: {}
+    config: {{ key: team, value: payments }}
+exporters:
+  nop:
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:0
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [attributes/a, resource/r, wasm/fifo]
+      exporters: [nop]
+"#,
+            fifo.display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmcol"))
+        .args(["--config", &config])
+        .args(["--set", "service.telemetry.metrics.address=127.0.0.1:0"])
+        .env("WASMCOL_CACHE_DIR", cache.path())
+        .env("WASMCOL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log2.lock().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    // Waits (bounded) for a log line containing `what`; returns it.
+    let wait_for = |what: &str, within: Duration| -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no {what:?} within {within:?}; log:\n{}",
+                    log.lock().join("\n")
+                ),
+            }
+        }
+    };
+    let field = |line: &str, key: &str| -> String {
+        let start = line.find(&format!("{key}=")).unwrap() + key.len() + 1;
+        let rest = &line[start..];
+        rest[..rest.find(' ').unwrap_or(rest.len())]
+            .trim_matches('"')
+            .to_owned()
+    };
+
+    let line = wait_for("Serving Prometheus metrics", WAIT);
+    let metrics = field(&line, "endpoint");
+    wait_for("Preparing components", WAIT);
+    let scrape = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(!scrape.text().await.unwrap().is_empty());
+    // The wasm processor's component has not been written: preparation cannot have ended.
+    let so_far = log.lock().clone();
+    assert!(
+        !so_far.iter().any(|l| l.contains("Everything is ready")),
+        "{so_far:?}"
+    );
+
+    let bytes = std::fs::read(test_paths::TEMPLATE).unwrap();
+    // Opening a FIFO for writing waits for the reader: a thread of its own.
+    let writer = std::thread::spawn(move || std::fs::write(&fifo, bytes));
+    // Three cold compiles on a slow machine: a generous bound.
+    let health = field(
+        &wait_for("health_check listening", Duration::from_secs(180)),
+        "endpoint",
+    );
+    wait_for("Everything is ready", WAIT);
+    writer.join().unwrap().unwrap();
+    let status = reqwest::get(format!("http://{health}/"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "collector did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{}", log.lock().join("\n"));
+    assert!(
+        log.lock().iter().any(|l| l.contains("Shutdown complete")),
+        "{:?}",
+        log.lock()
+    );
+}

@@ -45,7 +45,9 @@ impl Consumer for Encode {
     }
 }
 
+/// A built and prepared processor (the plugin compiled and configured).
 fn processor(
+    rt: &tokio::runtime::Runtime,
     r: &Registry,
     ty: &str,
     id: &str,
@@ -65,10 +67,14 @@ fn processor(
         status: Default::default(),
     };
     let config: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
-    match f.create(&ctx, &config, Signal::Traces, next) {
+    let p = match f.create(&ctx, &config, Signal::Traces, next) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
+    };
+    if let Err(e) = rt.block_on(p.prepare()) {
+        panic!("{e}");
     }
+    p
 }
 
 fn sv(v: &str) -> Option<AnyValue> {
@@ -157,10 +163,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let runtime = Arc::new(Runtime::new(RuntimeOptions::from_env()).expect("runtime"));
     let mut r = Registry::new();
-    wasmcol_wasm::register(&mut r);
+    wasmcol_wasm::register(&mut r, runtime.clone());
     let sink: ConsumerRef = Arc::new(Encode);
     let attributes = processor(
+        &rt,
         &r,
         "attributes",
         "attributes/cross-region",
@@ -168,6 +176,7 @@ fn main() {
         sink.clone(),
     );
     let resource = processor(
+        &rt,
         &r,
         "resource",
         "resource/region",
@@ -177,6 +186,7 @@ fn main() {
     // The same pipeline with `upsert` in the attributes plugin: upsert is not spliced into
     // the span bytes, so the host decodes and re-encodes the spans as the native code does.
     let attributes_upsert = processor(
+        &rt,
         &r,
         "attributes",
         "attributes/upsert",
@@ -184,6 +194,7 @@ fn main() {
         sink.clone(),
     );
     let resource_then_upsert = processor(
+        &rt,
         &r,
         "resource",
         "resource/region-upsert",
@@ -191,6 +202,7 @@ fn main() {
         attributes_upsert,
     );
     let resource_alone = processor(
+        &rt,
         &r,
         "resource",
         "resource/alone",
@@ -213,11 +225,29 @@ fn main() {
             .collect();
         // Same output check: both produce the same request.
         let want = ExportTraceServiceRequest::decode(native(&inputs[0])).expect("decode");
+        let out = Arc::new(Capture::default());
+        let a = processor(
+            &rt,
+            &r,
+            "attributes",
+            "attributes/check",
+            "actions:\n  - key: telemetry.source\n    value: cross-region-forward\n    action: insert\n",
+            out.clone(),
+        );
+        let p = processor(
+            &rt,
+            &r,
+            "resource",
+            "resource/check",
+            "attributes:\n  - key: deployment.region\n    value: us-east-1\n    action: upsert\n",
+            a,
+        );
         let got = rt.block_on(async {
-            let out = Arc::new(Capture::default());
-            let a = processor(&r, "attributes", "attributes/check", "actions:\n  - key: telemetry.source\n    value: cross-region-forward\n    action: insert\n", out.clone());
-            let p = processor(&r, "resource", "resource/check", "attributes:\n  - key: deployment.region\n    value: us-east-1\n    action: upsert\n", a);
-            p.consume(Batch::Traces(TracesBatch::from_encoded(inputs[0].clone()).expect("valid"))).await.expect("consume");
+            p.consume(Batch::Traces(
+                TracesBatch::from_encoded(inputs[0].clone()).expect("valid"),
+            ))
+            .await
+            .expect("consume");
             out.take()
         });
         assert_eq!(got, want, "WASM and native outputs differ");
@@ -341,9 +371,8 @@ fn main() {
     );
 
     // Instantiation from InstancePre (what replacing a trapped instance costs).
-    let runtime = Runtime::global().expect("runtime");
-    let plugin = runtime
-        .load(wasmcol_wasm::bundled::ATTRIBUTES, false)
+    let plugin = rt
+        .block_on(runtime.load(Bytes::from_static(wasmcol_wasm::bundled::ATTRIBUTES), false))
         .expect("load");
     let inst = rt.block_on(async {
         let mut v = Vec::new();
@@ -378,16 +407,16 @@ fn main() {
         };
         let t = Instant::now();
         let rt1 = Runtime::new(opts.clone()).expect("runtime");
-        rt1.load(wasmcol_wasm::bundled::ATTRIBUTES, false)
+        rt.block_on(rt1.load(Bytes::from_static(wasmcol_wasm::bundled::ATTRIBUTES), false))
             .expect("load");
-        rt1.load(wasmcol_wasm::bundled::RESOURCE, false)
+        rt.block_on(rt1.load(Bytes::from_static(wasmcol_wasm::bundled::RESOURCE), false))
             .expect("load");
         cold.push(t.elapsed().as_nanos() as f64);
         let t = Instant::now();
         let rt2 = Runtime::new(opts).expect("runtime");
-        rt2.load(wasmcol_wasm::bundled::ATTRIBUTES, false)
+        rt.block_on(rt2.load(Bytes::from_static(wasmcol_wasm::bundled::ATTRIBUTES), false))
             .expect("load");
-        rt2.load(wasmcol_wasm::bundled::RESOURCE, false)
+        rt.block_on(rt2.load(Bytes::from_static(wasmcol_wasm::bundled::RESOURCE), false))
             .expect("load");
         warm.push(t.elapsed().as_nanos() as f64);
     }

@@ -47,6 +47,14 @@ impl From<String> for BuildError {
 /// opened, no tasks spawned) so `wasmcol validate` can build the whole graph safely.
 #[async_trait]
 pub trait Lifecycle: Send + Sync {
+    /// Work between building and starting that may take long but binds nothing and spawns
+    /// no task: loading and configuring a plugin (its compile runs on the blocking pool).
+    /// `wasmcol validate` runs it too. An error lists one problem per line, each starting
+    /// with its key path.
+    async fn prepare(&self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
     /// Binds ports, opens files, spawns tasks.
     async fn start(&self) -> Result<(), ComponentError> {
         Ok(())

@@ -699,3 +699,41 @@ impl Service {
         clean && self.tasks.stop(left).await
     }
 }
+
+impl Service {
+    /// Runs every built component's [`Lifecycle::prepare`] (plugins load, compile off the
+    /// async workers, and check their config), in start order. Call it after building and
+    /// before [`Service::start`]; `wasmcol validate` calls it too. Every problem is
+    /// reported, each with its component and key path.
+    pub async fn prepare(&self) -> Result<(), ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let all = self
+            .extensions
+            .iter()
+            .map(|(n, c)| (n, c.clone() as Arc<dyn Lifecycle>))
+            .chain(
+                self.exporters
+                    .iter()
+                    .map(|(n, c)| (n, c.clone() as Arc<dyn Lifecycle>)),
+            )
+            .chain(self.flow.iter().rev().map(|(n, c)| (n, c.clone())))
+            .chain(
+                self.receivers
+                    .iter()
+                    .map(|(n, c)| (n, c.clone() as Arc<dyn Lifecycle>)),
+            );
+        let mut seen = BTreeSet::new();
+        for (name, c) in all {
+            if let Err(e) = c.prepare().await {
+                // A processor listed in several pipelines is one instance per pipeline, each
+                // with the same problems: report them once.
+                for line in e.to_string().lines() {
+                    if seen.insert((name.clone(), line.to_owned())) {
+                        errors.push(name.clone(), line);
+                    }
+                }
+            }
+        }
+        errors.into_result(())
+    }
+}

@@ -8,8 +8,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     exports: { default: async },
     with: {
-        "wasmcol:plugin/batch.trace-batch": crate::host::TraceRes,
-        "wasmcol:plugin/batch.metric-batch": crate::host::MetricRes,
-        "wasmcol:plugin/batch.log-batch": crate::host::LogRes,
+        "wasmcol:plugin/batch.trace-batch": crate::batch::TraceRes,
+        "wasmcol:plugin/batch.metric-batch": crate::batch::MetricRes,
+        "wasmcol:plugin/batch.log-batch": crate::batch::LogRes,
     },
 });

@@ -1,24 +1,35 @@
-//! `wasmcol plugin inspect` and `wasmcol plugin run`.
+//! `wasmcol plugin inspect` and `wasmcol plugin run`. The binary runs them on a
+//! current-thread runtime of their own; reading and compiling still go to the blocking pool.
 
-use crate::runtime::{Limits, Processed, Runtime, block_on};
+use bytes::Bytes;
 use wasmcol_pdata::{Batch, Signal};
+
+use crate::call::{Limits, Processed};
+use crate::runtime::Runtime;
 
 /// A CLI failure, printed as is.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CliError(pub String);
 
-fn load(path: &str) -> Result<std::sync::Arc<crate::Plugin>, CliError> {
-    let bytes = std::fs::read(path).map_err(|e| CliError(format!("cannot read {path}: {e}")))?;
-    let runtime = Runtime::global().map_err(|e| CliError(e.to_string()))?;
+async fn load(
+    runtime: &Runtime,
+    path: &str,
+) -> Result<std::sync::Arc<crate::plugin::Plugin>, CliError> {
+    let p = path.to_owned();
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(p))
+        .await
+        .map_err(|e| CliError(format!("cannot read {path}: {e}")))?
+        .map_err(|e| CliError(format!("cannot read {path}: {e}")))?;
     runtime
-        .load(&bytes, false)
+        .load(Bytes::from(bytes), false)
+        .await
         .map_err(|e| CliError(format!("cannot load {path}: {e}")))
 }
 
 /// The plugin's name, version, signals, config schema and hash.
-pub fn inspect(path: &str) -> Result<String, CliError> {
-    let p = load(path)?;
+pub async fn inspect(runtime: &Runtime, path: &str) -> Result<String, CliError> {
+    let p = load(runtime, path).await?;
     let signals: Vec<&str> = p.info.signals.iter().map(|s| s.as_str()).collect();
     Ok(format!(
         "name: {}\nversion: {}\nsignals: {}\nsha256: {}\nsize: {} bytes\nconfig schema: {}\n",
@@ -54,12 +65,17 @@ fn detect_signal(json: &str) -> Result<Signal, CliError> {
 }
 
 /// Runs the plugin once over an OTLP/JSON request and returns the OTLP/JSON result.
-pub fn run(path: &str, config_json: &str, input_json: &str) -> Result<String, CliError> {
-    let p = load(path)?;
+pub async fn run(
+    runtime: &Runtime,
+    path: &str,
+    config_json: &str,
+    input_json: &str,
+) -> Result<String, CliError> {
+    let p = load(runtime, path).await?;
     let signal = detect_signal(input_json)?;
     let batch = Batch::from_json(signal, input_json.as_bytes())
         .map_err(|e| CliError(format!("cannot parse the input: {e}")))?;
-    let out = block_on(async move {
+    let out = {
         let mut inst = p
             .instantiate(&Limits::default(), "plugin-run")
             .await
@@ -84,9 +100,8 @@ pub fn run(path: &str, config_json: &str, input_json: &str) -> Result<String, Cl
         }
         inst.process(batch)
             .await
-            .map_err(|e| CliError(e.to_string()))
-    })
-    .map_err(|e| CliError(e.to_string()))??;
+            .map_err(|e| CliError(e.to_string()))?
+    };
     match out {
         Processed::Drop => Ok(Batch::empty(signal)
             .to_json()

@@ -3,7 +3,8 @@
 use serde::Deserialize;
 use wasmcol_config::GoDuration;
 
-use crate::runtime::{Limits, MAX_MEMORY_MIB};
+use crate::call::Limits;
+use crate::engine::MAX_MEMORY_MIB;
 
 /// What to do with a batch when the plugin call fails.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -2,23 +2,40 @@
 //! (`attributes`, `resource`, `probabilistic_sampler`) and the `wasm` processor for an
 //! operator's own component.
 //!
-//! A plugin implements `wit/plugin.wit` (`wasmcol:plugin/processor@0.1.0`). The host keeps
-//! each batch and lends the plugin a handle ([`host`]); only what the plugin touches is
-//! decoded. The [`runtime`] compiles each component once per content hash (cached on disk,
-//! keyed by SHA-256, wasmtime version and engine settings), instantiates from an
-//! `InstancePre` with the pooling allocator, and runs every call under a deadline and a
-//! memory cap. The [`processor`] keeps a pool of instances per pipeline, throws trapped ones
-//! away, and applies `on_error` (`refuse` by default: the sender gets a retryable error and
-//! nothing acknowledged is lost).
+//! A plugin implements `wit/plugin.wit` (`wasmcol:plugin/processor@0.1.0`). The binary
+//! creates one [`Runtime`] and hands it to [`register`]. Building a plugin processor only
+//! parses its config; its `prepare` step reads the file and compiles the component on the
+//! blocking pool (cached on disk by content hash and engine settings), instantiates it from
+//! an `InstancePre` with the pooling allocator and runs the guest's `configure`. The host
+//! keeps each batch and lends the plugin a handle; only what the plugin touches is decoded.
+//! Every call runs under a deadline and a memory cap. Each processor keeps a pool of
+//! instances, throws trapped ones away, and applies `on_error` (`refuse` by default: the
+//! sender gets a retryable error and nothing acknowledged is lost).
+//!
+//! Modules, each one job; each imports only modules listed before it: `store` (store
+//! state), `batch` (the lent batch), `bindings` (generated from the WIT), `splice` (attribute
+//! insertion into encoded items), `host` (the imports a plugin calls), [`error`], `epoch`
+//! (ticker thread), `engine` (engines and linkers), `cache` (compile cache), [`call`] (calls
+//! into an instance), [`plugin`] (a loaded plugin), `pool` (instance pools and budget),
+//! [`runtime`] (loading), [`config`], [`processor`], [`cli`].
 
+pub mod call;
 pub mod cli;
 pub mod config;
-pub mod host;
+pub mod error;
+pub mod plugin;
 pub mod processor;
 pub mod runtime;
 
+mod batch;
 mod bindings;
+mod cache;
+mod engine;
+mod epoch;
+mod host;
+mod pool;
 mod splice;
+mod store;
 
 use std::sync::Arc;
 
@@ -27,11 +44,14 @@ use wasmcol_core::{
     BuildError, ConsumerRef, CreateContext, Processor, ProcessorFactory, Registry, Signal,
 };
 
+pub use cache::sha256_hex;
+pub use call::{Instance, Limits, PluginConfigError, PluginInfo, Processed};
 pub use config::{OnError, WasmConfig};
-pub use processor::{PluginProcessor, Spec};
-pub use runtime::{
-    CallError, Instance, Limits, LoadError, Plugin, PluginInfo, Processed, Runtime, RuntimeOptions,
-};
+pub use engine::MAX_MEMORY_MIB;
+pub use error::{CallError, LoadError};
+pub use plugin::Plugin;
+pub use processor::{PluginProcessor, Source, Spec};
+pub use runtime::{Runtime, RuntimeOptions};
 
 /// The bundled plugins' components, and paths of the plugins built for tests.
 pub mod bundled {
@@ -50,6 +70,7 @@ pub mod bundled {
 
 /// A factory for a plugin embedded in the binary; its YAML body is the plugin's config.
 struct BundledFactory {
+    runtime: Arc<Runtime>,
     bytes: &'static [u8],
     signals: &'static [Signal],
 }
@@ -66,13 +87,10 @@ impl ProcessorFactory for BundledFactory {
         signal: Signal,
         next: ConsumerRef,
     ) -> Result<Arc<dyn Processor>, BuildError> {
-        let runtime = Runtime::global().map_err(|e| BuildError::new(e.to_string()))?;
-        let plugin = runtime
-            .load(self.bytes, false)
-            .map_err(|e| BuildError::new(format!("cannot load the bundled plugin: {e}")))?;
         let config_json = config::to_json(config).map_err(BuildError::new)?;
         let spec = Spec {
-            plugin,
+            runtime: self.runtime.clone(),
+            source: Source::Bundled(self.bytes),
             config_json,
             limits: Limits::default(),
             on_error: OnError::Refuse,
@@ -83,25 +101,8 @@ impl ProcessorFactory for BundledFactory {
 }
 
 /// The `wasm` processor: an operator's component from a file.
-struct WasmFactory;
-
-/// Reads, checks and loads the component a `wasm` processor names.
-pub fn load_wasm(cfg: &WasmConfig, fuel: bool) -> Result<Arc<Plugin>, Vec<String>> {
-    let bytes = std::fs::read(&cfg.path)
-        .map_err(|e| vec![format!("path: cannot read {:?}: {e}", cfg.path)])?;
-    if let Some(want) = &cfg.sha256 {
-        let got = runtime::sha256_hex(&bytes);
-        if !want.trim().eq_ignore_ascii_case(&got) {
-            return Err(vec![format!(
-                "sha256: {:?} does not match the file's SHA-256 {got}",
-                want
-            )]);
-        }
-    }
-    let runtime = Runtime::global().map_err(|e| vec![e.to_string()])?;
-    runtime
-        .load(&bytes, fuel)
-        .map_err(|e| vec![format!("path: cannot load {:?}: {e}", cfg.path)])
+struct WasmFactory {
+    runtime: Arc<Runtime>,
 }
 
 impl ProcessorFactory for WasmFactory {
@@ -116,9 +117,12 @@ impl ProcessorFactory for WasmFactory {
         let limits = cfg.limits.resolve("limits.").map_err(BuildError)?;
         let config_json =
             config::to_json(&cfg.config).map_err(|e| BuildError::new(format!("config: {e}")))?;
-        let plugin = load_wasm(&cfg, limits.fuel.is_some()).map_err(BuildError)?;
         let spec = Spec {
-            plugin,
+            runtime: self.runtime.clone(),
+            source: Source::File {
+                path: cfg.path,
+                sha256: cfg.sha256,
+            },
             config_json,
             limits,
             on_error: cfg.on_error,
@@ -128,39 +132,40 @@ impl ProcessorFactory for WasmFactory {
     }
 }
 
-/// Registers the bundled plugins and the `wasm` processor.
-pub fn register(r: &mut Registry) {
+/// Registers the bundled plugins and the `wasm` processor, all running on `runtime`.
+pub fn register(r: &mut Registry, runtime: Arc<Runtime>) {
+    let bundled = |bytes, signals| {
+        Factory::Processor(Arc::new(BundledFactory {
+            runtime: runtime.clone(),
+            bytes,
+            signals,
+        }))
+    };
     r.register(
         "attributes",
         &[],
         "Edits span, data point and log record attributes (bundled WebAssembly plugin).",
-        Factory::Processor(Arc::new(BundledFactory {
-            bytes: bundled::ATTRIBUTES,
-            signals: &Signal::ALL,
-        })),
+        bundled(bundled::ATTRIBUTES, &Signal::ALL),
     );
     r.register(
         "resource",
         &[],
         "Edits resource attributes (bundled WebAssembly plugin).",
-        Factory::Processor(Arc::new(BundledFactory {
-            bytes: bundled::RESOURCE,
-            signals: &Signal::ALL,
-        })),
+        bundled(bundled::RESOURCE, &Signal::ALL),
     );
     r.register(
         "probabilistic_sampler",
         &[],
         "Keeps a percentage of traces or logs, hash_seed mode (bundled WebAssembly plugin).",
-        Factory::Processor(Arc::new(BundledFactory {
-            bytes: bundled::PROBABILISTIC_SAMPLER,
-            signals: &[Signal::Traces, Signal::Logs],
-        })),
+        bundled(
+            bundled::PROBABILISTIC_SAMPLER,
+            &[Signal::Traces, Signal::Logs],
+        ),
     );
     r.register(
         "wasm",
         &[],
         "Runs an operator's WebAssembly processor component (path, sha256, config, limits, on_error).",
-        Factory::Processor(Arc::new(WasmFactory)),
+        Factory::Processor(Arc::new(WasmFactory { runtime })),
     );
 }

@@ -1,28 +1,29 @@
-//! The processor that runs a plugin: an instance pool, per-call limits, the `on_error`
-//! policy and the plugin metrics.
+//! The processor that runs a plugin: loading and configuring it in `prepare`, calls through
+//! its instance pool, the `on_error` policy and the plugin metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
-use tokio::sync::Semaphore;
+use bytes::Bytes;
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, Consumer, ConsumerRef, Counter, CreateContext,
     Histogram, Lifecycle, Processor, Signal, Tasks,
 };
 
+use crate::cache::sha256_hex;
+use crate::call::{Instance, Limits, PluginConfigError, Processed};
 use crate::config::OnError;
-use crate::runtime::{CallError, Instance, Limits, Plugin, Processed, block_on};
+use crate::error::CallError;
+use crate::plugin::Plugin;
+use crate::pool::{Pool, Pooled, TICK_EVERY};
+use crate::runtime::Runtime;
 
 const DURATION_BOUNDS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5,
 ];
-
-/// How often stateful plugins get `tick`.
-const TICK_EVERY: Duration = Duration::from_secs(1);
 
 struct PluginMetrics {
     calls: Counter,
@@ -78,10 +79,25 @@ impl PluginMetrics {
     }
 }
 
+/// Where a plugin's component comes from.
+pub enum Source {
+    /// Embedded in the binary.
+    Bundled(&'static [u8]),
+    /// A file (the `wasm` processor's `path`), with the SHA-256 it must have.
+    File {
+        /// The `.wasm` file.
+        path: String,
+        /// Expected SHA-256 (hex).
+        sha256: Option<String>,
+    },
+}
+
 /// Everything needed to build a plugin processor.
 pub struct Spec {
-    /// The loaded plugin.
-    pub plugin: Arc<Plugin>,
+    /// The runtime that loads and runs the plugin.
+    pub runtime: Arc<Runtime>,
+    /// The component.
+    pub source: Source,
     /// Its config as JSON.
     pub config_json: String,
     /// Per-call limits.
@@ -92,17 +108,19 @@ pub struct Spec {
     pub config_prefix: &'static str,
 }
 
+/// What `prepare` made: the loaded plugin and the pool of its configured instances.
+struct Prepared {
+    plugin: Arc<Plugin>,
+    pool: Arc<Pool>,
+}
+
 /// A processor backed by a plugin.
 pub struct PluginProcessor {
     id: String,
     signal: Signal,
     next: ConsumerRef,
-    plugin: Arc<Plugin>,
-    config_json: String,
-    limits: Limits,
-    on_error: OnError,
-    pool: Arc<Pool>,
-    permits: Semaphore,
+    spec: Spec,
+    prepared: tokio::sync::OnceCell<Prepared>,
     stopped: AtomicBool,
     tasks: Tasks,
     metrics: PluginMetrics,
@@ -117,83 +135,129 @@ fn pool_size() -> usize {
         .clamp(1, 16)
 }
 
+/// Reads a plugin file on the blocking pool and checks its SHA-256.
+async fn read_file(path: &str, sha256: Option<&str>) -> Result<Bytes, String> {
+    let p = path.to_owned();
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(p))
+        .await
+        .map_err(|e| format!("path: cannot read {path:?}: {e}"))?
+        .map_err(|e| format!("path: cannot read {path:?}: {e}"))?;
+    if let Some(want) = sha256 {
+        let got = sha256_hex(&bytes);
+        if !want.trim().eq_ignore_ascii_case(&got) {
+            return Err(format!(
+                "sha256: {want:?} does not match the file's SHA-256 {got}"
+            ));
+        }
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// The plugin's config errors, one per line, each with its key path.
+fn config_errors(prefix: &str, errors: Vec<PluginConfigError>) -> String {
+    errors
+        .into_iter()
+        .map(|e| {
+            if e.path.is_empty() {
+                let p = prefix.trim_end_matches('.');
+                if p.is_empty() {
+                    e.message
+                } else {
+                    format!("{p}: {}", e.message)
+                }
+            } else {
+                format!("{prefix}{}: {}", e.path, e.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl PluginProcessor {
-    /// Builds the processor: instantiates the plugin once and configures it, so config
-    /// errors surface now (`wasmcol validate`). Nothing is started.
+    /// Builds the processor from its parsed config. Nothing is read, compiled or
+    /// instantiated here: [`Lifecycle::prepare`] loads the plugin and configures it, off the
+    /// async workers, so that config errors still surface before start (and in
+    /// `wasmcol validate`).
     pub fn build(
         ctx: &CreateContext,
         spec: Spec,
         signal: Signal,
         next: ConsumerRef,
     ) -> Result<Arc<PluginProcessor>, BuildError> {
-        let info = &spec.plugin.info;
-        if !info.signals.contains(&signal) {
-            return Err(BuildError::new(format!(
-                "plugin {:?} does not handle {signal} (it handles: {})",
-                info.name,
-                info.signals
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
         let id = ctx.id.to_string();
-        let plugin = spec.plugin.clone();
-        let json = spec.config_json.clone();
-        let limits = spec.limits.clone();
-        let label = id.clone();
-        let first = block_on(async move {
-            let mut inst = plugin.instantiate(&limits, &label).await?;
-            let configured = inst.configure(&json, signal).await?;
-            Ok::<_, CallError>((inst, configured))
-        })
-        .map_err(|e| BuildError::new(e.to_string()))?
-        .map_err(|e| BuildError::new(format!("cannot start the plugin: {e}")))?;
-        let (inst, configured) = first;
-        if let Err(errors) = configured {
-            return Err(BuildError(
-                errors
-                    .into_iter()
-                    .map(|e| {
-                        if e.path.is_empty() {
-                            let p = spec.config_prefix.trim_end_matches('.');
-                            if p.is_empty() {
-                                e.message
-                            } else {
-                                format!("{p}: {}", e.message)
-                            }
-                        } else {
-                            format!("{}{}: {}", spec.config_prefix, e.path, e.message)
-                        }
-                    })
-                    .collect(),
-            ));
-        }
         Ok(Arc::new(PluginProcessor {
             metrics: PluginMetrics::new(ctx, &id),
             id,
             signal,
             next,
-            plugin: spec.plugin,
-            config_json: spec.config_json,
-            limits: spec.limits,
-            on_error: spec.on_error,
-            pool: Arc::new(Pool {
-                idle: Mutex::new(vec![inst]),
-                size: pool_size(),
-            }),
-            permits: Semaphore::new(pool_size()),
+            spec,
+            prepared: tokio::sync::OnceCell::new(),
             stopped: AtomicBool::new(false),
             tasks: ctx.tasks.child(),
         }))
     }
 
-    async fn new_instance(&self) -> Result<Instance, CallError> {
-        let mut inst = self.plugin.instantiate(&self.limits, &self.id).await?;
-        match inst.configure(&self.config_json, self.signal).await? {
+    /// Loads the plugin (file read and compile on the blocking pool).
+    async fn load(&self) -> Result<Arc<Plugin>, String> {
+        let spec = &self.spec;
+        let fuel = spec.limits.fuel.is_some();
+        match &spec.source {
+            Source::Bundled(bytes) => spec
+                .runtime
+                .load(Bytes::from_static(bytes), fuel)
+                .await
+                .map_err(|e| format!("cannot load the bundled plugin: {e}")),
+            Source::File { path, sha256 } => {
+                let bytes = read_file(path, sha256.as_deref()).await?;
+                spec.runtime
+                    .load(bytes, fuel)
+                    .await
+                    .map_err(|e| format!("path: cannot load {path:?}: {e}"))
+            }
+        }
+    }
+
+    /// Loads the plugin, checks it handles the pipeline's signal, reserves its instances
+    /// and configures the first one.
+    async fn prepare_once(&self) -> Result<Prepared, String> {
+        let plugin = self.load().await?;
+        let info = &plugin.info;
+        if !info.signals.contains(&self.signal) {
+            return Err(format!(
+                "plugin {:?} does not handle {} (it handles: {})",
+                info.name,
+                self.signal,
+                info.signals
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let want = pool_size();
+        let reservation = self.spec.runtime.reserve(want)?;
+        if reservation.granted() < want {
+            tracing::warn!(processor = %self.id, granted = reservation.granted(), want, "the plugin instance budget is short; this processor runs fewer instances than cores");
+        }
+        let mut inst = plugin
+            .instantiate(&self.spec.limits, &self.id)
+            .await
+            .map_err(|e| format!("cannot start the plugin: {e}"))?;
+        match inst.configure(&self.spec.config_json, self.signal).await {
+            Err(e) => Err(format!("cannot start the plugin: {e}")),
+            Ok(Err(errors)) => Err(config_errors(self.spec.config_prefix, errors)),
+            Ok(Ok(())) => Ok(Prepared {
+                plugin,
+                pool: Arc::new(Pool::new(reservation, inst)),
+            }),
+        }
+    }
+
+    async fn new_instance(&self, plugin: &Plugin) -> Result<Instance, CallError> {
+        let mut inst = plugin.instantiate(&self.spec.limits, &self.id).await?;
+        match inst.configure(&self.spec.config_json, self.signal).await? {
             Ok(()) => Ok(inst),
-            // The same config was accepted when the processor was built.
+            // The same config was accepted when the processor was prepared.
             Err(errors) => Err(CallError::Plugin {
                 permanent: true,
                 message: format!(
@@ -209,25 +273,35 @@ impl PluginProcessor {
     }
 
     async fn call(&self, batch: Batch) -> Result<Processed, CallError> {
-        let Ok(_permit) = self.permits.acquire().await else {
+        let Some(Prepared { plugin, pool }) = self.prepared.get() else {
+            return Err(CallError::Plugin {
+                permanent: false,
+                message: "the processor was not prepared".into(),
+            });
+        };
+        let Some(_permit) = pool.permit().await else {
             return Err(CallError::Plugin {
                 permanent: false,
                 message: "the processor is shutting down".into(),
             });
         };
-        let idle = self.pool.take();
-        let mut inst = match idle {
-            Some(i) => i,
-            None => self.new_instance().await?,
+        let mut p = match pool.take() {
+            Some(p) => p,
+            None => Pooled::new(self.new_instance(plugin).await?),
         };
+        // A tick that fails here leaves the instance poisoned like a failed batch would.
+        p.catch_up().await?;
         let start = Instant::now();
         self.metrics.calls.inc();
-        let result = inst.process(batch).await;
+        let result = p.inst.process(batch).await;
         self.metrics.duration.observe(start.elapsed().as_secs_f64());
         match &result {
             // A trapped instance is thrown away; the next call builds a fresh one.
-            Err(e) if e.poisons() => drop(inst),
-            _ => self.pool.put(inst),
+            Err(e) if e.poisons() => drop(p),
+            _ => {
+                p.used();
+                pool.put(p)
+            }
         }
         result
     }
@@ -239,8 +313,8 @@ impl PluginProcessor {
         original: Option<Batch>,
     ) -> Result<(), ConsumeError> {
         self.metrics.failed(&e);
-        tracing::warn!(processor = %self.id, reason = e.reason(), error = %e, on_error = ?self.on_error, "plugin call failed");
-        match self.on_error {
+        tracing::warn!(processor = %self.id, reason = e.reason(), error = %e, on_error = ?self.spec.on_error, "plugin call failed");
+        match self.spec.on_error {
             OnError::Refuse => Err(match e {
                 CallError::Plugin {
                     permanent: true,
@@ -279,7 +353,7 @@ impl Consumer for PluginProcessor {
         }
         let items = batch.item_count();
         // Batches are copy-on-write: keeping the original costs a reference count.
-        let original = (self.on_error == OnError::Pass).then(|| batch.clone());
+        let original = (self.spec.on_error == OnError::Pass).then(|| batch.clone());
         match self.call(batch).await {
             Ok(Processed::Forward(b)) if b.item_count() > 0 => self.next.consume(b).await,
             Ok(_) => Ok(()),
@@ -294,9 +368,19 @@ impl Consumer for PluginProcessor {
 
 #[async_trait]
 impl Lifecycle for PluginProcessor {
+    async fn prepare(&self) -> Result<(), ComponentError> {
+        self.prepared
+            .get_or_try_init(|| self.prepare_once())
+            .await
+            .map(|_| ())
+            .map_err(ComponentError::new)
+    }
+
     async fn start(&self) -> Result<(), ComponentError> {
-        // Stateful plugins keep state per instance and get `tick(now)` on every idle one.
-        let pool = self.pool.clone();
+        let Some(prepared) = self.prepared.get() else {
+            return Err(ComponentError::new("started before it was prepared"));
+        };
+        let pool = prepared.pool.clone();
         let token = self.tasks.token();
         self.tasks.spawn(async move {
             let mut every = tokio::time::interval(TICK_EVERY);
@@ -305,7 +389,7 @@ impl Lifecycle for PluginProcessor {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = every.tick() => pool.tick().await,
+                    _ = every.tick() => pool.tick_used().await,
                 }
             }
         });
@@ -315,43 +399,11 @@ impl Lifecycle for PluginProcessor {
     async fn shutdown(&self) -> Result<(), ComponentError> {
         self.stopped.store(true, Ordering::Release);
         self.tasks.stop(Duration::from_secs(5)).await;
-        self.pool.idle.lock().clear();
+        if let Some(p) = self.prepared.get() {
+            p.pool.close();
+        }
         Ok(())
     }
 }
 
 impl Processor for PluginProcessor {}
-
-/// Idle instances, shared with the tick task.
-struct Pool {
-    idle: Mutex<Vec<Instance>>,
-    size: usize,
-}
-
-impl Pool {
-    fn take(&self) -> Option<Instance> {
-        self.idle.lock().pop()
-    }
-
-    fn put(&self, inst: Instance) {
-        let mut idle = self.idle.lock();
-        // Instances made while the tick task held others are surplus: let them go.
-        if idle.len() < self.size {
-            idle.push(inst);
-        }
-    }
-
-    async fn tick(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default();
-        let taken: Vec<Instance> = std::mem::take(&mut *self.idle.lock());
-        for mut inst in taken {
-            match inst.tick(now).await {
-                Ok(()) => self.put(inst),
-                Err(e) => tracing::warn!(error = %e, "plugin tick failed; instance discarded"),
-            }
-        }
-    }
-}

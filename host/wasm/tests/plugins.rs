@@ -63,30 +63,39 @@ fn ctx(id: &str, metrics: &Metrics) -> CreateContext {
     }
 }
 
+/// One plugin runtime for this test process, its compile cache in a temp dir.
+fn runtime() -> Arc<Runtime> {
+    static RUNTIME: std::sync::OnceLock<(tempfile::TempDir, Arc<Runtime>)> =
+        std::sync::OnceLock::new();
+    let (_, rt) = RUNTIME.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(RuntimeOptions {
+            cache_dir: Some(dir.path().to_path_buf()),
+        })
+        .unwrap();
+        (dir, Arc::new(rt))
+    });
+    rt.clone()
+}
+
 fn registry() -> Registry {
     let mut r = Registry::new();
-    wasmcol_wasm::register(&mut r);
+    wasmcol_wasm::register(&mut r, runtime());
     r
 }
 
-/// Keeps this test process's compile cache in a temp dir.
-fn isolate_cache() {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    Runtime::init_global(RuntimeOptions {
-        cache_dir: Some(dir.path().to_path_buf()),
-    })
-    .unwrap();
-}
+/// The problems a build or prepare reported, one per entry.
+#[derive(Debug)]
+struct Problems(Vec<String>);
 
-fn build(
+/// Builds and prepares a processor, as the collector does before starting it.
+async fn build(
     ty: &str,
     id: &str,
     yaml: &str,
     metrics: &Metrics,
     next: ConsumerRef,
-) -> Result<Arc<dyn Processor>, wasmcol_core::BuildError> {
-    isolate_cache();
+) -> Result<Arc<dyn Processor>, Problems> {
     let r = registry();
     let Some(entry) = r.lookup(Kind::Processor, ty) else {
         panic!("no {ty}")
@@ -95,7 +104,13 @@ fn build(
         panic!("not a processor")
     };
     let config: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
-    f.create(&ctx(id, metrics), &config, Signal::Traces, next)
+    let p = f
+        .create(&ctx(id, metrics), &config, Signal::Traces, next)
+        .map_err(|e| Problems(vec![e.to_string()]))?;
+    p.prepare()
+        .await
+        .map_err(|e| Problems(e.to_string().lines().map(String::from).collect()))?;
+    Ok(p)
 }
 
 fn kv(k: &str, v: &str) -> KeyValue {
@@ -175,6 +190,7 @@ async fn resource_region_edits_resources_without_decoding_spans() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let req = request(50, 5, 1);
     p.consume(encoded(&req)).await.unwrap();
@@ -208,7 +224,7 @@ async fn attributes_cross_region_inserts_on_every_span() {
         "actions:\n  - key: telemetry.source\n    value: cross-region-forward\n    action: insert\n",
         &m,
         out.clone(),
-    )
+    ).await
     .unwrap();
     let mut req = request(20, 2, 2);
     req.resource_spans[0].scope_spans[0].spans[3]
@@ -246,6 +262,7 @@ async fn unmodified_batch_is_forwarded_as_received() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let req = request(10, 1, 3);
     let bytes = Bytes::from(req.encode_to_vec());
@@ -267,6 +284,7 @@ async fn bundled_config_errors_carry_key_paths_and_upstream_text() {
         &m,
         Arc::new(Capture::default()),
     )
+    .await
     .err()
     .unwrap();
     assert_eq!(
@@ -282,6 +300,7 @@ async fn bundled_config_errors_carry_key_paths_and_upstream_text() {
         &m,
         Arc::new(Capture::default()),
     )
+    .await
     .err()
     .unwrap();
     assert_eq!(
@@ -295,6 +314,7 @@ async fn bundled_config_errors_carry_key_paths_and_upstream_text() {
         &m,
         Arc::new(Capture::default()),
     )
+    .await
     .err()
     .unwrap();
     assert!(e.0[0].starts_with("bogus: unknown field `bogus`"), "{e:?}");
@@ -316,6 +336,7 @@ async fn sampler_keeps_a_quarter_deterministically_and_whole_traces() {
                 &m,
                 out.clone(),
             )
+            .await
             .unwrap();
             // 100k traces of 2 spans each, in batches of 1000 spans.
             for b in 0..200u64 {
@@ -367,6 +388,7 @@ async fn sampler_reference_vector_in_wasm() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let mut req = request(2, 1, 0);
     let spans = &mut req.resource_spans[0].scope_spans[0].spans;
@@ -401,6 +423,7 @@ async fn trap_is_refused_retryably_and_the_instance_is_rebuilt() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let mut refused = 0;
     for i in 0..6u64 {
@@ -442,6 +465,7 @@ async fn endless_loop_hits_the_deadline_and_the_host_carries_on() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let start = std::time::Instant::now();
     p.consume(encoded(&request(5, 1, 9))).await.unwrap();
@@ -478,6 +502,7 @@ async fn unbounded_allocation_hits_the_memory_cap() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     p.consume(encoded(&request(7, 1, 11))).await.unwrap();
     assert_eq!(out.spans(), 0, "on_error: drop must not forward");
@@ -510,6 +535,7 @@ async fn plugin_errors_follow_on_error() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let e = refuse
         .consume(encoded(&request(3, 1, 12)))
@@ -523,6 +549,7 @@ async fn plugin_errors_follow_on_error() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let e = permanent
         .consume(encoded(&request(3, 1, 13)))
@@ -536,6 +563,7 @@ async fn plugin_errors_follow_on_error() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     pass.consume(encoded(&request(3, 1, 14))).await.unwrap();
     assert_eq!(out.spans(), 3);
@@ -584,6 +612,7 @@ async fn sandbox_grants_nothing() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     p.consume(encoded(&request(1, 1, 15))).await.unwrap();
     let got = out.traces().remove(0);
@@ -615,7 +644,7 @@ async fn sandbox_grants_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_runs_in_a_wasm_processor_with_sha256() {
     let bytes = std::fs::read(test_paths::TEMPLATE).unwrap();
-    let sha = wasmcol_wasm::runtime::sha256_hex(&bytes);
+    let sha = wasmcol_wasm::sha256_hex(&bytes);
     let m = Metrics::new();
     let out = Arc::new(Capture::default());
     let p = build(
@@ -628,6 +657,7 @@ async fn template_runs_in_a_wasm_processor_with_sha256() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     p.consume(encoded(&request(4, 1, 16))).await.unwrap();
     let got = out.traces().remove(0);
@@ -647,6 +677,7 @@ async fn wasm_config_errors_name_their_keys() {
         &m,
         next.clone(),
     )
+    .await
     .err()
     .unwrap();
     assert!(
@@ -660,6 +691,7 @@ async fn wasm_config_errors_name_their_keys() {
         &m,
         next.clone(),
     )
+    .await
     .err()
     .unwrap();
     assert!(
@@ -676,6 +708,7 @@ async fn wasm_config_errors_name_their_keys() {
         &m,
         next.clone(),
     )
+    .await
     .err()
     .unwrap();
     assert!(
@@ -689,6 +722,7 @@ async fn wasm_config_errors_name_their_keys() {
         &m,
         next.clone(),
     )
+    .await
     .err()
     .unwrap();
     assert!(e.0[0].starts_with("path: cannot read"), "{e:?}");
@@ -699,6 +733,7 @@ async fn wasm_config_errors_name_their_keys() {
         &m,
         next,
     )
+    .await
     .err()
     .unwrap();
     assert!(
@@ -721,6 +756,7 @@ async fn fuel_limit_stops_the_loop() {
         &m,
         out.clone(),
     )
+    .await
     .unwrap();
     let start = std::time::Instant::now();
     let e = p.consume(encoded(&request(1, 1, 17))).await.unwrap_err();
@@ -739,15 +775,15 @@ async fn fuel_limit_stops_the_loop() {
     );
 }
 
-#[test]
-fn compile_cache_is_written_and_reused() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compile_cache_is_written_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let opts = RuntimeOptions {
         cache_dir: Some(dir.path().to_path_buf()),
     };
     let bytes = std::fs::read(test_paths::TEMPLATE).unwrap();
     let first = Runtime::new(opts.clone()).unwrap();
-    let p = first.load(&bytes, false).unwrap();
+    let p = first.load(Bytes::from(bytes.clone()), false).await.unwrap();
     assert_eq!(p.info.name, "template");
     let files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -758,27 +794,29 @@ fn compile_cache_is_written_and_reused() {
     // A second runtime (a restart) loads the artifact instead of compiling: corrupting the
     // wasm bytes would not matter if it did not, so check it works and the cache is intact.
     let second = Runtime::new(opts).unwrap();
-    let again = second.load(&bytes, false).unwrap();
+    let again = second.load(Bytes::from(bytes), false).await.unwrap();
     assert_eq!(again.info.name, "template");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
-fn build_for(
+async fn build_for(
     ty: &str,
     id: &str,
     yaml: &str,
     signal: Signal,
     next: ConsumerRef,
 ) -> Arc<dyn Processor> {
-    isolate_cache();
     let r = registry();
     let Some(Factory::Processor(f)) = r.lookup(Kind::Processor, ty).map(|e| e.factory.clone())
     else {
         panic!("no {ty}")
     };
     let config: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
-    f.create(&ctx(id, &Metrics::new()), &config, signal, next)
-        .unwrap()
+    let p = f
+        .create(&ctx(id, &Metrics::new()), &config, signal, next)
+        .unwrap();
+    p.prepare().await.unwrap();
+    p
 }
 
 /// The general (per-item) path through the component: hash, extract, from_attribute and an
@@ -805,7 +843,8 @@ include:
 "#,
         Signal::Traces,
         out.clone(),
-    );
+    )
+    .await;
     let mut req = request(2, 1, 20);
     for s in &mut req.resource_spans[0].scope_spans[0].spans {
         s.attributes.push(kv("user.email", "foo"));
@@ -873,7 +912,7 @@ async fn attributes_on_metric_points_in_wasm() {
         "actions:\n  - {key: tier, value: gold, action: upsert}\ninclude:\n  match_type: regexp\n  metric_names: ['^http\\.']\n",
         Signal::Metrics,
         out.clone(),
-    );
+    ).await;
     p.consume(Batch::Metrics(
         MetricsBatch::from_encoded(Bytes::from(req.encode_to_vec())).unwrap(),
     ))
@@ -927,7 +966,7 @@ async fn logs_through_wasm_plugins() {
         "actions:\n  - {key: alert, value: true, action: insert}\ninclude:\n  match_type: strict\n  log_severity_texts: [ERROR]\n",
         Signal::Logs,
         out.clone(),
-    );
+    ).await;
     p.consume(batch()).await.unwrap();
     let Batch::Logs(b) = out.batches.lock()[0].clone() else {
         panic!()
@@ -947,7 +986,8 @@ async fn logs_through_wasm_plugins() {
         "sampling_percentage: 0\n",
         Signal::Logs,
         none.clone(),
-    );
+    )
+    .await;
     drop_all.consume(batch()).await.unwrap();
     assert_eq!(
         none.batches.lock().len(),
@@ -961,7 +1001,29 @@ async fn logs_through_wasm_plugins() {
         "sampling_percentage: 100\n",
         Signal::Logs,
         all.clone(),
-    );
+    )
+    .await;
     keep_all.consume(batch()).await.unwrap();
     assert_eq!(all.batches.lock()[0].item_count(), 4);
+}
+
+/// The runtime owns its epoch thread: after `shutdown` (as on collector shutdown) the thread
+/// is joined and calls are refused instead of running with no deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_shutdown_stops_the_epoch_thread_and_refuses_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+    })
+    .unwrap();
+    let bytes = std::fs::read(test_paths::TEMPLATE).unwrap();
+    let plugin = rt.load(Bytes::from(bytes), false).await.unwrap();
+    let mut inst = plugin
+        .instantiate(&wasmcol_wasm::Limits::default(), "t")
+        .await
+        .unwrap();
+    inst.tick(1).await.unwrap();
+    rt.shutdown();
+    let e = inst.tick(2).await.unwrap_err();
+    assert!(e.to_string().contains("shut down"), "{e}");
 }

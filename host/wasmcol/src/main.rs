@@ -5,10 +5,12 @@
 mod components;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use wasmcol_core::{Metrics, config};
+use wasmcol_wasm::{Runtime as PluginRuntime, RuntimeOptions};
 
 #[derive(Parser)]
 #[command(
@@ -63,10 +65,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Validate) => validate(&cli.config, &cli.set),
-        Some(Command::Components) => {
-            print!("{}", list_components());
-            Ok(())
-        }
+        Some(Command::Components) => list_components().map(|s| print!("{s}")),
         Some(Command::Plugin(cmd)) => plugin(cmd, &cli.config),
         None => run(&cli.config, &cli.set),
     };
@@ -79,14 +78,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// The plugin runtime every plugin of this process runs on.
+fn plugin_runtime() -> anyhow::Result<Arc<PluginRuntime>> {
+    Ok(Arc::new(
+        PluginRuntime::new(RuntimeOptions::from_env())
+            .context("cannot start the plugin runtime")?,
+    ))
+}
+
 fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
+    // A command of its own: a current-thread runtime is all it needs.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let plugins = plugin_runtime()?;
     match cmd {
-        PluginCommand::Inspect { file } => print!("{}", wasmcol_wasm::cli::inspect(&file)?),
+        PluginCommand::Inspect { file } => {
+            print!(
+                "{}",
+                rt.block_on(wasmcol_wasm::cli::inspect(&plugins, &file))?
+            )
+        }
         PluginCommand::Run { file, input } => {
             let json = config.first().map(String::as_str).unwrap_or("{}");
             let input =
                 std::fs::read_to_string(&input).with_context(|| format!("cannot read {input}"))?;
-            println!("{}", wasmcol_wasm::cli::run(&file, json, &input)?);
+            let out = rt.block_on(wasmcol_wasm::cli::run(&plugins, &file, json, &input))?;
+            println!("{out}");
         }
     }
     Ok(())
@@ -102,12 +121,17 @@ fn load(paths: &[String], sets: &[String]) -> anyhow::Result<config::RawConfig> 
 fn validate(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
     let cfg = load(paths, sets)?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-    // Building inside the runtime lets factories that need a handle (plugins) work; nothing
-    // is started, so no port is bound.
-    let _guard = rt.enter();
-    let registry = components::registry();
-    let mut errors = match wasmcol_core::build(&cfg, &registry, &Metrics::new()) {
-        Ok(_) => config::ConfigErrors::default(),
+    let registry = components::registry(plugin_runtime()?);
+    // Preparing loads and configures every plugin; nothing is started, so no port is bound.
+    let built = {
+        let _guard = rt.enter();
+        wasmcol_core::build(&cfg, &registry, &Metrics::new())
+    };
+    let mut errors = match built {
+        Ok(service) => match rt.block_on(service.prepare()) {
+            Ok(()) => config::ConfigErrors::default(),
+            Err(e) => e,
+        },
         Err(e) => e,
     };
     if let Err(e) = cfg.service.telemetry.metrics.prometheus() {
@@ -124,9 +148,9 @@ fn validate(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
     }
 }
 
-fn list_components() -> String {
+fn list_components() -> anyhow::Result<String> {
     let mut out = String::new();
-    let registry = components::registry();
+    let registry = components::registry(plugin_runtime()?);
     let mut last = None;
     for e in registry.entries() {
         if last != Some(e.kind) {
@@ -140,7 +164,7 @@ fn list_components() -> String {
         };
         out.push_str(&format!("  {}{} - {}\n", e.name, aliases, e.description));
     }
-    out
+    Ok(out)
 }
 
 fn init_logging(level: Option<String>) {
@@ -168,7 +192,8 @@ fn run(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
 
 async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let registry = components::registry();
+    let plugins = plugin_runtime()?;
+    let registry = components::registry(plugins.clone());
     let prometheus = cfg
         .service
         .telemetry
@@ -188,6 +213,12 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Plugins load and compile on the blocking pool meanwhile: the metrics endpoint answers.
+    tracing::info!("Preparing components (loading plugins)");
+    service
+        .prepare()
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     service
         .start()
         .await
@@ -199,6 +230,8 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         service.shutdown_timeout()
     );
     let clean = service.shutdown().await;
+    // Every processor has stopped: stop and join the plugin epoch thread.
+    plugins.shutdown();
     if let Some(t) = telemetry {
         t.stop().await;
     }
