@@ -113,10 +113,10 @@ impl ProcessorFactory for WasmFactory {
         next: ConsumerRef,
     ) -> Result<Arc<dyn Processor>, BuildError> {
         let cfg: WasmConfig = wasmcol_config::decode(config).map_err(BuildError::new)?;
-        let limits = cfg.limits.resolve("limits.").map_err(BuildError)?;
+        let limits = cfg.limits.resolve("limits.").map_err(BuildError::from)?;
         let config_json =
             config::to_json(&cfg.config).map_err(|e| BuildError::new(format!("config: {e}")))?;
-        let plugin = load_wasm(&cfg, limits.fuel.is_some()).map_err(BuildError)?;
+        let plugin = load_wasm(&cfg, limits.fuel.is_some()).map_err(BuildError::from)?;
         let spec = Spec {
             plugin,
             config_json,

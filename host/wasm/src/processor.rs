@@ -152,7 +152,7 @@ impl PluginProcessor {
         .map_err(|e| BuildError::new(format!("cannot start the plugin: {e}")))?;
         let (inst, configured) = first;
         if let Err(errors) = configured {
-            return Err(BuildError(
+            return Err(BuildError::from(
                 errors
                     .into_iter()
                     .map(|e| {
@@ -167,7 +167,7 @@ impl PluginProcessor {
                             format!("{}{}: {}", spec.config_prefix, e.path, e.message)
                         }
                     })
-                    .collect(),
+                    .collect::<Vec<String>>(),
             ));
         }
         Ok(Arc::new(PluginProcessor {
