@@ -139,6 +139,61 @@ impl ConsumeError {
     pub fn permanent(message: impl Into<String>) -> Self {
         ConsumeError::Permanent(PermanentError::Other(message.into()))
     }
+
+    /// A retryable error without a delay hint.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ConsumeError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A retryable error with a delay hint.
+    pub fn retry_after(message: impl Into<String>, after: Duration) -> Self {
+        ConsumeError::Retryable {
+            message: message.into(),
+            retry_after: Some(after),
+        }
+    }
+
+    /// Whether the sender may retry.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ConsumeError::Permanent(_))
+    }
+
+    /// The delay hint, if any.
+    pub fn retry_delay(&self) -> Option<Duration> {
+        match self {
+            ConsumeError::Retryable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Joins the errors of a fan-out: permanent if any is permanent (upstream's
+    /// `consumererror.IsPermanent` over a joined error), else retryable with the longest hint.
+    pub fn join(errors: Vec<ConsumeError>) -> Option<ConsumeError> {
+        if errors.len() <= 1 {
+            return errors.into_iter().next();
+        }
+        if errors
+            .iter()
+            .any(|e| matches!(e, ConsumeError::Permanent(_)))
+        {
+            return Some(ConsumeError::Permanent(PermanentError::Joined(errors)));
+        }
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let retry_after = errors.iter().filter_map(ConsumeError::retry_delay).max();
+        Some(ConsumeError::Retryable {
+            message,
+            retry_after,
+        })
+    }
+}
+
 /// A stage that takes batches: a processor, an exporter, a connector or a fan-out.
 ///
 /// `consume` returns once the stage has taken responsibility for the batch (or failed to).

@@ -422,3 +422,80 @@ impl Lifecycle for OtlpReceiver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmcol_config::{ComponentId, Kind};
+    use wasmcol_core::{Extensions, Metrics, ServiceStatus, Tasks};
+
+    fn ctx() -> CreateContext {
+        CreateContext {
+            id: ComponentId::new("otlp", None),
+            kind: Kind::Receiver,
+            metrics: Metrics::new(),
+            tasks: Tasks::new(),
+            extensions: Extensions::default(),
+            status: Arc::new(ServiceStatus::default()),
+        }
+    }
+
+    fn build(yaml: &str) -> BuildError {
+        let body: Value = serde_yaml::from_str(yaml).unwrap();
+        match OtlpReceiverFactory.create(&ctx(), &body, ReceiverConsumers::default()) {
+            Ok(_) => panic!("{yaml:?} built"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn config_problems_name_their_key_paths() {
+        let e = build(
+            "protocols:\n  grpc:\n    transport: unix\n    endpooint: x\n  http:\n    compression_algorithms: [br]",
+        );
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "protocols.grpc.endpooint",
+                "protocols.http.compression_algorithms"
+            ],
+            "{e}"
+        );
+        assert!(e.0[0].message.starts_with("unknown field `endpooint`"), "{e}");
+        assert_eq!(
+            e.0[1],
+            KeyError::new(
+                "protocols.http.compression_algorithms",
+                "unsupported compression algorithm \"br\""
+            )
+        );
+        assert_eq!(
+            build("protocols: {}").0,
+            [KeyError::new(
+                "protocols",
+                "must specify at least one protocol when using the OTLP receiver"
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signal_without_pipeline_is_a_typed_refusal() {
+        let ingest = Ingest::new(&ctx(), "otlp", ReceiverConsumers::default());
+        let mut req = wasmcol_core::pdata::ExportLogsServiceRequest::default();
+        req.resource_logs.push(wasmcol_core::pdata::proto::logs::v1::ResourceLogs {
+            scope_logs: vec![wasmcol_core::pdata::proto::logs::v1::ScopeLogs {
+                log_records: vec![Default::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let batch = Batch::Logs(wasmcol_core::pdata::LogsBatch::from_message(req));
+        assert_eq!(
+            ingest.push("http", batch).await,
+            Err(ConsumeError::Permanent(PermanentError::NoPipeline {
+                signal: Signal::Logs
+            }))
+        );
+    }
+}
