@@ -593,7 +593,7 @@ mod tests {
     fn create(body: &str) -> Result<ExporterParts, Vec<String>> {
         DebugFactory
             .create(&ctx(Kind::Exporter, "debug"), &yaml(body), Signal::Traces)
-            .map_err(|e| e.0)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
     }
 
     #[test]
@@ -638,7 +638,10 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.0[0].path, "verbosity", "{e}");
-        assert!(e.0[0].message.starts_with("unknown field `verbosity`"), "{e}");
+        assert!(
+            e.0[0].message.starts_with("unknown field `verbosity`"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

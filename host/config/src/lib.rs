@@ -71,8 +71,7 @@ mod tests {
 
     #[test]
     fn decode_errors_carry_the_key_path_and_print_as_before() {
-        let e = decode::<Body>(&yaml("actions:\n- key: a\n- key: b\n  value: x"))
-            .unwrap_err();
+        let e = decode::<Body>(&yaml("actions:\n- key: a\n- key: b\n  value: x")).unwrap_err();
         assert_eq!(e.path, "actions[1].value");
         assert!(e.message.starts_with("invalid type: string \"x\""), "{e}");
         let mut errors = ConfigErrors::default();
@@ -94,7 +93,9 @@ mod tests {
             KeyError::new("actions[2].key", "bad")
         );
         assert_eq!(
-            KeyError::new("", "bad").within("protocols.grpc").to_string(),
+            KeyError::new("", "bad")
+                .within("protocols.grpc")
+                .to_string(),
             "protocols.grpc: bad"
         );
     }

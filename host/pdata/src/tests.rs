@@ -110,9 +110,11 @@ fn deep_nesting_and_bad_json_are_told_apart() {
     };
     for _ in 0..60 {
         value = AnyValue {
-            value: Some(any_value::Value::ArrayValue(proto::common::v1::ArrayValue {
-                values: vec![value],
-            })),
+            value: Some(any_value::Value::ArrayValue(
+                proto::common::v1::ArrayValue {
+                    values: vec![value],
+                },
+            )),
         };
     }
     let mut msg = traces(1, 1);

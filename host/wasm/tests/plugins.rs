@@ -270,10 +270,8 @@ async fn bundled_config_errors_carry_key_paths_and_upstream_text() {
     .err()
     .unwrap();
     assert_eq!(
-        e.0,
-        vec![
-            "actions[1]: error creating AttrProc. Either field \"value\", \"from_attribute\" or \"from_context\" setting must be specified for 1-th action"
-        ]
+        e.to_string(),
+        "actions[1]: error creating AttrProc. Either field \"value\", \"from_attribute\" or \"from_context\" setting must be specified for 1-th action"
     );
     let e = build(
         "resource",
@@ -285,8 +283,8 @@ async fn bundled_config_errors_carry_key_paths_and_upstream_text() {
     .err()
     .unwrap();
     assert_eq!(
-        e.0,
-        vec!["attributes: missing required field \"attributes\""]
+        e.to_string(),
+        "attributes: missing required field \"attributes\""
     );
     let e = build(
         "probabilistic_sampler",
@@ -297,7 +295,12 @@ async fn bundled_config_errors_carry_key_paths_and_upstream_text() {
     )
     .err()
     .unwrap();
-    assert!(e.0[0].to_string().starts_with("bogus: unknown field `bogus`"), "{e:?}");
+    assert!(
+        e.0[0]
+            .to_string()
+            .starts_with("bogus: unknown field `bogus`"),
+        "{e:?}"
+    );
 }
 
 /// Acceptance 2 through the real component: 25% of 100k traces, deterministic across
@@ -650,7 +653,9 @@ async fn wasm_config_errors_name_their_keys() {
     .err()
     .unwrap();
     assert!(
-        e.0[0].to_string().starts_with("sha256: \"00ff\" does not match"),
+        e.0[0]
+            .to_string()
+            .starts_with("sha256: \"00ff\" does not match"),
         "{e:?}"
     );
     let e = build(
@@ -663,7 +668,9 @@ async fn wasm_config_errors_name_their_keys() {
     .err()
     .unwrap();
     assert!(
-        e.0[0].to_string().starts_with("config.vlaue: unknown field `vlaue`"),
+        e.0[0]
+            .to_string()
+            .starts_with("config.vlaue: unknown field `vlaue`"),
         "{e:?}"
     );
     let e = build(
@@ -679,7 +686,9 @@ async fn wasm_config_errors_name_their_keys() {
     .err()
     .unwrap();
     assert!(
-        e.0[0].to_string().starts_with("limits.memory_mib: must be between 1 and 1024"),
+        e.0[0]
+            .to_string()
+            .starts_with("limits.memory_mib: must be between 1 and 1024"),
         "{e:?}"
     );
     let e = build(
@@ -702,7 +711,9 @@ async fn wasm_config_errors_name_their_keys() {
     .err()
     .unwrap();
     assert!(
-        e.0[0].to_string().starts_with("on_error: unknown variant `explode`"),
+        e.0[0]
+            .to_string()
+            .starts_with("on_error: unknown variant `explode`"),
         "{e:?}"
     );
 }

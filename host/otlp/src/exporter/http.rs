@@ -12,8 +12,7 @@ use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
 use wasmcol_config::{GoDuration, KeyError, Value};
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, CreateContext, ExporterFactory, ExporterParts,
-    PermanentError,
-    Lifecycle, Sender, Signal,
+    Lifecycle, PermanentError, Sender, Signal,
 };
 
 use super::{ExportResponse, log_partial_success};
@@ -194,7 +193,10 @@ impl ExporterFactory for OtlpHttpExporterFactory {
                 (Ok(k), Ok(v)) => {
                     headers.insert(k, v);
                 }
-                _ => errs.push(KeyError::new(format!("headers.{k}"), "not a valid HTTP header")),
+                _ => errs.push(KeyError::new(
+                    format!("headers.{k}"),
+                    "not a valid HTTP header",
+                )),
             }
         }
         if cfg.auth.is_some() {

@@ -462,7 +462,10 @@ mod tests {
             ],
             "{e}"
         );
-        assert!(e.0[0].message.starts_with("unknown field `endpooint`"), "{e}");
+        assert!(
+            e.0[0].message.starts_with("unknown field `endpooint`"),
+            "{e}"
+        );
         assert_eq!(
             e.0[1],
             KeyError::new(
@@ -483,13 +486,14 @@ mod tests {
     async fn a_signal_without_pipeline_is_a_typed_refusal() {
         let ingest = Ingest::new(&ctx(), "otlp", ReceiverConsumers::default());
         let mut req = wasmcol_core::pdata::ExportLogsServiceRequest::default();
-        req.resource_logs.push(wasmcol_core::pdata::proto::logs::v1::ResourceLogs {
-            scope_logs: vec![wasmcol_core::pdata::proto::logs::v1::ScopeLogs {
-                log_records: vec![Default::default()],
+        req.resource_logs
+            .push(wasmcol_core::pdata::proto::logs::v1::ResourceLogs {
+                scope_logs: vec![wasmcol_core::pdata::proto::logs::v1::ScopeLogs {
+                    log_records: vec![Default::default()],
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        });
+            });
         let batch = Batch::Logs(wasmcol_core::pdata::LogsBatch::from_message(req));
         assert_eq!(
             ingest.push("http", batch).await,
