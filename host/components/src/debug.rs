@@ -20,7 +20,7 @@ use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
 use wasmcol_config::{GoDuration, Value};
 use wasmcol_core::{
     Batch, BuildError, ConsumeError, CreateContext, ExporterFactory, ExporterParts, Lifecycle,
-    Sender, Signal, Tasks,
+    PermanentError, Sender, Signal, Tasks,
 };
 use wasmcol_pdata::proto::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use wasmcol_pdata::proto::metrics::v1::{metric, number_data_point};
@@ -140,7 +140,7 @@ pub struct DebugSender {
 impl Sender for DebugSender {
     async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
         let text = render(&batch, self.verbosity)
-            .map_err(|e| ConsumeError::permanent(format!("debug exporter: {e}")))?;
+            .map_err(|e| PermanentError::from(e).context("debug exporter"))?;
         if self.use_internal_logger {
             if self.sampler.allow() {
                 tracing::info!(exporter = %self.id, "{}", text.summary);
@@ -593,7 +593,7 @@ mod tests {
     fn create(body: &str) -> Result<ExporterParts, Vec<String>> {
         DebugFactory
             .create(&ctx(Kind::Exporter, "debug"), &yaml(body), Signal::Traces)
-            .map_err(|e| e.0)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
     }
 
     #[test]
@@ -637,7 +637,11 @@ mod tests {
             .create(&c, &yaml("verbosity: basic"), Signal::Logs)
             .err()
             .unwrap();
-        assert!(e.0[0].contains("unknown field `verbosity`"), "{e}");
+        assert_eq!(e.0[0].path, "verbosity", "{e}");
+        assert!(
+            e.0[0].message.starts_with("unknown field `verbosity`"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

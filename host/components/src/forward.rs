@@ -115,7 +115,8 @@ mod tests {
             .create(&c, &yaml("foo: 1"), Signal::Logs, Signal::Logs, one())
             .err()
             .unwrap();
-        assert!(e.0[0].contains("unknown field `foo`"), "{e}");
+        assert_eq!(e.0[0].path, "foo", "{e}");
+        assert!(e.0[0].message.starts_with("unknown field `foo`"), "{e}");
         assert!(ForwardFactory.supports(Signal::Logs, Signal::Logs));
         assert!(!ForwardFactory.supports(Signal::Logs, Signal::Traces));
         assert!(

@@ -456,7 +456,7 @@ mod tests {
             HealthCheckFactory
                 .create(&c, &yaml(body))
                 .err()
-                .map(|e| e.0)
+                .map(|e| e.0.iter().map(ToString::to_string).collect::<Vec<String>>())
                 .unwrap_or_default()
         };
         let cfg: HealthCheckConfig = wasmcol_config::decode(&yaml("")).unwrap();

@@ -67,11 +67,7 @@ pub fn register(r: &mut Registry) {
 
 /// Turns a list of validation messages into a build error, or `Ok` when there are none.
 fn check(problems: Vec<String>) -> Result<(), wasmcol_core::BuildError> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(wasmcol_core::BuildError(problems))
-    }
+    wasmcol_core::BuildError::check(problems)
 }
 
 #[cfg(test)]

@@ -416,7 +416,7 @@ mod tests {
         MemoryLimiterFactory
             .create(&ctx, &yaml(body), Signal::Traces, Sink::new())
             .err()
-            .map(|e| e.0)
+            .map(|e| e.0.iter().map(ToString::to_string).collect::<Vec<String>>())
             .unwrap_or_default()
     }
 

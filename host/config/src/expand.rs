@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn invalid_names_are_errors_with_path() {
         let e = exp("receivers:\n  otlp:\n    x: ${env:1BAD}").unwrap_err();
-        assert_eq!(e.0[0].location, "receivers::otlp::x");
+        assert_eq!(
+            e.0[0].location,
+            crate::Location::Other("receivers::otlp::x".into())
+        );
         assert!(e.0[0].message.contains("invalid name"), "{e}");
     }
 }

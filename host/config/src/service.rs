@@ -144,12 +144,15 @@ impl MetricsTelemetry {
     ///
     /// Counters carry `_total` unless `without_type_suffix: true` (`docs/design.md#differences`: the seed's
     /// alert rules use the suffixed names).
-    pub fn prometheus(&self) -> Result<Option<PrometheusReader>, String> {
+    pub fn prometheus(&self) -> Result<Option<PrometheusReader>, crate::KeyError> {
         if self.level == "none" {
             return Ok(None);
         }
         if !matches!(self.level.as_str(), "basic" | "normal" | "detailed") {
-            return Err(format!("level: unknown metrics level {:?}", self.level));
+            return Err(crate::KeyError::new(
+                "level",
+                format!("unknown metrics level {:?}", self.level),
+            ));
         }
         if let Some(addr) = &self.address {
             return Ok(Some(PrometheusReader {
@@ -166,7 +169,7 @@ impl MetricsTelemetry {
                 continue;
             };
             let cfg: PromConfig = crate::decode(prom)
-                .map_err(|e| format!("readers[{i}].pull.exporter.prometheus.{e}"))?;
+                .map_err(|e| e.within(&format!("readers[{i}].pull.exporter.prometheus")))?;
             let _ = (
                 &cfg.without_units,
                 &cfg.without_scope_info,

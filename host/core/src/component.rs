@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
-use wasmcol_config::{ComponentId, Kind, PipelineId};
+use wasmcol_config::{ComponentId, KeyError, Kind, PipelineId};
 
 use crate::health::DeliveryHealth;
 use crate::{ConsumerRef, Metrics, Signal, Tasks};
@@ -25,21 +25,51 @@ impl ComponentError {
     }
 }
 
-/// A component could not be built from its config; each message starts with the key path.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("; "))]
-pub struct BuildError(pub Vec<String>);
+/// A component could not be built from its config: every problem found, each with the key
+/// path inside the component's body. The graph places them in the component
+/// (`receivers::otlp: protocols.grpc.endpoint: ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct BuildError(pub Vec<KeyError>);
 
 impl BuildError {
-    /// One problem.
-    pub fn new(message: impl Into<String>) -> Self {
-        BuildError(vec![message.into()])
+    /// One problem: a [`KeyError`] (from [`wasmcol_config::decode`]), or a message whose key
+    /// path, if any, is part of its text.
+    pub fn new(problem: impl Into<KeyError>) -> Self {
+        BuildError(vec![problem.into()])
+    }
+
+    /// One problem at `path` inside the body.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        BuildError(vec![KeyError::new(path, message)])
+    }
+
+    /// `Ok` when `problems` is empty, else all of them.
+    pub fn check<P: Into<KeyError>>(problems: Vec<P>) -> Result<(), BuildError> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::from(problems))
+        }
     }
 }
 
 impl From<String> for BuildError {
     fn from(s: String) -> Self {
-        BuildError(vec![s])
+        BuildError::new(s)
+    }
+}
+
+impl From<KeyError> for BuildError {
+    fn from(e: KeyError) -> Self {
+        BuildError::new(e)
+    }
+}
+
+/// Messages whose key paths are part of their text, or [`KeyError`]s.
+impl<P: Into<KeyError>> From<Vec<P>> for BuildError {
+    fn from(problems: Vec<P>) -> Self {
+        BuildError(problems.into_iter().map(Into::into).collect())
     }
 }
 
@@ -175,4 +205,45 @@ pub struct CreateContext {
     pub extensions: Extensions,
     /// Service readiness.
     pub status: Arc<ServiceStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Cfg {
+        endpoint: String,
+    }
+
+    #[test]
+    fn build_errors_keep_each_key_path() {
+        let body: wasmcol_config::Value = serde_yaml::from_str("bogus: 1").unwrap();
+        let e = BuildError::from(wasmcol_config::decode::<Cfg>(&body).unwrap_err());
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].path, "bogus");
+        assert!(e.0[0].message.starts_with("unknown field `bogus`"), "{e}");
+        let e = BuildError::from(vec![
+            KeyError::new("protocols.grpc.endpoint", "must be host:port"),
+            KeyError::new("", "must specify at least one protocol"),
+        ]);
+        assert_eq!(
+            e,
+            BuildError(vec![
+                KeyError::new("protocols.grpc.endpoint", "must be host:port"),
+                KeyError::new("", "must specify at least one protocol"),
+            ])
+        );
+        assert_eq!(
+            e.to_string(),
+            "protocols.grpc.endpoint: must be host:port; must specify at least one protocol"
+        );
+        assert_eq!(BuildError::check(Vec::<String>::new()), Ok(()));
+        assert_eq!(
+            BuildError::check(vec!["x: bad".to_owned()]),
+            Err(BuildError::new("x: bad"))
+        );
+    }
 }

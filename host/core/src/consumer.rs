@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::Batch;
+use wasmcol_pdata::{DecodeError, JsonError};
+
+use crate::{Batch, Signal};
 
 /// Why a stage did not take a batch. It travels back to the receiver, which maps it to a
 /// status code: `Retryable` → gRPC UNAVAILABLE / HTTP 503 (with RetryInfo / Retry-After when
@@ -13,8 +15,8 @@ use crate::Batch;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConsumeError {
     /// The data can never be accepted; the sender must not retry it.
-    #[error("{0}")]
-    Permanent(String),
+    #[error(transparent)]
+    Permanent(PermanentError),
     /// The data may be accepted later.
     #[error("{message}")]
     Retryable {
@@ -28,10 +30,114 @@ pub enum ConsumeError {
     ShuttingDown,
 }
 
+/// Why data can never be accepted. The text is what the receiver answers its client.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PermanentError {
+    /// The batch's bytes are not valid OTLP, or it could not be merged or split.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The batch could not be printed as OTLP/JSON.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// The backend answered that it will never take this data.
+    #[error("{message}")]
+    Rejected {
+        /// The backend's answer.
+        status: BackendStatus,
+        /// What the exporter reports, the backend's message included.
+        message: String,
+    },
+    /// The backend took the data but its answer could not be read; re-sending would
+    /// duplicate data it already has.
+    #[error("{message}")]
+    Response {
+        /// What could not be read.
+        message: String,
+    },
+    /// A plugin refused the batch.
+    #[error("processor {processor}: {message}")]
+    Plugin {
+        /// The processor running the plugin.
+        processor: String,
+        /// The plugin's reason.
+        message: String,
+    },
+    /// No pipeline takes this signal from the receiver.
+    #[error("no pipeline for {signal}")]
+    NoPipeline {
+        /// The signal sent.
+        signal: Signal,
+    },
+    /// A stage got a batch of a signal it was not built for.
+    #[error("{stage} for {expected} received {got}")]
+    WrongSignal {
+        /// The stage, as named in the message (`batch processor`).
+        stage: String,
+        /// The signal it was built for.
+        expected: Signal,
+        /// The signal it got.
+        got: Signal,
+    },
+    /// A permanent error seen through a stage that adds what it was doing (retries gave up,
+    /// every failover level failed).
+    #[error("{context}: {source}")]
+    Context {
+        /// What the outer stage was doing.
+        context: String,
+        /// What went wrong inside.
+        source: Box<PermanentError>,
+    },
+    /// Several consumers of a fan-out failed, at least one of them permanently.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Joined(Vec<ConsumeError>),
+    /// Anything else, as a message.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A backend's refusal, as its protocol said it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendStatus {
+    /// An HTTP status code.
+    Http(u16),
+    /// A gRPC status code (`google.rpc.Code`).
+    Grpc(i32),
+}
+
+impl PermanentError {
+    /// This error as the cause of what `context` was doing.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        PermanentError::Context {
+            context: context.into(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The innermost error, under any [`PermanentError::Context`] layers.
+    pub fn root(&self) -> &PermanentError {
+        match self {
+            PermanentError::Context { source, .. } => source.root(),
+            e => e,
+        }
+    }
+}
+
+impl From<DecodeError> for ConsumeError {
+    fn from(e: DecodeError) -> Self {
+        ConsumeError::Permanent(e.into())
+    }
+}
+
+impl From<PermanentError> for ConsumeError {
+    fn from(e: PermanentError) -> Self {
+        ConsumeError::Permanent(e)
+    }
+}
+
 impl ConsumeError {
-    /// A permanent error.
+    /// A permanent error known only by its message ([`PermanentError::Other`]).
     pub fn permanent(message: impl Into<String>) -> Self {
-        ConsumeError::Permanent(message.into())
+        ConsumeError::Permanent(PermanentError::Other(message.into()))
     }
 
     /// A retryable error without a delay hint.
@@ -69,17 +175,17 @@ impl ConsumeError {
         if errors.len() <= 1 {
             return errors.into_iter().next();
         }
+        if errors
+            .iter()
+            .any(|e| matches!(e, ConsumeError::Permanent(_)))
+        {
+            return Some(ConsumeError::Permanent(PermanentError::Joined(errors)));
+        }
         let message = errors
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        if errors
-            .iter()
-            .any(|e| matches!(e, ConsumeError::Permanent(_)))
-        {
-            return Some(ConsumeError::Permanent(message));
-        }
         let retry_after = errors.iter().filter_map(ConsumeError::retry_delay).max();
         Some(ConsumeError::Retryable {
             message,
@@ -179,6 +285,30 @@ mod tests {
         ])
         .unwrap();
         assert!(!e.is_retryable());
+        assert_eq!(
+            e,
+            ConsumeError::Permanent(PermanentError::Joined(vec![
+                ConsumeError::retryable("a"),
+                ConsumeError::permanent("b"),
+            ]))
+        );
+        assert_eq!(e.to_string(), "a; b");
         assert!(ConsumeError::join(vec![]).is_none());
+    }
+
+    #[test]
+    fn permanent_errors_keep_their_cause_under_context() {
+        let decode = DecodeError::Truncated { offset: 7 };
+        let e = PermanentError::from(decode.clone()).context("not retryable error");
+        assert_eq!(e.root(), &PermanentError::Decode(decode));
+        assert_eq!(
+            e.to_string(),
+            "not retryable error: failed to decode OTLP protobuf: buffer underflow"
+        );
+        let e = ConsumeError::from(PermanentError::NoPipeline {
+            signal: Signal::Logs,
+        });
+        assert!(!e.is_retryable());
+        assert_eq!(e.to_string(), "no pipeline for logs");
     }
 }

@@ -22,7 +22,7 @@ pub use component::{
     BuildError, ComponentError, Connector, ConnectorRoutes, CreateContext, Exporter, Extension,
     Extensions, Lifecycle, Processor, Receiver, ReceiverConsumers, ServiceStatus,
 };
-pub use consumer::{ConsumeError, Consumer, ConsumerRef, FanOut};
+pub use consumer::{BackendStatus, ConsumeError, Consumer, ConsumerRef, FanOut, PermanentError};
 pub use exporter::{ChainBuilder, ExporterParts, Sender, SimpleChain};
 pub use graph::{Service, build};
 pub use health::DeliveryHealth;

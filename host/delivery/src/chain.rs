@@ -153,7 +153,7 @@ impl ChainBuilder for DeliveryChain {
             }
         };
         if !errors.is_empty() {
-            return Err(BuildError(errors));
+            return Err(BuildError::from(errors));
         }
         Ok(Arc::new(ChainExporter {
             delivery,

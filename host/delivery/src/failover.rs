@@ -340,7 +340,7 @@ impl Consumer for FailoverConnector {
         }
         Err(match ConsumeError::join(errors) {
             Some(ConsumeError::Permanent(m)) => {
-                ConsumeError::Permanent(format!("All provided pipelines return errors: {m}"))
+                ConsumeError::Permanent(m.context("All provided pipelines return errors"))
             }
             Some(ConsumeError::Retryable {
                 message,
@@ -378,7 +378,7 @@ impl ConnectorFactory for FailoverFactory {
         let cfg: FailoverConfig = wasmcol_config::decode(config).map_err(BuildError::new)?;
         let errors = cfg.validate(&routes);
         if !errors.is_empty() {
-            return Err(BuildError(errors));
+            return Err(BuildError::from(errors));
         }
         let name = ctx.id.to_string();
         if cfg.retry_gap.is_some() {

@@ -147,10 +147,8 @@ impl Delivery {
                 Ok(()) => return Outcome::Delivered,
                 Err(e) => e,
             };
-            if let ConsumeError::Permanent(m) = &err {
-                return Outcome::Failed(ConsumeError::Permanent(format!(
-                    "not retryable error: {m}"
-                )));
+            if let ConsumeError::Permanent(m) = err {
+                return Outcome::Failed(ConsumeError::Permanent(m.context("not retryable error")));
             }
             if !self.retry.enabled {
                 return Outcome::Failed(err);

@@ -532,7 +532,7 @@ impl ExtensionFactory for FileStorageFactory {
         let cfg: FileStorageConfig = wasmcol_config::decode(config).map_err(BuildError::new)?;
         let errors = cfg.validate();
         if !errors.is_empty() {
-            return Err(BuildError(errors));
+            return Err(BuildError::from(errors));
         }
         Ok(Arc::new(FileStorage {
             id: ctx.id.to_string(),
@@ -594,7 +594,7 @@ mod tests {
         assert_eq!(cfg.cap_bytes(), 1 << 20);
         let v: Value = serde_yaml::from_str("dirr: /x").unwrap();
         let err = wasmcol_config::decode::<FileStorageConfig>(&v).unwrap_err();
-        assert!(err.contains("dirr"), "{err}");
+        assert_eq!(err.path, "dirr", "{err}");
         let missing = FileStorageConfig {
             directory: dir.path().join("nope"),
             ..Default::default()

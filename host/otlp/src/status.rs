@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use prost::Message;
-use wasmcol_core::ConsumeError;
+use wasmcol_core::{BackendStatus, ConsumeError, PermanentError};
 
 /// `google.rpc.Status`, the error body of OTLP/HTTP responses.
 #[derive(Clone, PartialEq, Message)]
@@ -24,7 +24,7 @@ pub struct RpcStatus {
 pub fn grpc_status(e: &ConsumeError) -> tonic::Status {
     use tonic_types::{ErrorDetails, StatusExt};
     match e {
-        ConsumeError::Permanent(m) => tonic::Status::internal(m.clone()),
+        ConsumeError::Permanent(m) => tonic::Status::internal(m.to_string()),
         ConsumeError::Retryable {
             message,
             retry_after: Some(d),
@@ -80,7 +80,10 @@ pub fn classify_grpc(status: &tonic::Status) -> ConsumeError {
             message,
             retry_after,
         },
-        _ => ConsumeError::Permanent(message),
+        code => ConsumeError::Permanent(PermanentError::Rejected {
+            status: BackendStatus::Grpc(code as i32),
+            message,
+        }),
     }
 }
 
@@ -95,7 +98,10 @@ pub fn classify_http(
             message,
             retry_after,
         },
-        _ => ConsumeError::Permanent(message),
+        code => ConsumeError::Permanent(PermanentError::Rejected {
+            status: BackendStatus::Http(code),
+            message,
+        }),
     }
 }
 

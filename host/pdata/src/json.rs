@@ -5,14 +5,74 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// OTLP/JSON that does not parse as the expected request, or a batch that cannot be printed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonError {
-    /// The JSON is malformed or does not match the OTLP schema.
-    #[error("failed to decode OTLP/JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    /// The JSON is malformed or does not match the OTLP schema; `line` and `column` are
+    /// 1-based, and 0 when the fault has no position (a value that failed after parsing).
+    #[error("failed to decode OTLP/JSON: {message}{}", position(*line, *column))]
+    Json {
+        /// What serde_json reports, without its position suffix.
+        message: String,
+        /// What kind of fault it is: syntax, a premature end, or data of the wrong shape.
+        category: JsonFault,
+        /// Line of the fault.
+        line: usize,
+        /// Column of the fault.
+        column: usize,
+    },
     /// The batch's protobuf bytes did not decode.
     #[error(transparent)]
     Decode(#[from] crate::DecodeError),
+}
+
+/// The kind of a JSON fault, as serde_json classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonFault {
+    /// Not JSON: a bad token.
+    Syntax,
+    /// The input ends before the value does.
+    Eof,
+    /// Valid JSON that is not an OTLP request of the expected signal.
+    Data,
+    /// Reading or writing failed.
+    Io,
+}
+
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" at line {line} column {column}")
+    }
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(e: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let (line, column) = (e.line(), e.column());
+        let full = e.to_string();
+        // serde_json appends the position to its message; it is kept in its own fields.
+        let message = match full.strip_suffix(&position(line, column)) {
+            Some(m) => m.to_owned(),
+            None => full.clone(),
+        };
+        let (line, column) = if message.len() == full.len() {
+            (0, 0)
+        } else {
+            (line, column)
+        };
+        JsonError::Json {
+            message,
+            category: match e.classify() {
+                Category::Syntax => JsonFault::Syntax,
+                Category::Eof => JsonFault::Eof,
+                Category::Data => JsonFault::Data,
+                Category::Io => JsonFault::Io,
+            },
+            line,
+            column,
+        }
+    }
 }
 
 /// Parses an OTLP/JSON export request.

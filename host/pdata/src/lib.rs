@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
-pub use json::{JsonError, from_json, to_json};
+pub use json::{JsonError, JsonFault, from_json, to_json};
 pub use opentelemetry_proto::tonic as proto;
 pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -74,25 +74,84 @@ impl fmt::Display for Signal {
     }
 }
 
-/// Bytes that are not a valid OTLP message of the expected type.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("failed to decode OTLP protobuf: {message}")]
-pub struct DecodeError {
-    message: String,
-}
-
-impl DecodeError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        DecodeError {
-            message: message.into(),
-        }
-    }
-}
-
-impl From<prost::DecodeError> for DecodeError {
-    fn from(e: prost::DecodeError) -> Self {
-        DecodeError::new(e.to_string())
-    }
+/// Bytes that are not a valid OTLP message of the expected type, or a batch operation that
+/// cannot be done. The walk that validates received bytes reports where it stopped: `offset`
+/// is the byte position in the request of the element that failed and `field` the protobuf
+/// field number being read. The text after the prefix is the one prost gives for the same
+/// fault, so a client sees the same message whichever path refused its request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The buffer ends inside a key, a length, a value or a length-delimited body.
+    #[error("failed to decode OTLP protobuf: buffer underflow")]
+    Truncated {
+        /// Where the element that did not fit starts.
+        offset: usize,
+    },
+    /// A varint longer than ten bytes or overflowing 64 bits.
+    #[error("failed to decode OTLP protobuf: invalid varint")]
+    Varint {
+        /// Where the varint starts.
+        offset: usize,
+    },
+    /// A field key with number 0 or beyond the protobuf range.
+    #[error("failed to decode OTLP protobuf: invalid field number")]
+    FieldNumber {
+        /// Where the key starts.
+        offset: usize,
+    },
+    /// A length that does not fit in memory on this platform.
+    #[error("failed to decode OTLP protobuf: length overflow")]
+    LengthOverflow {
+        /// Where the length starts.
+        offset: usize,
+    },
+    /// A wire type the field's declared type does not allow (`field` is `None` for a field
+    /// the schema does not know, where only the group and reserved wire types are wrong).
+    #[error("failed to decode OTLP protobuf: invalid wire type {wire}{}", match field { Some(f) => format!(" for field {f}"), None => String::new() })]
+    WireType {
+        /// The field number, when the schema knows the field.
+        field: Option<u32>,
+        /// The wire type found.
+        wire: u8,
+        /// Where the field's key starts.
+        offset: usize,
+    },
+    /// A string field whose bytes are not UTF-8.
+    #[error("failed to decode OTLP protobuf: invalid string value: data is not UTF-8 encoded")]
+    Utf8 {
+        /// The string field's number.
+        field: u32,
+        /// Where the field's key starts.
+        offset: usize,
+    },
+    /// A packed repeated fixed64 field whose length is not a multiple of 8.
+    #[error("failed to decode OTLP protobuf: packed fixed64 length not a multiple of 8")]
+    PackedLength {
+        /// The packed field's number.
+        field: u32,
+        /// Where the field's key starts.
+        offset: usize,
+    },
+    /// Messages nested deeper than prost's recursion limit.
+    #[error("failed to decode OTLP protobuf: recursion limit reached")]
+    TooDeep {
+        /// Where the message that went past the limit starts.
+        offset: usize,
+    },
+    /// prost refused the bytes in a full decode.
+    #[error("failed to decode OTLP protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// A batch that should hold a decoded request does not (an internal invariant broken).
+    #[error("batch is not decoded")]
+    NotDecoded,
+    /// Two batches of different signals cannot be merged.
+    #[error("cannot merge a {other} batch into a {into} batch")]
+    SignalMismatch {
+        /// The signal of the batch appended to.
+        into: Signal,
+        /// The signal of the batch appended.
+        other: Signal,
+    },
 }
 
 /// What one signal's OTLP export request needs to provide to be carried in a batch.
@@ -428,7 +487,7 @@ impl<M: OtlpRequest> Payload<M> {
         match repr {
             Repr::Decoded(m) => Ok(m),
             // Unreachable in practice: the branch above replaced any encoded form.
-            Repr::Encoded { .. } => Err(DecodeError::new("batch is not decoded")),
+            Repr::Encoded { .. } => Err(DecodeError::NotDecoded),
         }
     }
 
@@ -570,9 +629,10 @@ impl Batch {
             (Batch::Traces(a), Batch::Traces(b)) => a.append(b),
             (Batch::Metrics(a), Batch::Metrics(b)) => a.append(b),
             (Batch::Logs(a), Batch::Logs(b)) => a.append(b),
-            _ => Err(DecodeError::new(
-                "cannot merge batches of different signals",
-            )),
+            (a, b) => Err(DecodeError::SignalMismatch {
+                into: a.signal(),
+                other: b.signal(),
+            }),
         }
     }
 

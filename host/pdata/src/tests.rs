@@ -52,8 +52,34 @@ fn scan_counts_match_decoded_counts() {
 
 #[test]
 fn scan_rejects_garbage_and_bad_utf8() {
-    assert!(TracesBatch::from_encoded(Bytes::from_static(b"\x0a\xff\xff")).is_err());
-    assert!(TracesBatch::from_encoded(Bytes::from_static(b"not protobuf at all")).is_err());
+    // A length that runs past the end: reported at the length, which follows the key.
+    assert_eq!(
+        TracesBatch::from_encoded(Bytes::from_static(b"\x0a\xff\xff")).unwrap_err(),
+        DecodeError::Truncated { offset: 1 }
+    );
+    // 'n' is field 13 with wire type 6, which does not exist.
+    assert_eq!(
+        TracesBatch::from_encoded(Bytes::from_static(b"not protobuf at all")).unwrap_err(),
+        DecodeError::WireType {
+            field: None,
+            wire: 6,
+            offset: 0
+        }
+    );
+    // Field 1 of the request is a message; a varint there is named with its field.
+    let e = TracesBatch::from_encoded(Bytes::from_static(b"\x08\x01")).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::WireType {
+            field: Some(1),
+            wire: 0,
+            offset: 0
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "failed to decode OTLP protobuf: invalid wire type 0 for field 1"
+    );
     // A span name (field 5 of Span) that is not UTF-8: prost would refuse it, so must we.
     let mut msg = traces(1, 1);
     msg.resource_spans[0].scope_spans[0].spans[0].name = "\u{e9}".into();
@@ -61,7 +87,69 @@ fn scan_rejects_garbage_and_bad_utf8() {
     let pos = bytes.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
     bytes[pos] = 0xff;
     assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
-    assert!(TracesBatch::from_encoded(Bytes::from(bytes)).is_err());
+    // The offset is that of the name's key, two bytes (key and length) before its text.
+    let e = TracesBatch::from_encoded(Bytes::from(bytes)).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::Utf8 {
+            field: 5,
+            offset: pos - 2
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "failed to decode OTLP protobuf: invalid string value: data is not UTF-8 encoded"
+    );
+}
+
+#[test]
+fn deep_nesting_and_bad_json_are_told_apart() {
+    // An AnyValue holding an array holding an AnyValue... past prost's recursion limit.
+    let mut value = AnyValue {
+        value: Some(any_value::Value::StringValue("leaf".into())),
+    };
+    for _ in 0..60 {
+        value = AnyValue {
+            value: Some(any_value::Value::ArrayValue(
+                proto::common::v1::ArrayValue {
+                    values: vec![value],
+                },
+            )),
+        };
+    }
+    let mut msg = traces(1, 1);
+    msg.resource_spans[0].scope_spans[0].spans[0].attributes[0].value = Some(value);
+    let e = TracesBatch::from_encoded(Bytes::from(msg.encode_to_vec())).unwrap_err();
+    assert!(matches!(e, DecodeError::TooDeep { .. }), "{e:?}");
+
+    let e = Batch::from_json(Signal::Traces, b"{\"resourceSpans\": [").unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            JsonError::Json {
+                category: JsonFault::Eof,
+                line: 1,
+                column: 19,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "failed to decode OTLP/JSON: EOF while parsing a list at line 1 column 19"
+    );
+    let e = Batch::from_json(Signal::Traces, b"{\"resourceSpans\": 3}").unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            JsonError::Json {
+                category: JsonFault::Data,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

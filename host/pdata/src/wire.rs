@@ -211,90 +211,138 @@ const MAX_DEPTH: u32 = 100;
 /// Validates `buf` as the message described by `schema` and returns the number of items in it.
 pub(crate) fn validate_and_count(buf: &[u8], schema: &Schema) -> Result<usize, DecodeError> {
     let mut count = 0usize;
-    walk(buf, schema, 0, &mut count)?;
+    walk(buf, schema, 0, 0, &mut count)?;
     Ok(count)
 }
 
-fn walk(mut buf: &[u8], schema: &Schema, depth: u32, count: &mut usize) -> Result<(), DecodeError> {
+/// A fault found by a low-level read, placed in the request by the caller that knows where
+/// the read started (keeping offsets out of the per-byte loops).
+#[derive(Clone, Copy)]
+enum Fault {
+    Truncated,
+    Varint,
+}
+
+impl Fault {
+    fn at(self, offset: usize) -> DecodeError {
+        match self {
+            Fault::Truncated => DecodeError::Truncated { offset },
+            Fault::Varint => DecodeError::Varint { offset },
+        }
+    }
+}
+
+/// Walks one message occupying `buf`, which starts at byte `base` of the request.
+fn walk(
+    mut buf: &[u8],
+    schema: &Schema,
+    depth: u32,
+    base: usize,
+    count: &mut usize,
+) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
-        return Err(DecodeError::new("recursion limit reached"));
+        return Err(DecodeError::TooDeep { offset: base });
     }
     if schema.counts {
         *count += 1;
     }
+    let end = base + buf.len();
     while !buf.is_empty() {
-        let key = read_varint(&mut buf)?;
+        // Where this field's key starts; every fault below is reported there or at a later
+        // element of the same field.
+        let at = end - buf.len();
+        let key = read_varint(&mut buf).map_err(|f| f.at(at))?;
         let wire = (key & 7) as u8;
         let field = key >> 3;
         if field == 0 || field > u64::from(u32::MAX >> 3) {
-            return Err(DecodeError::new("invalid field number"));
+            return Err(DecodeError::FieldNumber { offset: at });
         }
+        // Fits: checked against u32::MAX >> 3 just above.
+        let number = field as u32;
         let kind = if field < FIELDS as u64 {
             schema.table[field as usize]
         } else {
             Unknown
         };
+        let here = |buf: &[u8]| end - buf.len();
         match (kind, wire) {
             (_, 0) if matches!(kind, Unknown | Varint | RepVarint) => {
-                read_varint(&mut buf)?;
+                let value_at = here(buf);
+                read_varint(&mut buf).map_err(|f| f.at(value_at))?;
             }
-            (_, 1) if matches!(kind, Unknown | Fixed64 | RepFixed64) => skip(&mut buf, 8)?,
-            (_, 5) if matches!(kind, Unknown | Fixed32) => skip(&mut buf, 4)?,
+            (_, 1) if matches!(kind, Unknown | Fixed64 | RepFixed64) => skip(&mut buf, 8, end)?,
+            (_, 5) if matches!(kind, Unknown | Fixed32) => skip(&mut buf, 4, end)?,
             (Unknown | Bytes | Str | Msg(_) | RepVarint | RepFixed64, 2) => {
-                let len = read_varint(&mut buf)?;
-                let len = usize::try_from(len).map_err(|_| DecodeError::new("length overflow"))?;
+                let len_at = here(buf);
+                let len = read_varint(&mut buf).map_err(|f| f.at(len_at))?;
+                let len = usize::try_from(len)
+                    .map_err(|_| DecodeError::LengthOverflow { offset: len_at })?;
                 if len > buf.len() {
-                    return Err(DecodeError::new("buffer underflow"));
+                    return Err(DecodeError::Truncated { offset: len_at });
                 }
+                let body_at = here(buf);
                 let (body, rest) = buf.split_at(len);
                 buf = rest;
                 match kind {
-                    Msg(inner) => walk(body, inner, depth + 1, count)?,
+                    Msg(inner) => walk(body, inner, depth + 1, body_at, count)?,
                     // Most OTLP strings are short ASCII, where a word-at-a-time check beats
                     // any UTF-8 validator's setup cost.
                     Str if !body.is_ascii() && simdutf8::basic::from_utf8(body).is_err() => {
-                        return Err(DecodeError::new(
-                            "invalid string value: data is not UTF-8 encoded",
-                        ));
+                        return Err(DecodeError::Utf8 {
+                            field: number,
+                            offset: at,
+                        });
                     }
                     RepFixed64 if body.len() % 8 != 0 => {
-                        return Err(DecodeError::new(
-                            "packed fixed64 length not a multiple of 8",
-                        ));
+                        return Err(DecodeError::PackedLength {
+                            field: number,
+                            offset: at,
+                        });
                     }
                     RepVarint => {
                         let mut packed = body;
                         while !packed.is_empty() {
-                            read_varint(&mut packed)?;
+                            let v_at = body_at + (body.len() - packed.len());
+                            read_varint(&mut packed).map_err(|f| f.at(v_at))?;
                         }
                     }
                     _ => {}
                 }
             }
-            (Unknown, 3 | 4) | (_, 6 | 7) => {
-                return Err(DecodeError::new(format!("invalid wire type {wire}")));
+            // Like prost: a wire type that cannot exist, or any wrong one on an unknown field,
+            // is reported without the field number.
+            (Unknown, _) | (_, 6 | 7) => {
+                return Err(DecodeError::WireType {
+                    field: None,
+                    wire,
+                    offset: at,
+                });
             }
-            (Unknown, _) => return Err(DecodeError::new(format!("invalid wire type {wire}"))),
             (_, _) => {
-                return Err(DecodeError::new(format!(
-                    "invalid wire type {wire} for field {field}"
-                )));
+                return Err(DecodeError::WireType {
+                    field: Some(number),
+                    wire,
+                    offset: at,
+                });
             }
         }
     }
     Ok(())
 }
 
-fn skip(buf: &mut &[u8], n: usize) -> Result<(), DecodeError> {
+/// Skips `n` bytes of a fixed-width value; `end` is the request offset where `buf` ends.
+fn skip(buf: &mut &[u8], n: usize, end: usize) -> Result<(), DecodeError> {
     if buf.len() < n {
-        return Err(DecodeError::new("buffer underflow"));
+        return Err(DecodeError::Truncated {
+            offset: end - buf.len(),
+        });
     }
     *buf = &buf[n..];
     Ok(())
 }
 
 #[inline(always)]
-fn read_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+fn read_varint(buf: &mut &[u8]) -> Result<u64, Fault> {
     // Most keys and lengths in OTLP fit one byte.
     if let Some((&b, rest)) = buf.split_first()
         && b < 0x80
@@ -305,16 +353,16 @@ fn read_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
     let mut value = 0u64;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {
-            return Err(DecodeError::new("buffer underflow"));
+            return Err(Fault::Truncated);
         };
         *buf = rest;
         value |= u64::from(b & 0x7f) << (7 * i);
         if b < 0x80 {
             if i == 9 && b > 1 {
-                return Err(DecodeError::new("invalid varint"));
+                return Err(Fault::Varint);
             }
             return Ok(value);
         }
     }
-    Err(DecodeError::new("invalid varint"))
+    Err(Fault::Varint)
 }

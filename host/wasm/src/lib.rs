@@ -114,7 +114,7 @@ impl ProcessorFactory for WasmFactory {
         next: ConsumerRef,
     ) -> Result<Arc<dyn Processor>, BuildError> {
         let cfg: WasmConfig = wasmcol_config::decode(config).map_err(BuildError::new)?;
-        let limits = cfg.limits.resolve("limits.").map_err(BuildError)?;
+        let limits = cfg.limits.resolve("limits.").map_err(BuildError::from)?;
         let config_json =
             config::to_json(&cfg.config).map_err(|e| BuildError::new(format!("config: {e}")))?;
         let spec = Spec {

@@ -49,7 +49,7 @@ fn validation_messages_name_the_key() {
         BatchFactory
             .create(&ctx, &yaml(body), Signal::Traces, sink.clone())
             .err()
-            .map(|e| e.0)
+            .map(|e| e.0.iter().map(ToString::to_string).collect::<Vec<String>>())
             .unwrap_or_default()
     };
     assert_eq!(

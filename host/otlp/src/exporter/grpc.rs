@@ -12,7 +12,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
-use wasmcol_config::{GoDuration, Value};
+use wasmcol_config::{GoDuration, KeyError, Value};
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, CreateContext, ExporterFactory, ExporterParts,
     Lifecycle, Sender, Signal,
@@ -139,29 +139,30 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
         signal: Signal,
     ) -> Result<ExporterParts, BuildError> {
         let cfg: Config = wasmcol_config::decode(config)?;
-        let mut errs = Vec::new();
+        // Messages from the endpoint, compression and TLS parsers start with their key path.
+        let mut errs: Vec<KeyError> = Vec::new();
         let endpoint = parse_endpoint(&cfg.endpoint, &cfg.tls)
-            .map_err(|e| errs.push(e))
+            .map_err(|e| errs.push(e.into()))
             .ok();
         let compression = Compression::parse(&cfg.compression)
-            .map_err(|e| errs.push(e))
+            .map_err(|e| errs.push(e.into()))
             .ok();
         if compression == Some(Compression::Zlib) {
-            errs.push(
-                "compression: deflate/zlib is not a gRPC compression; use gzip, zstd or none"
-                    .into(),
-            );
+            errs.push(KeyError::new(
+                "compression",
+                "deflate/zlib is not a gRPC compression; use gzip, zstd or none",
+            ));
         }
         let tls = if endpoint.as_ref().is_some_and(|(_, t)| *t) {
-            cfg.tls.load().map_err(|e| errs.push(e)).ok()
+            cfg.tls.load().map_err(|e| errs.push(e.into())).ok()
         } else {
             None
         };
         if cfg.auth.is_some() {
-            errs.push("auth: not supported by wasmcol".into());
+            errs.push(KeyError::new("auth", "not supported by wasmcol"));
         }
         if !cfg.middlewares.is_empty() {
-            errs.push("middlewares: not supported by wasmcol".into());
+            errs.push(KeyError::new("middlewares", "not supported by wasmcol"));
         }
         let mut headers = Vec::new();
         for (k, v) in &cfg.headers {
@@ -170,7 +171,10 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
                 MetadataValue::try_from(v.as_str()),
             ) {
                 (Ok(k), Ok(v)) => headers.push((k, v)),
-                _ => errs.push(format!("headers.{k}: not a valid gRPC metadata entry")),
+                _ => errs.push(KeyError::new(
+                    format!("headers.{k}"),
+                    "not a valid gRPC metadata entry",
+                )),
             }
         }
         let helper = HelperConfig {
@@ -178,7 +182,7 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
             retry: cfg.retry_on_failure.clone(),
             queue: cfg.sending_queue.clone(),
         };
-        errs.extend(helper.validate());
+        errs.extend(helper.validate().into_iter().map(KeyError::from));
         let (Some((uri, _)), Some(compression), true) = (endpoint, compression, errs.is_empty())
         else {
             return Err(BuildError(errs));

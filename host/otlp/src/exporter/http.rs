@@ -9,10 +9,10 @@ use parking_lot::Mutex;
 use prost::Message;
 use serde::Deserialize;
 use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
-use wasmcol_config::{GoDuration, Value};
+use wasmcol_config::{GoDuration, KeyError, Value};
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, CreateContext, ExporterFactory, ExporterParts,
-    Lifecycle, Sender, Signal,
+    Lifecycle, PermanentError, Sender, Signal,
 };
 
 use super::{ExportResponse, log_partial_success};
@@ -150,33 +150,40 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         signal: Signal,
     ) -> Result<ExporterParts, BuildError> {
         let cfg: Config = wasmcol_config::decode(config)?;
-        let mut errs = Vec::new();
+        let mut errs: Vec<KeyError> = Vec::new();
         if cfg.endpoint.is_none()
             && cfg.traces_endpoint.is_none()
             && cfg.metrics_endpoint.is_none()
             && cfg.logs_endpoint.is_none()
             && cfg.profiles_endpoint.is_none()
         {
-            errs.push("endpoint: at least one endpoint must be specified".into());
+            errs.push(KeyError::new(
+                "endpoint",
+                "at least one endpoint must be specified",
+            ));
         }
         let url = signal_url(&cfg, signal);
         if let Some(u) = &url
             && let Err(e) = reqwest::Url::parse(u)
         {
-            errs.push(format!("endpoint: invalid URL {u:?}: {e}"));
+            errs.push(KeyError::new("endpoint", format!("invalid URL {u:?}: {e}")));
         }
         let json = match cfg.encoding.as_str() {
             "proto" => false,
             "json" => true,
             other => {
-                errs.push(format!("encoding: invalid encoding type: {other}"));
+                errs.push(KeyError::new(
+                    "encoding",
+                    format!("invalid encoding type: {other}"),
+                ));
                 false
             }
         };
+        // Messages from the compression and TLS parsers start with their key path.
         let compression = Compression::parse(&cfg.compression)
-            .map_err(|e| errs.push(e))
+            .map_err(|e| errs.push(e.into()))
             .ok();
-        let tls = cfg.tls.load().map_err(|e| errs.push(e)).ok();
+        let tls = cfg.tls.load().map_err(|e| errs.push(e.into())).ok();
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &cfg.headers {
             match (
@@ -186,14 +193,17 @@ impl ExporterFactory for OtlpHttpExporterFactory {
                 (Ok(k), Ok(v)) => {
                     headers.insert(k, v);
                 }
-                _ => errs.push(format!("headers.{k}: not a valid HTTP header")),
+                _ => errs.push(KeyError::new(
+                    format!("headers.{k}"),
+                    "not a valid HTTP header",
+                )),
             }
         }
         if cfg.auth.is_some() {
-            errs.push("auth: not supported by wasmcol".into());
+            errs.push(KeyError::new("auth", "not supported by wasmcol"));
         }
         if !cfg.middlewares.is_empty() {
-            errs.push("middlewares: not supported by wasmcol".into());
+            errs.push(KeyError::new("middlewares", "not supported by wasmcol"));
         }
         // otlp_http times each attempt with its HTTP client; exporterhelper's timeout is off.
         let helper = HelperConfig {
@@ -201,7 +211,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             retry: cfg.retry_on_failure.clone(),
             queue: cfg.sending_queue.clone(),
         };
-        errs.extend(helper.validate());
+        errs.extend(helper.validate().into_iter().map(KeyError::from));
         if !errs.is_empty() {
             return Err(BuildError(errs));
         }
@@ -305,9 +315,7 @@ impl Sender for HttpSender {
             )));
         };
         let (body, content_type) = if self.json {
-            let j = batch
-                .to_json()
-                .map_err(|e| ConsumeError::permanent(e.to_string()))?;
+            let j = batch.to_json().map_err(PermanentError::from)?;
             (Bytes::from(j), "application/json")
         } else {
             (batch.encoded(), "application/x-protobuf")
@@ -353,9 +361,10 @@ impl Sender for HttpSender {
                     Ok(r) => log_partial_success(&self.name, &r),
                     // Parsing failed after the backend accepted: do not re-send accepted data.
                     Err(e) => {
-                        return Err(ConsumeError::permanent(format!(
-                            "failed to parse export response: {e}"
-                        )));
+                        return Err(PermanentError::Response {
+                            message: format!("failed to parse export response: {e}"),
+                        }
+                        .into());
                     }
                 }
             }

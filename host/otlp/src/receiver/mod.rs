@@ -10,10 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer};
-use wasmcol_config::{GoDuration, Value};
+use wasmcol_config::{GoDuration, KeyError, Value};
 use wasmcol_core::{
-    Batch, BuildError, ComponentError, ConsumeError, Counter, CreateContext, Lifecycle, Receiver,
-    ReceiverConsumers, ReceiverFactory, Signal,
+    Batch, BuildError, ComponentError, ConsumeError, Counter, CreateContext, Lifecycle,
+    PermanentError, Receiver, ReceiverConsumers, ReceiverFactory, Signal,
 };
 
 use crate::tls::ServerTls;
@@ -192,9 +192,9 @@ fn logs_path() -> String {
     "/v1/logs".into()
 }
 
-fn unsupported(what: &str, v: &Option<Value>, errs: &mut Vec<String>) {
+fn unsupported(what: &str, v: &Option<Value>, errs: &mut Vec<KeyError>) {
     if v.as_ref().is_some_and(|v| !v.is_null()) {
-        errs.push(format!("{what}: not supported by wasmcol"));
+        errs.push(KeyError::new(what, "not supported by wasmcol"));
     }
 }
 
@@ -215,23 +215,27 @@ impl ReceiverFactory for OtlpReceiverFactory {
                 Ok(g) => {
                     unsupported("protocols.grpc.auth", &g.auth, &mut errs);
                     if !g.middlewares.is_empty() {
-                        errs.push("protocols.grpc.middlewares: not supported by wasmcol".into());
+                        errs.push(KeyError::new(
+                            "protocols.grpc.middlewares",
+                            "not supported by wasmcol",
+                        ));
                     }
                     if g.transport.as_deref().is_some_and(|t| t != "tcp") {
-                        errs.push(format!(
-                            "protocols.grpc.transport: only tcp is supported, got {:?}",
-                            g.transport
+                        errs.push(KeyError::new(
+                            "protocols.grpc.transport",
+                            format!("only tcp is supported, got {:?}", g.transport),
                         ));
                     }
                     if let Some(tls) = &g.tls
                         && let Err(e) = tls.load()
                     {
-                        errs.push(format!("protocols.grpc.{e}"));
+                        // The TLS loader's message starts with its own key path.
+                        errs.push(format!("protocols.grpc.{e}").into());
                     }
                     g.enabled.then_some(g)
                 }
                 Err(e) => {
-                    errs.push(format!("protocols.grpc.{e}"));
+                    errs.push(e.within("protocols.grpc"));
                     None
                 }
             },
@@ -242,7 +246,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
                 Ok(mut h) => {
                     unsupported("protocols.http.auth", &h.auth, &mut errs);
                     if h.tls.is_some() {
-                        errs.push("protocols.http.tls: TLS on the OTLP/HTTP receiver is not supported yet; use the gRPC protocol for TLS".into());
+                        errs.push(KeyError::new("protocols.http.tls", "TLS on the OTLP/HTTP receiver is not supported yet; use the gRPC protocol for TLS"));
                     }
                     for p in [
                         &mut h.traces_url_path,
@@ -258,23 +262,27 @@ impl ReceiverFactory for OtlpReceiverFactory {
                             if crate::compression::Encoding::parse(a).is_none()
                                 && !matches!(a.as_str(), "snappy" | "lz4" | "x-snappy-framed")
                             {
-                                errs.push(format!("protocols.http.compression_algorithms: unsupported compression algorithm {a:?}"));
+                                errs.push(KeyError::new(
+                                    "protocols.http.compression_algorithms",
+                                    format!("unsupported compression algorithm {a:?}"),
+                                ));
                             }
                         }
                     }
                     h.enabled.then_some(h)
                 }
                 Err(e) => {
-                    errs.push(format!("protocols.http.{e}"));
+                    errs.push(e.within("protocols.http"));
                     None
                 }
             },
             None => None,
         };
         if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
-            errs.push(
-                "protocols: must specify at least one protocol when using the OTLP receiver".into(),
-            );
+            errs.push(KeyError::new(
+                "protocols",
+                "must specify at least one protocol when using the OTLP receiver",
+            ));
         }
         if !errs.is_empty() {
             return Err(BuildError(errs));
@@ -344,7 +352,7 @@ impl Ingest {
             return Ok(());
         }
         let Some(consumer) = self.consumers.get(signal) else {
-            return Err(ConsumeError::permanent(format!("no pipeline for {signal}")));
+            return Err(PermanentError::NoPipeline { signal }.into());
         };
         let result = consumer.consume(batch).await;
         if let Some((accepted, refused)) = self.counters.get(&(signal, transport)) {
@@ -412,5 +420,86 @@ impl Lifecycle for OtlpReceiver {
             self.tasks.spawn(async move { h.wait().await });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmcol_config::{ComponentId, Kind};
+    use wasmcol_core::{Extensions, Metrics, ServiceStatus, Tasks};
+
+    fn ctx() -> CreateContext {
+        CreateContext {
+            id: ComponentId::new("otlp", None),
+            kind: Kind::Receiver,
+            metrics: Metrics::new(),
+            tasks: Tasks::new(),
+            extensions: Extensions::default(),
+            status: Arc::new(ServiceStatus::default()),
+        }
+    }
+
+    fn build(yaml: &str) -> BuildError {
+        let body: Value = serde_yaml::from_str(yaml).unwrap();
+        match OtlpReceiverFactory.create(&ctx(), &body, ReceiverConsumers::default()) {
+            Ok(_) => panic!("{yaml:?} built"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn config_problems_name_their_key_paths() {
+        let e = build(
+            "protocols:\n  grpc:\n    transport: unix\n    endpooint: x\n  http:\n    compression_algorithms: [br]",
+        );
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "protocols.grpc.endpooint",
+                "protocols.http.compression_algorithms"
+            ],
+            "{e}"
+        );
+        assert!(
+            e.0[0].message.starts_with("unknown field `endpooint`"),
+            "{e}"
+        );
+        assert_eq!(
+            e.0[1],
+            KeyError::new(
+                "protocols.http.compression_algorithms",
+                "unsupported compression algorithm \"br\""
+            )
+        );
+        assert_eq!(
+            build("protocols: {}").0,
+            [KeyError::new(
+                "protocols",
+                "must specify at least one protocol when using the OTLP receiver"
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signal_without_pipeline_is_a_typed_refusal() {
+        let ingest = Ingest::new(&ctx(), "otlp", ReceiverConsumers::default());
+        let mut req = wasmcol_core::pdata::ExportLogsServiceRequest::default();
+        req.resource_logs
+            .push(wasmcol_core::pdata::proto::logs::v1::ResourceLogs {
+                scope_logs: vec![wasmcol_core::pdata::proto::logs::v1::ScopeLogs {
+                    log_records: vec![Default::default()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        let batch = Batch::Logs(wasmcol_core::pdata::LogsBatch::from_message(req));
+        assert_eq!(
+            ingest.push("http", batch).await,
+            Err(ConsumeError::Permanent(PermanentError::NoPipeline {
+                signal: Signal::Logs
+            }))
+        );
     }
 }
