@@ -8,6 +8,7 @@
 
 pub mod component;
 pub mod consumer;
+pub mod endpoint;
 pub mod exporter;
 pub mod graph;
 pub mod health;
@@ -21,6 +22,7 @@ pub use component::{
     Extensions, Lifecycle, Processor, Receiver, ReceiverConsumers, ServiceStatus,
 };
 pub use consumer::{ConsumeError, Consumer, ConsumerRef, FanOut};
+pub use endpoint::Endpoint;
 pub use exporter::{ChainBuilder, ExporterParts, Sender, SimpleChain};
 pub use graph::{Service, build};
 pub use health::DeliveryHealth;
