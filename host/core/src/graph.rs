@@ -73,7 +73,7 @@ impl Consumer for Broken {
 
 /// Checks `config` against `registry` and builds every component. All problems are reported
 /// together, each with its component and key path: every phase goes on after a failure, with
-/// a [`Broken`] stand-in for what could not be built.
+/// a `Broken` stand-in for what could not be built.
 pub fn build(
     config: &RawConfig,
     registry: &Registry,
