@@ -817,3 +817,60 @@ async fn metrics_count_received_processed_and_sent_items() {
         "{text}"
     );
 }
+
+/// Two components on one address are a config error `validate` reports, naming both
+/// components and key paths; hosts are compared after normalization (`0.0.0.0` takes every
+/// interface, `localhost` and `127.0.0.1` are one), and port 0 never clashes.
+#[test]
+fn validate_reports_two_components_on_one_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "clash.yaml",
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:14317
+  otlp/2:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+      http:
+        endpoint: localhost:14317
+  otlp/3:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:18888
+exporters:
+  debug:
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      address: localhost:18888
+  pipelines:
+    traces:
+      receivers: [otlp, otlp/2, otlp/3]
+      exporters: [debug]
+"#,
+    );
+    let (ok, _out, err) = run_cli(&["validate", "--config", &path]);
+    assert!(!ok, "validate must fail");
+    assert!(
+        err.contains("receivers::otlp/2::protocols::http::endpoint: endpoint \"localhost:14317\" is already used by receivers::otlp::protocols::grpc::endpoint (\"0.0.0.0:14317\")"),
+        "{err}"
+    );
+    assert!(
+        err.contains("service::telemetry::metrics: endpoint \"localhost:18888\" is already used by extensions::health_check::endpoint (\"127.0.0.1:18888\")"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(2 problems)"),
+        "port 0 clashes with nothing: {err}"
+    );
+}

@@ -591,7 +591,7 @@ impl Lifecycle for BatchProcessor {
         }
         // Senders still waiting for room now go straight downstream.
         inner.room.close();
-        if inner.tasks.stop(Duration::MAX).await {
+        if inner.tasks.stop_by_deadline().await {
             Ok(())
         } else {
             Err(ComponentError::new(

@@ -152,7 +152,11 @@ impl ExtensionFactory for HealthCheckFactory {
     ) -> Result<Arc<dyn Extension>, BuildError> {
         let cfg: HealthCheckConfig = wasmcol_config::decode(config).map_err(BuildError::new)?;
         crate::check(cfg.validate())?;
-        Ok(Arc::new(HealthCheck::new(cfg, ctx.status.clone())))
+        Ok(Arc::new(HealthCheck::new(
+            cfg,
+            ctx.status.clone(),
+            ctx.tasks.clone(),
+        )))
     }
 }
 
@@ -160,15 +164,22 @@ impl ExtensionFactory for HealthCheckFactory {
 pub struct HealthCheck {
     cfg: Arc<HealthCheckConfig>,
     status: Arc<ServiceStatus>,
+    tasks: wasmcol_core::Tasks,
     server: Mutex<Option<HttpServer>>,
 }
 
 impl HealthCheck {
-    /// An extension reporting `status`; it listens from [`Lifecycle::start`] on.
-    pub fn new(cfg: HealthCheckConfig, status: Arc<ServiceStatus>) -> Self {
+    /// An extension reporting `status`; it listens from [`Lifecycle::start`] on, serving
+    /// connections in `tasks`.
+    pub fn new(
+        cfg: HealthCheckConfig,
+        status: Arc<ServiceStatus>,
+        tasks: wasmcol_core::Tasks,
+    ) -> Self {
         HealthCheck {
             cfg: Arc::new(cfg),
             status,
+            tasks,
             server: Mutex::new(None),
         }
     }
@@ -199,7 +210,7 @@ impl Lifecycle for HealthCheck {
             let resp = respond(&cfg, &status, req.uri().path());
             Box::pin(async move { resp })
         });
-        let server = HttpServer::start(listener, handler)
+        let server = HttpServer::start(listener, handler, &self.tasks)
             .map_err(|e| ComponentError::new(format!("health_check: {e}")))?;
         tracing::info!(endpoint = %server.local_addr(), path = %self.cfg.path, "health_check listening");
         *self.server.lock() = Some(server);
@@ -218,6 +229,10 @@ impl Lifecycle for HealthCheck {
 impl Extension for HealthCheck {
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn endpoints(&self) -> Vec<wasmcol_core::Endpoint> {
+        vec![wasmcol_core::Endpoint::new("endpoint", &self.cfg.endpoint)]
     }
 }
 
@@ -341,7 +356,7 @@ mod tests {
         let c = ctx(Kind::Extension, "health_check");
         let cfg: HealthCheckConfig = wasmcol_config::decode(&yaml(body)).unwrap();
         assert!(cfg.validate().is_empty());
-        let hc = Arc::new(HealthCheck::new(cfg, c.status.clone()));
+        let hc = Arc::new(HealthCheck::new(cfg, c.status.clone(), c.tasks.clone()));
         hc.start().await.unwrap();
         (hc, c.status)
     }
@@ -440,6 +455,7 @@ mod tests {
                 ..HealthCheckConfig::default()
             },
             Arc::new(ServiceStatus::default()),
+            wasmcol_core::Tasks::new(),
         );
         let e = hc.start().await.unwrap_err();
         assert!(

@@ -374,7 +374,7 @@ impl Lifecycle for MemoryLimiter {
     }
 
     async fn shutdown(&self) -> Result<(), ComponentError> {
-        if self.tasks.stop(Duration::from_secs(5)).await {
+        if self.tasks.stop_by_deadline().await {
             Ok(())
         } else {
             Err(ComponentError::new(

@@ -91,14 +91,22 @@ pub trait Lifecycle: Send + Sync {
     }
 
     /// Stops; processors flush what they hold downstream, exporters drain. The service
-    /// bounds the whole shutdown by `service.shutdown_timeout`.
+    /// bounds the whole shutdown by `service.shutdown_timeout`: the moment it ends is the
+    /// component's [`Tasks::deadline`], and waits inside shutdown use
+    /// [`Tasks::wait_by_deadline`] / [`Tasks::stop_by_deadline`] rather than their own limits.
     async fn shutdown(&self) -> Result<(), ComponentError> {
         Ok(())
     }
 }
 
 /// A receiver: produces batches into its pipelines' consumers.
-pub trait Receiver: Lifecycle {}
+pub trait Receiver: Lifecycle {
+    /// The addresses it will listen on once started, so the graph can report two components
+    /// on one address as a config error.
+    fn endpoints(&self) -> Vec<crate::Endpoint> {
+        Vec::new()
+    }
+}
 
 /// A processor: a consumer that forwards to the next stage.
 pub trait Processor: crate::Consumer + Lifecycle {}
@@ -118,6 +126,11 @@ pub trait Connector: crate::Consumer + Lifecycle {}
 pub trait Extension: Lifecycle {
     /// For downcasting by components that use a specific extension (storage).
     fn as_any(&self) -> &dyn Any;
+
+    /// The addresses it will listen on once started (see [`Receiver::endpoints`]).
+    fn endpoints(&self) -> Vec<crate::Endpoint> {
+        Vec::new()
+    }
 }
 
 /// The consumers a receiver feeds, per signal (only signals that have pipelines).

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -18,10 +18,10 @@ use crate::component::{
     Connector, ConnectorRoutes, Exporter, Extension, Extensions, Lifecycle, Receiver,
     ReceiverConsumers,
 };
-use crate::registry::{Entry, Factory};
+use crate::registry::Factory;
 use crate::{
-    Batch, BuildError, ConsumeError, Consumer, ConsumerRef, CreateContext, DeliveryHealth, FanOut,
-    Metrics, Registry, ServiceStatus, Signal, Tasks,
+    Batch, BuildError, ConsumeError, Consumer, ConsumerRef, CreateContext, DeliveryHealth,
+    Endpoint, FanOut, Metrics, Registry, ServiceStatus, Signal, Tasks,
 };
 
 /// A built, not yet started collector.
@@ -72,258 +72,311 @@ impl Consumer for Broken {
 }
 
 /// Checks `config` against `registry` and builds every component. All problems are reported
-/// together, each with its component and key path.
+/// together, each with its component and key path: every phase goes on after a failure, with
+/// a `Broken` stand-in for what could not be built.
 pub fn build(
     config: &RawConfig,
     registry: &Registry,
     metrics: &Metrics,
 ) -> Result<Service, ConfigErrors> {
-    let mut errors = ConfigErrors::default();
-    let tasks = Tasks::new();
-    let status = Arc::new(ServiceStatus::default());
+    let mut b = Builder::resolve(config, registry, metrics);
+    b.build_extensions();
+    b.build_exporters();
+    for pid in b.order.clone().iter().rev() {
+        b.build_pipeline(pid);
+    }
+    b.check_unused();
+    b.build_receivers();
+    b.check_endpoints();
+    b.finish()
+}
 
-    // Types known?
-    let mut entries: HashMap<(Kind, ComponentId), Entry> = HashMap::new();
-    for kind in [
-        Kind::Receiver,
-        Kind::Processor,
-        Kind::Exporter,
-        Kind::Connector,
-        Kind::Extension,
-    ] {
-        for id in config.section(kind).keys() {
-            match registry.lookup(kind, id.ty()) {
-                Some(e) => {
-                    entries.insert((kind, id.clone()), e.clone());
-                }
-                None => errors.push(
-                    location(kind, id),
-                    format!(
-                        "unknown type: {:?} for id: {:?} (valid values: {:?})",
-                        id.ty(),
-                        id.to_string(),
-                        registry.names(kind)
+/// The graph as it is built phase by phase; each phase adds components and records problems.
+struct Builder<'a> {
+    config: &'a RawConfig,
+    registry: &'a Registry,
+    metrics: &'a Metrics,
+    errors: ConfigErrors,
+    tasks: Tasks,
+    status: Arc<ServiceStatus>,
+    /// The factory of every configured component whose type is known.
+    factories: HashMap<(Kind, ComponentId), &'a Factory>,
+    /// Pipelines, upstream first (a connector's exporting pipeline before its receiving ones).
+    order: Vec<PipelineId>,
+    extensions: Extensions,
+    exporters: IndexMap<(ComponentId, Signal), Arc<dyn Exporter>>,
+    connectors: HashMap<(ComponentId, Signal, Signal), Arc<dyn Connector>>,
+    /// Each built pipeline's first consumer, and the health of the exporters it ends in.
+    entry_of: HashMap<PipelineId, ConsumerRef>,
+    health_of: HashMap<PipelineId, Vec<Arc<DeliveryHealth>>>,
+    /// Processors and connectors per pipeline, downstream pipelines first.
+    flow_rev: Vec<Vec<(String, Arc<dyn Lifecycle>)>>,
+    used_processors: BTreeSet<ComponentId>,
+    receivers: Vec<(String, Arc<dyn Receiver>)>,
+}
+
+impl<'a> Builder<'a> {
+    /// Resolve: every type known, references and ids consistent, pipelines ordered. Needs no
+    /// factory to run.
+    fn resolve(config: &'a RawConfig, registry: &'a Registry, metrics: &'a Metrics) -> Self {
+        let mut errors = ConfigErrors::default();
+        let mut factories = HashMap::new();
+        for kind in [
+            Kind::Receiver,
+            Kind::Processor,
+            Kind::Exporter,
+            Kind::Connector,
+            Kind::Extension,
+        ] {
+            for id in config.section(kind).keys() {
+                match registry.lookup(kind, id.ty()) {
+                    Some(e) => {
+                        factories.insert((kind, id.clone()), &e.factory);
+                    }
+                    None => errors.push(
+                        location(kind, id),
+                        format!(
+                            "unknown type: {:?} for id: {:?} (valid values: {:?})",
+                            id.ty(),
+                            id.to_string(),
+                            registry.names(kind)
+                        ),
                     ),
-                ),
+                }
             }
         }
-    }
-    if config.receivers.is_empty() {
-        errors.push("", "no receiver configuration specified in config");
-    }
-    if config.exporters.is_empty() {
-        errors.push("", "no exporter configuration specified in config");
-    }
-    check_structure(config, &mut errors);
-    for id in config.connectors.keys() {
-        if config.exporters.contains_key(id) {
-            errors.push(
-                location(Kind::Connector, id),
-                format!(
-                    "ambiguous ID: Found both {:?} exporter and {:?} connector.",
-                    id.to_string(),
-                    id.to_string()
-                ),
-            );
+        if config.receivers.is_empty() {
+            errors.push("", "no receiver configuration specified in config");
         }
-        if config.receivers.contains_key(id) {
-            errors.push(
-                location(Kind::Connector, id),
-                format!(
-                    "ambiguous ID: Found both {:?} receiver and {:?} connector.",
-                    id.to_string(),
-                    id.to_string()
-                ),
-            );
+        if config.exporters.is_empty() {
+            errors.push("", "no exporter configuration specified in config");
         }
-    }
-    let order = match topo_order(config) {
-        Ok(o) => o,
-        Err(e) => {
+        check_structure(config, &mut errors);
+        check_ambiguous_ids(config, &mut errors);
+        let order = topo_order(config).unwrap_or_else(|e| {
             errors.push("service::pipelines", e);
             Vec::new()
-        }
-    };
-
-    let ctx = |kind: Kind, id: &ComponentId, extensions: &Extensions| CreateContext {
-        id: id.clone(),
-        kind,
-        metrics: metrics.clone(),
-        tasks: tasks.child(),
-        extensions: extensions.clone(),
-        status: status.clone(),
-    };
-
-    // Extensions: those listed in service.extensions, in order.
-    let mut ext_map: IndexMap<ComponentId, Arc<dyn Extension>> = IndexMap::new();
-    let empty_ext = Extensions::default();
-    for (kind_id, body) in &config.extensions {
-        let Some(Entry {
-            factory: Factory::Extension(f),
-            ..
-        }) = entries.get(&(Kind::Extension, kind_id.clone()))
-        else {
-            continue;
-        };
-        match f.create(&ctx(Kind::Extension, kind_id, &empty_ext), body) {
-            Ok(ext) => {
-                if config.service.extensions.contains(kind_id) {
-                    ext_map.insert(kind_id.clone(), ext);
-                }
-            }
-            Err(e) => report(&mut errors, Kind::Extension, kind_id, e),
-        }
-    }
-    let mut extensions_sorted = IndexMap::new();
-    for id in &config.service.extensions {
-        if let Some(e) = ext_map.shift_remove(id) {
-            extensions_sorted.insert(id.clone(), e);
-        }
-    }
-    let extensions = Extensions::new(extensions_sorted);
-
-    // Exporters: one per id and signal used.
-    let mut exporters: IndexMap<(ComponentId, Signal), Arc<dyn Exporter>> = IndexMap::new();
-    let mut used_exporters = BTreeSet::new();
-    for (pid, p) in &config.service.pipelines {
-        for id in &p.exporters {
-            if config.exporters.contains_key(id) {
-                used_exporters.insert((id.clone(), pid.signal));
-            }
-        }
-    }
-    for (id, signal) in &used_exporters {
-        let Some(Entry {
-            factory: Factory::Exporter(f),
-            ..
-        }) = entries.get(&(Kind::Exporter, id.clone()))
-        else {
-            continue;
-        };
-        if !f.signals().contains(signal) {
-            errors.push(
-                location(Kind::Exporter, id),
-                format!("telemetry type is not supported: {signal}"),
-            );
-            continue;
-        }
-        let c = ctx(Kind::Exporter, id, &extensions);
-        let built = f
-            .create(&c, &config.exporters[id], *signal)
-            .and_then(|parts| registry.chain().build(&c, *signal, parts));
-        match built {
-            Ok(e) => {
-                exporters.insert((id.clone(), *signal), e);
-            }
-            Err(e) => report(&mut errors, Kind::Exporter, id, e),
-        }
-    }
-    // Unused exporters, processors, receivers are still checked, as upstream validates them.
-    for (id, body) in &config.exporters {
-        if used_exporters.iter().any(|(u, _)| u == id) {
-            continue;
-        }
-        if let Some(Entry {
-            factory: Factory::Exporter(f),
-            ..
-        }) = entries.get(&(Kind::Exporter, id.clone()))
-            && let Err(e) = f.create(&ctx(Kind::Exporter, id, &extensions), body, f.signals()[0])
-        {
-            report(&mut errors, Kind::Exporter, id, e);
+        });
+        Builder {
+            config,
+            registry,
+            metrics,
+            errors,
+            tasks: Tasks::new(),
+            status: Arc::new(ServiceStatus::default()),
+            factories,
+            order,
+            extensions: Extensions::default(),
+            exporters: IndexMap::new(),
+            connectors: HashMap::new(),
+            entry_of: HashMap::new(),
+            health_of: HashMap::new(),
+            flow_rev: Vec::new(),
+            used_processors: BTreeSet::new(),
+            receivers: Vec::new(),
         }
     }
 
-    // Pipelines, downstream first.
-    let mut entry_of: HashMap<PipelineId, ConsumerRef> = HashMap::new();
-    let mut health_of: HashMap<PipelineId, Vec<Arc<DeliveryHealth>>> = HashMap::new();
-    let mut flow_rev: Vec<Vec<(String, Arc<dyn Lifecycle>)>> = Vec::new();
-    let mut connectors: HashMap<(ComponentId, Signal, Signal), Arc<dyn Connector>> = HashMap::new();
-    let mut used_processors = BTreeSet::new();
-    for pid in order.iter().rev() {
-        let p = &config.service.pipelines[pid];
-        let mut pipeline_flow: Vec<(String, Arc<dyn Lifecycle>)> = Vec::new();
-        let mut outs: Vec<ConsumerRef> = Vec::new();
-        let mut health = Vec::new();
-        for id in &p.exporters {
-            if let Some(e) = exporters.get(&(id.clone(), pid.signal)) {
-                if let Some(h) = e.health() {
-                    health.push(h);
-                }
-                outs.push(e.clone());
-            } else if config.connectors.contains_key(id) {
-                let Some(Entry {
-                    factory: Factory::Connector(f),
-                    ..
-                }) = entries.get(&(Kind::Connector, id.clone()))
-                else {
-                    outs.push(Arc::new(Broken));
-                    continue;
-                };
-                // One instance per target signal that has pipelines receiving from this connector.
-                let mut by_to: IndexMap<Signal, ConnectorRoutes> = IndexMap::new();
-                for (qid, q) in &config.service.pipelines {
-                    if q.receivers.contains(id) && f.supports(pid.signal, qid.signal) {
-                        let entry = entry_of
-                            .get(qid)
-                            .cloned()
-                            .unwrap_or_else(|| Arc::new(Broken));
-                        let h = health_of.get(qid).cloned().unwrap_or_default();
-                        by_to
-                            .entry(qid.signal)
-                            .or_default()
-                            .pipelines
-                            .insert(qid.clone(), (entry, h));
-                    }
-                }
-                if by_to.is_empty() {
-                    errors.push(
-                        location(Kind::Connector, id),
-                        format!("connector {:?} used as exporter in [{pid}] pipeline but not used in any supported receiver pipeline", id.to_string()),
-                    );
-                    continue;
-                }
-                for (to, routes) in by_to {
-                    for (_, (_, h)) in &routes.pipelines {
-                        health.extend(h.iter().cloned());
-                    }
-                    let key = (id.clone(), pid.signal, to);
-                    if let Some(c) = connectors.get(&key) {
-                        outs.push(c.clone());
-                        continue;
-                    }
-                    match f.create(
-                        &ctx(Kind::Connector, id, &extensions),
-                        &config.connectors[id],
-                        pid.signal,
-                        to,
-                        routes,
-                    ) {
-                        Ok(c) => {
-                            connectors.insert(key, c.clone());
-                            pipeline_flow.push((location(Kind::Connector, id), c.clone()));
-                            outs.push(c);
-                        }
-                        Err(e) => {
-                            report(&mut errors, Kind::Connector, id, e);
-                            outs.push(Arc::new(Broken));
-                        }
-                    }
-                }
-            }
+    /// What a factory gets: its id, metrics, a child task set and the extensions built so far.
+    fn ctx(&self, kind: Kind, id: &ComponentId) -> CreateContext {
+        CreateContext {
+            id: id.clone(),
+            kind,
+            metrics: self.metrics.clone(),
+            tasks: self.tasks.child(),
+            extensions: self.extensions.clone(),
+            status: self.status.clone(),
         }
-        let mut next: ConsumerRef = FanOut::wrap(outs);
-        let mut procs: Vec<(String, Arc<dyn Lifecycle>)> = Vec::new();
-        for id in p.processors.iter().rev() {
-            let Some(Entry {
-                factory: Factory::Processor(f),
-                ..
-            }) = entries.get(&(Kind::Processor, id.clone()))
-            else {
+    }
+
+    fn factory(&self, kind: Kind, id: &ComponentId) -> Option<&'a Factory> {
+        self.factories.get(&(kind, id.clone())).copied()
+    }
+
+    fn report(&mut self, kind: Kind, id: &ComponentId, e: BuildError) {
+        for m in e.0 {
+            self.errors.push(location(kind, id), m);
+        }
+    }
+
+    /// Extensions: every configured one is checked; those listed in `service.extensions` are
+    /// kept, in that order, and handed to the components built after them.
+    fn build_extensions(&mut self) {
+        let config = self.config;
+        let mut built: IndexMap<ComponentId, Arc<dyn Extension>> = IndexMap::new();
+        for (id, body) in &config.extensions {
+            let Some(Factory::Extension(f)) = self.factory(Kind::Extension, id) else {
                 continue;
             };
-            used_processors.insert(id.clone());
+            match f.create(&self.ctx(Kind::Extension, id), body) {
+                Ok(ext) => {
+                    if self.config.service.extensions.contains(id) {
+                        built.insert(id.clone(), ext);
+                    }
+                }
+                Err(e) => self.report(Kind::Extension, id, e),
+            }
+        }
+        let mut sorted = IndexMap::new();
+        for id in &self.config.service.extensions {
+            if let Some(e) = built.shift_remove(id) {
+                sorted.insert(id.clone(), e);
+            }
+        }
+        self.extensions = Extensions::new(sorted);
+    }
+
+    /// Exporters: one per id and signal that a pipeline uses, each wrapped in the registry's
+    /// delivery chain.
+    fn build_exporters(&mut self) {
+        let mut used = BTreeSet::new();
+        for (pid, p) in &self.config.service.pipelines {
+            for id in &p.exporters {
+                if self.config.exporters.contains_key(id) {
+                    used.insert((id.clone(), pid.signal));
+                }
+            }
+        }
+        let config = self.config;
+        for (id, signal) in used {
+            let Some(Factory::Exporter(f)) = self.factory(Kind::Exporter, &id) else {
+                continue;
+            };
+            if !f.signals().contains(&signal) {
+                self.errors.push(
+                    location(Kind::Exporter, &id),
+                    format!("telemetry type is not supported: {signal}"),
+                );
+                continue;
+            }
+            let c = self.ctx(Kind::Exporter, &id);
+            let built = f
+                .create(&c, &config.exporters[&id], signal)
+                .and_then(|parts| self.registry.chain().build(&c, signal, parts));
+            match built {
+                Ok(e) => {
+                    self.exporters.insert((id, signal), e);
+                }
+                Err(e) => self.report(Kind::Exporter, &id, e),
+            }
+        }
+    }
+
+    /// One pipeline, from its end to its start: exporters and connectors behind a fan-out,
+    /// then its processors. Pipelines are built downstream first, so a connector finds the
+    /// pipelines it feeds already built.
+    fn build_pipeline(&mut self, pid: &PipelineId) {
+        let mut flow = Vec::new();
+        let mut health = Vec::new();
+        let outs = self.pipeline_outputs(pid, &mut flow, &mut health);
+        let (entry, mut procs) = self.pipeline_processors(pid, FanOut::wrap(outs));
+        procs.extend(flow);
+        self.flow_rev.push(procs);
+        self.entry_of.insert(pid.clone(), entry);
+        self.health_of.insert(pid.clone(), health);
+    }
+
+    /// The consumers at the end of a pipeline: its exporters and one connector instance per
+    /// signal of the pipelines the connector feeds. Collects the connectors into `flow` and
+    /// the delivery health of every exporter reached into `health`.
+    fn pipeline_outputs(
+        &mut self,
+        pid: &PipelineId,
+        flow: &mut Vec<(String, Arc<dyn Lifecycle>)>,
+        health: &mut Vec<Arc<DeliveryHealth>>,
+    ) -> Vec<ConsumerRef> {
+        let config = self.config;
+        let mut outs: Vec<ConsumerRef> = Vec::new();
+        for id in &config.service.pipelines[pid].exporters {
+            if let Some(e) = self.exporters.get(&(id.clone(), pid.signal)) {
+                health.extend(e.health());
+                outs.push(e.clone());
+                continue;
+            }
+            if !config.connectors.contains_key(id) {
+                continue;
+            }
+            let Some(Factory::Connector(f)) = self.factory(Kind::Connector, id) else {
+                outs.push(Arc::new(Broken));
+                continue;
+            };
+            let by_to = self.connector_routes(id, pid.signal, |from, to| f.supports(from, to));
+            if by_to.is_empty() {
+                self.errors.push(
+                    location(Kind::Connector, id),
+                    format!("connector {:?} used as exporter in [{pid}] pipeline but not used in any supported receiver pipeline", id.to_string()),
+                );
+                continue;
+            }
+            for (to, routes) in by_to {
+                for (_, h) in routes.pipelines.values() {
+                    health.extend(h.iter().cloned());
+                }
+                let key = (id.clone(), pid.signal, to);
+                if let Some(c) = self.connectors.get(&key) {
+                    outs.push(c.clone());
+                    continue;
+                }
+                let c = self.ctx(Kind::Connector, id);
+                match f.create(&c, &config.connectors[id], pid.signal, to, routes) {
+                    Ok(c) => {
+                        self.connectors.insert(key, c.clone());
+                        flow.push((location(Kind::Connector, id), c.clone()));
+                        outs.push(c);
+                    }
+                    Err(e) => {
+                        self.report(Kind::Connector, id, e);
+                        outs.push(Arc::new(Broken));
+                    }
+                }
+            }
+        }
+        outs
+    }
+
+    /// The already built pipelines that connector `id` feeds from a `from` pipeline, grouped
+    /// by their signal (one connector instance per target signal).
+    fn connector_routes(
+        &self,
+        id: &ComponentId,
+        from: Signal,
+        supports: impl Fn(Signal, Signal) -> bool,
+    ) -> IndexMap<Signal, ConnectorRoutes> {
+        let mut by_to: IndexMap<Signal, ConnectorRoutes> = IndexMap::new();
+        for (qid, q) in &self.config.service.pipelines {
+            if q.receivers.contains(id) && supports(from, qid.signal) {
+                let entry = self
+                    .entry_of
+                    .get(qid)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Broken));
+                let h = self.health_of.get(qid).cloned().unwrap_or_default();
+                by_to
+                    .entry(qid.signal)
+                    .or_default()
+                    .pipelines
+                    .insert(qid.clone(), (entry, h));
+            }
+        }
+        by_to
+    }
+
+    /// A pipeline's processors, last first, each feeding the one after it (counted in and
+    /// out); returns the pipeline's entry and its processors in data-flow order.
+    fn pipeline_processors(
+        &mut self,
+        pid: &PipelineId,
+        mut next: ConsumerRef,
+    ) -> (ConsumerRef, Vec<(String, Arc<dyn Lifecycle>)>) {
+        let config = self.config;
+        let mut procs: Vec<(String, Arc<dyn Lifecycle>)> = Vec::new();
+        for id in config.service.pipelines[pid].processors.iter().rev() {
+            let Some(Factory::Processor(f)) = self.factory(Kind::Processor, id) else {
+                continue;
+            };
+            self.used_processors.insert(id.clone());
             if !f.signals().contains(&pid.signal) {
-                errors.push(
+                self.errors.push(
                     pipeline_location(pid),
                     format!(
                         "processor {:?} does not support {}",
@@ -340,74 +393,75 @@ pub fn build(
             ];
             let outgoing: ConsumerRef = Arc::new(Observed {
                 inner: next.clone(),
-                counter: metrics.counter(
+                counter: self.metrics.counter(
                     "otelcol_processor_outgoing_items",
                     "Number of items emitted from the processor.",
                     &labels,
                 ),
             });
-            match f.create(
-                &ctx(Kind::Processor, id, &extensions),
-                &config.processors[id],
-                pid.signal,
-                outgoing,
-            ) {
+            let c = self.ctx(Kind::Processor, id);
+            match f.create(&c, &config.processors[id], pid.signal, outgoing) {
                 Ok(proc_) => {
                     procs.push((location(Kind::Processor, id), proc_.clone()));
                     next = Arc::new(Observed {
                         inner: proc_,
-                        counter: metrics.counter(
+                        counter: self.metrics.counter(
                             "otelcol_processor_incoming_items",
                             "Number of items passed to the processor.",
                             &labels,
                         ),
                     });
                 }
-                Err(e) => report(&mut errors, Kind::Processor, id, e),
+                Err(e) => self.report(Kind::Processor, id, e),
             }
         }
         procs.reverse();
-        procs.extend(pipeline_flow);
-        flow_rev.push(procs);
-        entry_of.insert(pid.clone(), next);
-        health_of.insert(pid.clone(), health);
+        (next, procs)
     }
-    for (id, body) in &config.processors {
-        if used_processors.contains(id) {
-            continue;
+
+    /// Exporters and processors no pipeline uses are still built and thrown away, so their
+    /// config is checked as upstream checks it (receivers are checked in
+    /// [`Builder::build_receivers`]).
+    fn check_unused(&mut self) {
+        let config = self.config;
+        for (id, body) in &config.exporters {
+            if self.exporters.keys().any(|(u, _)| u == id) {
+                continue;
+            }
+            if let Some(Factory::Exporter(f)) = self.factory(Kind::Exporter, id)
+                && let Err(e) = f.create(&self.ctx(Kind::Exporter, id), body, f.signals()[0])
+            {
+                self.report(Kind::Exporter, id, e);
+            }
         }
-        if let Some(Entry {
-            factory: Factory::Processor(f),
-            ..
-        }) = entries.get(&(Kind::Processor, id.clone()))
-        {
-            let sig = f.signals()[0];
-            if let Err(e) = f.create(
-                &ctx(Kind::Processor, id, &extensions),
-                body,
-                sig,
-                Arc::new(Broken),
-            ) {
-                report(&mut errors, Kind::Processor, id, e);
+        for (id, body) in &config.processors {
+            if self.used_processors.contains(id) {
+                continue;
+            }
+            if let Some(Factory::Processor(f)) = self.factory(Kind::Processor, id) {
+                let c = self.ctx(Kind::Processor, id);
+                if let Err(e) = f.create(&c, body, f.signals()[0], Arc::new(Broken)) {
+                    self.report(Kind::Processor, id, e);
+                }
             }
         }
     }
 
-    // Receivers.
-    let mut receivers = Vec::new();
-    for (id, body) in &config.receivers {
-        let Some(Entry {
-            factory: Factory::Receiver(f),
-            ..
-        }) = entries.get(&(Kind::Receiver, id.clone()))
-        else {
-            continue;
-        };
-        let mut by_signal: HashMap<Signal, Vec<ConsumerRef>> = HashMap::new();
-        for pid in &order {
-            if config.service.pipelines[pid].receivers.contains(id) {
+    /// Receivers: one per id, fed by a fan-out into every pipeline of each signal that lists
+    /// it. Unused receivers are built (their config checked) but not kept.
+    fn build_receivers(&mut self) {
+        let (config, order) = (self.config, self.order.clone());
+        for (id, body) in &config.receivers {
+            let Some(Factory::Receiver(f)) = self.factory(Kind::Receiver, id) else {
+                continue;
+            };
+            let mut by_signal: HashMap<Signal, Vec<ConsumerRef>> = HashMap::new();
+            for pid in &order {
+                if !config.service.pipelines[pid].receivers.contains(id) {
+                    continue;
+                }
                 if !f.signals().contains(&pid.signal) {
-                    errors.push(
+                    self.errors.push(
                         pipeline_location(pid),
                         format!(
                             "receiver {:?} does not support {}",
@@ -417,46 +471,89 @@ pub fn build(
                     );
                     continue;
                 }
-                if let Some(e) = entry_of.get(pid) {
+                if let Some(e) = self.entry_of.get(pid) {
                     by_signal.entry(pid.signal).or_default().push(e.clone());
                 }
             }
-        }
-        let used = !by_signal.is_empty();
-        let consumers = ReceiverConsumers {
-            by_signal: by_signal
-                .into_iter()
-                .map(|(s, v)| (s, FanOut::wrap(v)))
-                .collect(),
-        };
-        match f.create(&ctx(Kind::Receiver, id, &extensions), body, consumers) {
-            Ok(r) if used => receivers.push((location(Kind::Receiver, id), r)),
-            Ok(_) => {}
-            Err(e) => report(&mut errors, Kind::Receiver, id, e),
+            let used = !by_signal.is_empty();
+            let consumers = ReceiverConsumers {
+                by_signal: by_signal
+                    .into_iter()
+                    .map(|(s, v)| (s, FanOut::wrap(v)))
+                    .collect(),
+            };
+            match f.create(&self.ctx(Kind::Receiver, id), body, consumers) {
+                Ok(r) if used => self.receivers.push((location(Kind::Receiver, id), r)),
+                Ok(_) => {}
+                Err(e) => self.report(Kind::Receiver, id, e),
+            }
         }
     }
 
-    let flow = flow_rev.into_iter().rev().flatten().collect();
-    errors.into_result(Service {
-        extensions: extensions
-            .iter()
-            .map(|(id, e)| (location(Kind::Extension, id), e.clone()))
-            .collect(),
-        exporters: exporters
-            .into_iter()
-            .map(|((id, s), e)| (format!("{}[{s}]", location(Kind::Exporter, &id)), e))
-            .collect(),
-        flow,
-        receivers,
-        tasks,
-        status,
-        shutdown_timeout: config.service.shutdown_timeout.into(),
-    })
+    /// Two components that will listen on the same address are a config error, found here
+    /// rather than as a bind failure at start: the receivers and extensions that start, and
+    /// the collector's own metrics endpoint.
+    fn check_endpoints(&mut self) {
+        let mut listens = Vec::new();
+        for (name, r) in &self.receivers {
+            listens.extend(r.endpoints().into_iter().map(|e| (name.clone(), e)));
+        }
+        for (id, e) in self.extensions.iter() {
+            let name = location(Kind::Extension, id);
+            listens.extend(e.endpoints().into_iter().map(|e| (name.clone(), e)));
+        }
+        if let Ok(Some(p)) = self.config.service.telemetry.metrics.prometheus() {
+            listens.push((
+                "service::telemetry".to_owned(),
+                Endpoint::new("metrics", p.endpoint),
+            ));
+        }
+        for (at, message) in crate::endpoint::clashes(&listens) {
+            self.errors.push(at, message);
+        }
+    }
+
+    /// The service, or every problem found on the way.
+    fn finish(self) -> Result<Service, ConfigErrors> {
+        let flow = self.flow_rev.into_iter().rev().flatten().collect();
+        self.errors.into_result(Service {
+            extensions: self
+                .extensions
+                .iter()
+                .map(|(id, e)| (location(Kind::Extension, id), e.clone()))
+                .collect(),
+            exporters: self
+                .exporters
+                .into_iter()
+                .map(|((id, s), e)| (format!("{}[{s}]", location(Kind::Exporter, &id)), e))
+                .collect(),
+            flow,
+            receivers: self.receivers,
+            tasks: self.tasks,
+            status: self.status,
+            shutdown_timeout: self.config.service.shutdown_timeout.into(),
+        })
+    }
 }
 
-fn report(errors: &mut ConfigErrors, kind: Kind, id: &ComponentId, e: BuildError) {
-    for m in e.0 {
-        errors.push(location(kind, id), m);
+/// An id used both as a connector and as an exporter or receiver.
+fn check_ambiguous_ids(config: &RawConfig, errors: &mut ConfigErrors) {
+    for id in config.connectors.keys() {
+        for (kind, taken) in [
+            ("exporter", config.exporters.contains_key(id)),
+            ("receiver", config.receivers.contains_key(id)),
+        ] {
+            if taken {
+                errors.push(
+                    location(Kind::Connector, id),
+                    format!(
+                        "ambiguous ID: Found both {:?} {kind} and {:?} connector.",
+                        id.to_string(),
+                        id.to_string()
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -616,13 +713,19 @@ impl Service {
         &self.status
     }
 
+    /// The root of every component's task set; servers the binary runs beside the graph (the
+    /// metrics endpoint) spawn under it so they stop with the service, by its deadline.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
     /// The configured drain deadline.
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout
     }
 
     /// Starts extensions, exporters, processors and connectors (downstream first), then
-    /// receivers. On failure, what started is stopped again.
+    /// receivers. On failure, what started is stopped again within `service.shutdown_timeout`.
     pub async fn start(&self) -> Result<(), crate::ComponentError> {
         let mut started: Vec<(String, Arc<dyn Lifecycle>)> = Vec::new();
         let all = self
@@ -642,10 +745,8 @@ impl Service {
             );
         for (name, c) in all {
             if let Err(e) = c.start().await {
-                for (_, s) in started.iter().rev() {
-                    let _ = s.shutdown().await;
-                }
-                self.tasks.stop(Duration::from_secs(5)).await;
+                started.reverse();
+                self.stop_in_order(started).await;
                 return Err(crate::ComponentError::new(format!(
                     "{name}: failed to start: {e}"
                 )));
@@ -657,11 +758,10 @@ impl Service {
     }
 
     /// Stops receivers, then processors and connectors in data-flow order (each flushes
-    /// downstream), then exporters (which drain), then extensions; all within the deadline.
-    /// Returns whether everything stopped in time.
+    /// downstream), then exporters (which drain), then extensions; all by one deadline,
+    /// `service.shutdown_timeout` from now. Returns whether everything stopped in time.
     pub async fn shutdown(&self) -> bool {
         self.status.set_ready(false);
-        let deadline = Instant::now() + self.shutdown_timeout;
         let stages = self
             .receivers
             .iter()
@@ -678,10 +778,22 @@ impl Service {
                     .rev()
                     .map(|(n, c)| (n.clone(), c.clone() as Arc<dyn Lifecycle>)),
             );
+        self.stop_in_order(stages).await
+    }
+
+    /// Shuts `stages` down one after the other, then stops every remaining task, all by the
+    /// deadline, which every component also sees through its [`Tasks::deadline`]. A stage
+    /// whose shutdown is still running at the deadline is abandoned; the later stages still
+    /// get their turn (a finished one does not need time: `timeout_at` polls it first).
+    async fn stop_in_order(
+        &self,
+        stages: impl IntoIterator<Item = (String, Arc<dyn Lifecycle>)>,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        self.tasks.set_deadline(deadline);
         let mut clean = true;
         for (name, c) in stages {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, c.shutdown()).await {
+            match tokio::time::timeout_at(deadline, c.shutdown()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(component = %name, error = %e, "component failed to shut down cleanly");
@@ -693,10 +805,7 @@ impl Service {
                 }
             }
         }
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
-        clean && self.tasks.stop(left).await
+        self.tasks.stop_by_deadline().await && clean
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
+use crate::Tasks;
 
 /// A request handler.
 pub type Handler = Arc<
@@ -44,23 +44,42 @@ pub async fn bind(endpoint: &str) -> std::io::Result<TcpListener> {
 }
 
 /// A running server; stops accepting on [`HttpServer::stop`] and lets open requests finish.
+/// Its accept loop, connections and HTTP/2 streams are tasks of a child of the owner's
+/// [`Tasks`], so the service waits for them and bounds them by its shutdown deadline.
 pub struct HttpServer {
     local_addr: SocketAddr,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
+    tasks: Tasks,
+}
+
+/// Runs hyper's HTTP/2 stream tasks as tracked tasks.
+#[derive(Clone)]
+struct TasksExecutor(Tasks);
+
+impl<F> hyper::rt::Executor<F> for TasksExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.0.spawn(fut);
+    }
 }
 
 impl HttpServer {
-    /// Serves `handler` on `listener`.
-    pub fn start(listener: TcpListener, handler: Handler) -> std::io::Result<HttpServer> {
+    /// Serves `handler` on `listener`, spawning through a child set of `tasks`.
+    pub fn start(
+        listener: TcpListener,
+        handler: Handler,
+        tasks: &Tasks,
+    ) -> std::io::Result<HttpServer> {
         let local_addr = listener.local_addr()?;
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let (c, t) = (cancel.clone(), tracker.clone());
-        tracker.spawn(async move {
+        let tasks = tasks.child();
+        let t = tasks.clone();
+        tasks.spawn(async move {
+            let stop = t.token();
             loop {
                 let (stream, _) = tokio::select! {
-                    _ = c.cancelled() => break,
+                    _ = stop.cancelled() => break,
                     r = listener.accept() => match r {
                         Ok(s) => s,
                         Err(e) => {
@@ -71,32 +90,10 @@ impl HttpServer {
                     },
                 };
                 let _ = stream.set_nodelay(true);
-                let h = handler.clone();
-                let conn_cancel = c.clone();
-                t.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let h = h.clone();
-                        async move { Ok::<_, Infallible>(h(req).await) }
-                    });
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = conn_cancel.cancelled() => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                        }
-                    }
-                });
+                t.spawn(serve_connection(stream, handler.clone(), t.clone()));
             }
         });
-        Ok(HttpServer {
-            local_addr,
-            cancel,
-            tracker,
-        })
+        Ok(HttpServer { local_addr, tasks })
     }
 
     /// Where it listens.
@@ -108,19 +105,46 @@ impl HttpServer {
     /// request; returns at once. A receiver uses this so requests that wait on a batch being
     /// flushed during shutdown can still be answered.
     pub fn stop_accepting(&self) {
-        self.cancel.cancel();
-        self.tracker.close();
+        self.tasks.token().cancel();
     }
 
-    /// Waits (bounded) until every connection is closed.
-    pub async fn wait(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+    /// Waits until every connection is closed, up to the shutdown deadline; returns whether
+    /// they all closed.
+    pub async fn wait(&self) -> bool {
+        self.tasks.wait_by_deadline().await
     }
 
-    /// Stops accepting, finishes open requests (bounded), and returns.
-    pub async fn stop(&self) {
+    /// Stops accepting, finishes open requests (until the shutdown deadline), and returns.
+    pub async fn stop(&self) -> bool {
         self.stop_accepting();
-        self.wait().await;
+        self.wait().await
+    }
+}
+
+/// One connection until it closes, or until stop is asked: then it finishes the request in
+/// progress, by the shutdown deadline at the latest.
+async fn serve_connection(stream: tokio::net::TcpStream, handler: Handler, tasks: Tasks) {
+    let svc = hyper::service::service_fn(move |req| {
+        let h = handler.clone();
+        async move { Ok::<_, Infallible>(h(req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TasksExecutor(tasks.clone()));
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let stop = tasks.token();
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            match tasks.deadline() {
+                Some(at) => {
+                    let _ = tokio::time::timeout_at(at, conn).await;
+                }
+                None => {
+                    let _ = conn.await;
+                }
+            }
+        }
     }
 }
 

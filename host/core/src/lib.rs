@@ -10,6 +10,7 @@
 
 pub mod component;
 pub mod consumer;
+pub mod endpoint;
 pub mod exporter;
 pub mod graph;
 pub mod health;
@@ -23,6 +24,7 @@ pub use component::{
     Extensions, Lifecycle, Processor, Receiver, ReceiverConsumers, ServiceStatus,
 };
 pub use consumer::{BackendStatus, ConsumeError, Consumer, ConsumerRef, FanOut, PermanentError};
+pub use endpoint::Endpoint;
 pub use exporter::{ChainBuilder, ExporterParts, Sender, SimpleChain};
 pub use graph::{Service, build};
 pub use health::DeliveryHealth;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +21,8 @@ pub struct Tasks {
     cancel: CancellationToken,
     /// Trackers of all descendants, shared by the whole tree; only the root waits on them.
     descendants: Arc<Mutex<Vec<TaskTracker>>>,
+    /// The service's shutdown deadline, shared by the whole tree; unset until shutdown begins.
+    deadline: Arc<Mutex<Option<Instant>>>,
     is_child: bool,
 }
 
@@ -38,6 +41,7 @@ impl Tasks {
             tracker,
             cancel: self.cancel.child_token(),
             descendants: self.descendants.clone(),
+            deadline: self.deadline.clone(),
             is_child: true,
         }
     }
@@ -70,6 +74,44 @@ impl Tasks {
         self.cancel.is_cancelled()
     }
 
+    /// Sets the moment by which shutdown must be over, for every set in the tree. The service
+    /// sets it from `service.shutdown_timeout` when its shutdown begins, so each component's
+    /// shutdown work is bounded by that one deadline.
+    pub fn set_deadline(&self, at: Instant) {
+        *self.deadline.lock() = Some(at);
+    }
+
+    /// The shutdown deadline, once shutdown has begun.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock()
+    }
+
+    /// Time left until the shutdown deadline (zero once passed, `None` before shutdown).
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Asks every task to stop and waits for them until the shutdown deadline; returns
+    /// whether all finished. With no deadline set (a component shut down outside a service,
+    /// as in tests), waits until they finish.
+    pub async fn stop_by_deadline(&self) -> bool {
+        self.cancel.cancel();
+        self.wait_by_deadline().await
+    }
+
+    /// Waits for tasks without cancelling them until the shutdown deadline; returns whether
+    /// all finished. With no deadline set, waits until they finish.
+    pub async fn wait_by_deadline(&self) -> bool {
+        match self.deadline() {
+            Some(at) => tokio::time::timeout_at(at, self.wait_all()).await.is_ok(),
+            None => {
+                self.wait_all().await;
+                true
+            }
+        }
+    }
+
     /// Asks every task to stop and waits up to `deadline`; returns whether all finished.
     /// On the root this includes every child set.
     pub async fn stop(&self, deadline: Duration) -> bool {
@@ -80,17 +122,20 @@ impl Tasks {
     /// Waits for tasks without cancelling them (used after a component drained itself).
     /// On the root this includes every child set.
     pub async fn wait(&self, deadline: Duration) -> bool {
+        tokio::time::timeout(deadline, self.wait_all())
+            .await
+            .is_ok()
+    }
+
+    async fn wait_all(&self) {
         let mut trackers = vec![self.tracker.clone()];
         if !self.is_child {
             trackers.extend(self.descendants.lock().iter().cloned());
         }
-        let all = async {
-            for t in &trackers {
-                t.close();
-                t.wait().await;
-            }
-        };
-        tokio::time::timeout(deadline, all).await.is_ok()
+        for t in &trackers {
+            t.close();
+            t.wait().await;
+        }
     }
 }
 
@@ -116,6 +161,22 @@ mod tests {
             done.load(std::sync::atomic::Ordering::SeqCst),
             "the grandchild's task ran to its end"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_set_in_the_tree_waits_until_the_one_deadline() {
+        let root = Tasks::new();
+        let child = root.child();
+        child.spawn(std::future::pending::<()>());
+        let start = Instant::now();
+        root.set_deadline(start + Duration::from_secs(3));
+        assert_eq!(child.deadline(), root.deadline());
+        assert!(
+            !child.stop_by_deadline().await,
+            "a hung task is left behind"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        assert_eq!(child.time_left(), Some(Duration::ZERO));
     }
 
     #[tokio::test]

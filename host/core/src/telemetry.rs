@@ -331,11 +331,13 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serves the registry as Prometheus text on `endpoint` at `/metrics`, with process metrics.
+/// Serves the registry as Prometheus text on `endpoint` at `/metrics`, with process metrics;
+/// the server's tasks are children of `tasks`.
 pub async fn serve(
     endpoint: &str,
     metrics: Metrics,
     without_type_suffix: bool,
+    tasks: &crate::Tasks,
 ) -> std::io::Result<crate::http::HttpServer> {
     register_process_metrics(&metrics);
     let listener = crate::http::bind(endpoint).await?;
@@ -357,7 +359,7 @@ pub async fn serve(
             }
         })
     });
-    crate::http::HttpServer::start(listener, handler)
+    crate::http::HttpServer::start(listener, handler, tasks)
 }
 
 /// `otelcol_process_uptime`, `otelcol_process_memory_rss`, `otelcol_process_cpu_seconds`.

@@ -21,13 +21,6 @@ use crate::queue::persistent::PersistentQueue;
 use crate::retry::{Delivery, Outcome};
 use crate::storage::{FileStorage, queue_name};
 
-/// How long shutdown waits for a memory queue to drain (each request tried once) before it
-/// gives up on the rest; the service's `shutdown_timeout` bounds it further.
-const MEMORY_DRAIN_DEADLINE: Duration = Duration::from_secs(25);
-/// How long shutdown waits for persistent-queue workers to leave (they abandon their
-/// attempt; the record stays on disk).
-const PERSISTENT_STOP_DEADLINE: Duration = Duration::from_secs(5);
-
 /// The full delivery chain, registered with [`wasmcol_core::Registry::set_chain`].
 pub struct DeliveryChain;
 
@@ -299,10 +292,10 @@ impl Lifecycle for ChainExporter {
     async fn shutdown(&self) -> Result<(), ComponentError> {
         self.stop_retry.cancel();
         let drained = match &self.mode {
-            Mode::Sync => self.tasks.wait(PERSISTENT_STOP_DEADLINE).await,
+            Mode::Sync => self.tasks.wait_by_deadline().await,
             Mode::Memory { queue, .. } => {
                 queue.close();
-                let drained = self.tasks.wait(MEMORY_DRAIN_DEADLINE).await;
+                let drained = self.tasks.wait_by_deadline().await;
                 if !drained {
                     let lost = queue.take_all();
                     let items: usize = lost.iter().map(|e| e.batch.item_count()).sum();
@@ -314,7 +307,7 @@ impl Lifecycle for ChainExporter {
             }
             Mode::Persistent { queue, .. } => {
                 queue.close();
-                self.tasks.wait(PERSISTENT_STOP_DEADLINE).await
+                self.tasks.wait_by_deadline().await
             }
         };
         let sender = self.delivery.sender.shutdown().await;

@@ -505,7 +505,7 @@ impl Lifecycle for FileStorage {
             let _ = store.tx.send(Op::Close).await;
         }
         // The writer is the only task; it ends after Close.
-        if !self.tasks.wait(std::time::Duration::from_secs(30)).await {
+        if !self.tasks.wait_by_deadline().await {
             return Err(ComponentError::new(
                 "file_storage: writer did not finish in time",
             ));

@@ -398,7 +398,7 @@ impl Lifecycle for PluginProcessor {
 
     async fn shutdown(&self) -> Result<(), ComponentError> {
         self.stopped.store(true, Ordering::Release);
-        self.tasks.stop(Duration::from_secs(5)).await;
+        self.tasks.stop_by_deadline().await;
         if let Some(p) = self.prepared.get() {
             p.pool.close();
         }

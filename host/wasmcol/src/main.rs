@@ -204,10 +204,14 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let telemetry = match &prometheus {
         Some(p) => {
-            let server =
-                wasmcol_core::telemetry::serve(&p.endpoint, metrics.clone(), p.without_type_suffix)
-                    .await
-                    .with_context(|| format!("cannot serve metrics on {}", p.endpoint))?;
+            let server = wasmcol_core::telemetry::serve(
+                &p.endpoint,
+                metrics.clone(),
+                p.without_type_suffix,
+                service.tasks(),
+            )
+            .await
+            .with_context(|| format!("cannot serve metrics on {}", p.endpoint))?;
             tracing::info!(endpoint = %server.local_addr(), "Serving Prometheus metrics");
             Some(server)
         }
@@ -229,12 +233,11 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         "Received signal, shutting down within {:?}",
         service.shutdown_timeout()
     );
+    // The metrics server is one of the service's tasks: it stops with it, by its deadline.
     let clean = service.shutdown().await;
     // Every processor has stopped: stop and join the plugin epoch thread.
     plugins.shutdown();
-    if let Some(t) = telemetry {
-        t.stop().await;
-    }
+    drop(telemetry);
     if !clean {
         anyhow::bail!(
             "shutdown did not finish cleanly within {:?}",

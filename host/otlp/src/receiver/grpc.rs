@@ -8,11 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 use tonic::codec::{CompressionEncoding, EnabledCompressionEncodings};
 use tonic::codegen::{BoxFuture, StdError};
 use tonic::server::{NamedService, UnaryService};
-use wasmcol_core::Batch;
+use wasmcol_core::{Batch, Tasks};
 use wasmcol_pdata::Signal;
 
 use super::{GrpcServerConfig, Ingest};
@@ -146,16 +145,19 @@ fn svc<S: OtlpSignal>(ingest: &Arc<Ingest>, max: usize) -> OtlpService<S> {
 }
 
 /// A running gRPC server.
+/// A running gRPC server. The server, the TLS accept loop and each handshake are tasks of a
+/// child of the receiver's task set. tonic runs each connection in a task of its own; the
+/// server task waits for those after stop (graceful shutdown), so waiting for it covers them.
 pub(crate) struct GrpcServer {
     local_addr: SocketAddr,
-    cancel: CancellationToken,
-    task: parking_lot::Mutex<Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>>,
+    tasks: Tasks,
 }
 
 impl GrpcServer {
     pub(crate) async fn start(
         cfg: &GrpcServerConfig,
         ingest: Arc<Ingest>,
+        tasks: &Tasks,
     ) -> Result<GrpcServer, String> {
         let listener = wasmcol_core::http::bind(&cfg.endpoint)
             .await
@@ -199,26 +201,19 @@ impl GrpcServer {
             .add_service(svc::<TracesSvc>(&ingest, max))
             .add_service(svc::<MetricsSvc>(&ingest, max))
             .add_service(svc::<LogsSvc>(&ingest, max));
-        let cancel = CancellationToken::new();
-        let task = match acceptor {
+        let tasks = tasks.child();
+        let stop = tasks.token().cancelled_owned();
+        match acceptor {
             Some(acceptor) => {
-                let incoming = tls_incoming(listener, acceptor, local_addr, cancel.clone());
-                tokio::spawn(
-                    router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned()),
-                )
+                let incoming = tls_incoming(listener, acceptor, local_addr, &tasks);
+                tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop));
             }
             None => {
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                tokio::spawn(
-                    router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned()),
-                )
+                tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop));
             }
-        };
-        Ok(GrpcServer {
-            local_addr,
-            cancel,
-            task: parking_lot::Mutex::new(Some(task)),
-        })
+        }
+        Ok(GrpcServer { local_addr, tasks })
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
@@ -227,15 +222,7 @@ impl GrpcServer {
 
     /// Stops accepting new connections; in-flight calls go on.
     pub(crate) fn stop_accepting(&self) {
-        self.cancel.cancel();
-    }
-
-    /// Waits (bounded) for in-flight calls to finish.
-    pub(crate) async fn wait(&self) {
-        let task = self.task.lock().take();
-        if let Some(t) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
+        self.tasks.token().cancel();
     }
 }
 
@@ -250,10 +237,12 @@ fn tls_incoming(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     local: SocketAddr,
-    cancel: CancellationToken,
+    tasks: &Tasks,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
+    let t = tasks.clone();
+    tasks.spawn(async move {
+        let cancel = t.token();
         loop {
             let (tcp, peer) = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -270,8 +259,15 @@ fn tls_incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let cancel = cancel.clone();
+            t.spawn(async move {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                // A handshake still going on at shutdown is dropped with its connection.
+                let outcome = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    o = handshake => o,
+                };
+                match outcome {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(TlsConn(tls))).await;
                     }

@@ -41,6 +41,7 @@ struct Settings {
 pub(crate) async fn start(
     cfg: &HttpServerConfig,
     ingest: Arc<Ingest>,
+    tasks: &wasmcol_core::Tasks,
 ) -> Result<HttpServer, String> {
     let listener = wasmcol_core::http::bind(&cfg.endpoint)
         .await
@@ -79,7 +80,7 @@ pub(crate) async fn start(
             res
         })
     });
-    HttpServer::start(listener, handler).map_err(|e| e.to_string())
+    HttpServer::start(listener, handler, tasks).map_err(|e| e.to_string())
 }
 
 fn status_body(format: Format, code: tonic::Code, message: &str) -> Bytes {

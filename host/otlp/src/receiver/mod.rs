@@ -381,20 +381,32 @@ pub struct OtlpReceiver {
     running: Mutex<Running>,
 }
 
-impl Receiver for OtlpReceiver {}
+impl Receiver for OtlpReceiver {
+    fn endpoints(&self) -> Vec<wasmcol_core::Endpoint> {
+        let grpc = self
+            .grpc
+            .iter()
+            .map(|g| wasmcol_core::Endpoint::new("protocols::grpc::endpoint", &g.endpoint));
+        let http = self
+            .http
+            .iter()
+            .map(|h| wasmcol_core::Endpoint::new("protocols::http::endpoint", &h.endpoint));
+        grpc.chain(http).collect()
+    }
+}
 
 #[async_trait]
 impl Lifecycle for OtlpReceiver {
     async fn start(&self) -> Result<(), ComponentError> {
         if let Some(g) = &self.grpc {
-            let server = grpc::GrpcServer::start(g, self.ingest.clone())
+            let server = grpc::GrpcServer::start(g, self.ingest.clone(), &self.tasks)
                 .await
                 .map_err(|e| ComponentError::new(format!("grpc server on {}: {e}", g.endpoint)))?;
             tracing::info!(receiver = %self.name, endpoint = %server.local_addr(), "Starting GRPC server");
             self.running.lock().grpc = Some(server);
         }
         if let Some(h) = &self.http {
-            let server = http::start(h, self.ingest.clone())
+            let server = http::start(h, self.ingest.clone(), &self.tasks)
                 .await
                 .map_err(|e| ComponentError::new(format!("http server on {}: {e}", h.endpoint)))?;
             tracing::info!(receiver = %self.name, endpoint = %server.local_addr(), "Starting HTTP server");
@@ -405,7 +417,8 @@ impl Lifecycle for OtlpReceiver {
 
     /// Stops accepting and returns without waiting for requests in flight: those may be
     /// waiting on a batch that the processors flush only after receivers have stopped. The
-    /// servers finish in tracked tasks that the service waits for at the end.
+    /// servers' tasks belong to this receiver's task set, which the service waits for at the
+    /// end, by its shutdown deadline.
     async fn shutdown(&self) -> Result<(), ComponentError> {
         let (g, h) = {
             let mut r = self.running.lock();
@@ -413,11 +426,9 @@ impl Lifecycle for OtlpReceiver {
         };
         if let Some(g) = g {
             g.stop_accepting();
-            self.tasks.spawn(async move { g.wait().await });
         }
         if let Some(h) = h {
             h.stop_accepting();
-            self.tasks.spawn(async move { h.wait().await });
         }
         Ok(())
     }
