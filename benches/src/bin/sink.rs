@@ -112,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
             wasmcol_core::http::response(http::StatusCode::OK, "text/plain", n.to_string())
         })
     });
-    let http_server = wasmcol_core::http::HttpServer::start(http, handler)?;
+    let tasks = wasmcol_core::Tasks::new();
+    let http_server = wasmcol_core::http::HttpServer::start(http, handler, &tasks)?;
     println!("grpc={grpc_addr} http={}", http_server.local_addr());
     tonic::transport::Server::builder()
         .initial_stream_window_size(Some(4 << 20))

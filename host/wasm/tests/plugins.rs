@@ -88,6 +88,12 @@ fn registry() -> Registry {
 #[derive(Debug)]
 struct Problems(Vec<String>);
 
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("; "))
+    }
+}
+
 /// Builds and prepares a processor, as the collector does before starting it.
 async fn build(
     ty: &str,
