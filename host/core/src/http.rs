@@ -11,10 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::conn_limits::{Acceptor, ConnActivity, idle_expired};
+pub use crate::conn_limits::{ReadDeadline, ServerLimits};
 
 /// A request handler.
 pub type Handler = Arc<
@@ -51,44 +54,34 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Serves `handler` on `listener`.
+    /// Serves `handler` on `listener` with the default [`ServerLimits`].
     pub fn start(listener: TcpListener, handler: Handler) -> std::io::Result<HttpServer> {
+        Self::start_with(listener, handler, ServerLimits::default())
+    }
+
+    /// Serves `handler` on `listener` within `limits`.
+    pub fn start_with(
+        listener: TcpListener,
+        handler: Handler,
+        limits: ServerLimits,
+    ) -> std::io::Result<HttpServer> {
         let local_addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let (c, t) = (cancel.clone(), tracker.clone());
+        let acceptor = Acceptor::new(listener, limits.max_connections);
         tracker.spawn(async move {
             loop {
-                let (stream, _) = tokio::select! {
+                let (stream, _, slot) = tokio::select! {
                     _ = c.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
+                    r = acceptor.accept() => r,
                 };
                 let _ = stream.set_nodelay(true);
                 let h = handler.clone();
                 let conn_cancel = c.clone();
                 t.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let h = h.clone();
-                        async move { Ok::<_, Infallible>(h(req).await) }
-                    });
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = conn_cancel.cancelled() => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                        }
-                    }
+                    serve_connection(stream, h, limits, conn_cancel).await;
+                    drop(slot);
                 });
             }
         });
@@ -121,6 +114,51 @@ impl HttpServer {
     pub async fn stop(&self) {
         self.stop_accepting();
         self.wait().await;
+    }
+}
+
+/// Serves one connection until it ends, is idle for `idle_timeout`, or `cancel` fires.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    handler: Handler,
+    limits: ServerLimits,
+    cancel: CancellationToken,
+) {
+    let activity = Arc::new(ConnActivity::default());
+    let act = activity.clone();
+    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        let h = handler.clone();
+        let guard = act.begin();
+        if let Some(t) = limits.read_timeout {
+            req.extensions_mut()
+                .insert(ReadDeadline(tokio::time::Instant::now() + t));
+        }
+        async move {
+            let res = h(req).await;
+            drop(guard);
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // hyper runs its header timeout only with a timer; it also times the wait for the next
+    // request on a keep-alive connection.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = idle_expired(&activity, limits.idle_timeout) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
     }
 }
 

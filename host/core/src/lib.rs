@@ -7,6 +7,7 @@
 //! answer the sender with the right status. No stage swallows an error.
 
 pub mod component;
+pub mod conn_limits;
 pub mod consumer;
 pub mod exporter;
 pub mod graph;
@@ -20,7 +21,7 @@ pub use component::{
     BuildError, ComponentError, Connector, ConnectorRoutes, CreateContext, Exporter, Extension,
     Extensions, Lifecycle, Processor, Receiver, ReceiverConsumers, ServiceStatus,
 };
-pub use consumer::{ConsumeError, Consumer, ConsumerRef, FanOut};
+pub use consumer::{ConsumeError, Consumer, ConsumerRef, FanOut, MAX_RETRY_HINT};
 pub use exporter::{ChainBuilder, ExporterParts, Sender, SimpleChain};
 pub use graph::{Service, build};
 pub use health::DeliveryHealth;

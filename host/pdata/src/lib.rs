@@ -6,6 +6,7 @@
 //! when nothing changed the batch, gets those same bytes back without an encode. A processor that
 //! edits data calls [`TracesBatch::message_mut`], which decodes once and drops the stale bytes.
 
+mod ids;
 mod json;
 pub mod lazy;
 mod wire;
@@ -595,9 +596,21 @@ impl Batch {
     /// Parses an OTLP/JSON export request of `signal`.
     pub fn from_json(signal: Signal, json: &[u8]) -> Result<Batch, JsonError> {
         Ok(match signal {
-            Signal::Traces => Batch::Traces(TracesBatch::from_message(from_json(json)?)),
-            Signal::Metrics => Batch::Metrics(MetricsBatch::from_message(from_json(json)?)),
-            Signal::Logs => Batch::Logs(LogsBatch::from_message(from_json(json)?)),
+            Signal::Traces => {
+                let m = from_json(json)?;
+                ids::traces(&m)?;
+                Batch::Traces(TracesBatch::from_message(m))
+            }
+            Signal::Metrics => {
+                let m = from_json(json)?;
+                ids::metrics(&m)?;
+                Batch::Metrics(MetricsBatch::from_message(m))
+            }
+            Signal::Logs => {
+                let m = from_json(json)?;
+                ids::logs(&m)?;
+                Batch::Logs(LogsBatch::from_message(m))
+            }
         })
     }
 }
