@@ -243,7 +243,10 @@ async fn huge_retry_info_does_not_stop_grpc_delivery() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(backend.clone()))
+            .add_service(
+                TraceServiceServer::new(backend.clone())
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+            )
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let c = Collector::start(&format!(
