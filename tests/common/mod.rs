@@ -71,6 +71,18 @@ impl Collector {
         Self::start_in(dir, config_path, yaml.contains("telemetry:"), args)
     }
 
+    /// Like [`Collector::start`], with the open-file limit (soft and hard) set to `n`.
+    pub fn start_with_open_files(yaml: &str, n: u64) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_wasmcol"));
+        Self::spawn(cmd, dir, config_path, yaml.contains("telemetry:"), &[])
+    }
+
     /// Starts (again) on an existing config file, e.g. after a crash.
     pub fn start_in(
         dir: tempfile::TempDir,
@@ -91,8 +103,18 @@ impl Collector {
         env: &[(String, String)],
     ) -> Collector {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmcol"));
-        cmd.arg("--config").arg(&config_path);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        Self::spawn(cmd, dir, config_path, has_telemetry, args)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        has_telemetry: bool,
+        args: &[&str],
+    ) -> Collector {
+        cmd.arg("--config").arg(&config_path);
         if !has_telemetry {
             cmd.arg("--set")
                 .arg("service.telemetry.metrics.address=127.0.0.1:0");

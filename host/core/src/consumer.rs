@@ -9,6 +9,12 @@ use wasmcol_pdata::{DecodeError, JsonError};
 
 use crate::{Batch, Signal};
 
+/// The longest delay hint [`ConsumeError::retry_delay`] reports; longer hints (a backend's
+/// `Retry-After: 18446744073709551615`) are cut to it. Five minutes is upstream's default
+/// `retry_on_failure.max_elapsed_time`: a backend asking for more than a whole default retry
+/// budget is not throttling, it is broken or hostile, and must not park a queue worker.
+pub const MAX_RETRY_HINT: Duration = Duration::from_secs(300);
+
 /// Why a stage did not take a batch. It travels back to the receiver, which maps it to a
 /// status code: `Retryable` → gRPC UNAVAILABLE / HTTP 503 (with RetryInfo / Retry-After when
 /// `retry_after` is set), `Permanent` → INTERNAL / 500, `ShuttingDown` → UNAVAILABLE / 503.
@@ -161,10 +167,12 @@ impl ConsumeError {
         !matches!(self, ConsumeError::Permanent(_))
     }
 
-    /// The delay hint, if any.
+    /// The delay hint, if any, at most [`MAX_RETRY_HINT`].
     pub fn retry_delay(&self) -> Option<Duration> {
         match self {
-            ConsumeError::Retryable { retry_after, .. } => *retry_after,
+            ConsumeError::Retryable { retry_after, .. } => {
+                retry_after.map(|d| d.min(MAX_RETRY_HINT))
+            }
             _ => None,
         }
     }

@@ -11,10 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::Tasks;
+
+use crate::conn_limits::{Acceptor, ConnActivity, idle_expired};
+pub use crate::conn_limits::{ReadDeadline, ServerLimits};
 
 /// A request handler.
 pub type Handler = Arc<
@@ -66,31 +69,41 @@ where
 }
 
 impl HttpServer {
-    /// Serves `handler` on `listener`, spawning through a child set of `tasks`.
+    /// Serves `handler` on `listener` with the default [`ServerLimits`], spawning through a
+    /// child set of `tasks`.
     pub fn start(
         listener: TcpListener,
         handler: Handler,
         tasks: &Tasks,
     ) -> std::io::Result<HttpServer> {
+        Self::start_with(listener, handler, ServerLimits::default(), tasks)
+    }
+
+    /// Serves `handler` on `listener` within `limits`, spawning through a child set of
+    /// `tasks`.
+    pub fn start_with(
+        listener: TcpListener,
+        handler: Handler,
+        limits: ServerLimits,
+        tasks: &Tasks,
+    ) -> std::io::Result<HttpServer> {
         let local_addr = listener.local_addr()?;
         let tasks = tasks.child();
         let t = tasks.clone();
+        let acceptor = Acceptor::new(listener, limits.max_connections);
         tasks.spawn(async move {
             let stop = t.token();
             loop {
-                let (stream, _) = tokio::select! {
+                let (stream, _, slot) = tokio::select! {
                     _ = stop.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
+                    r = acceptor.accept() => r,
                 };
                 let _ = stream.set_nodelay(true);
-                t.spawn(serve_connection(stream, handler.clone(), t.clone()));
+                let (h, conn_tasks) = (handler.clone(), t.clone());
+                t.spawn(async move {
+                    serve_connection(stream, h, limits, conn_tasks).await;
+                    drop(slot);
+                });
             }
         });
         Ok(HttpServer { local_addr, tasks })
@@ -121,19 +134,46 @@ impl HttpServer {
     }
 }
 
-/// One connection until it closes, or until stop is asked: then it finishes the request in
-/// progress, by the shutdown deadline at the latest.
-async fn serve_connection(stream: tokio::net::TcpStream, handler: Handler, tasks: Tasks) {
-    let svc = hyper::service::service_fn(move |req| {
+/// Serves one connection until it ends or is idle for `idle_timeout`; when stop is asked it
+/// finishes the request in progress, by the shutdown deadline at the latest.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    handler: Handler,
+    limits: ServerLimits,
+    tasks: Tasks,
+) {
+    let activity = Arc::new(ConnActivity::default());
+    let act = activity.clone();
+    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         let h = handler.clone();
-        async move { Ok::<_, Infallible>(h(req).await) }
+        let guard = act.begin();
+        if let Some(t) = limits.read_timeout {
+            req.extensions_mut()
+                .insert(ReadDeadline(tokio::time::Instant::now() + t));
+        }
+        async move {
+            let res = h(req).await;
+            drop(guard);
+            Ok::<_, Infallible>(res)
+        }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TasksExecutor(tasks.clone()));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TasksExecutor(tasks.clone()));
+    // hyper runs its header timeout only with a timer; it also times the wait for the next
+    // request on a keep-alive connection.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_header_timeout);
+    builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let stop = tasks.token();
     tokio::select! {
         _ = conn.as_mut() => {}
+        _ = idle_expired(&activity, limits.idle_timeout) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
         _ = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             match tasks.deadline() {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod component;
+pub mod conn_limits;
 pub mod consumer;
 pub mod endpoint;
 pub mod exporter;
@@ -23,7 +24,9 @@ pub use component::{
     BuildError, ComponentError, Connector, ConnectorRoutes, CreateContext, Exporter, Extension,
     Extensions, Lifecycle, Processor, Receiver, ReceiverConsumers, ServiceStatus,
 };
-pub use consumer::{BackendStatus, ConsumeError, Consumer, ConsumerRef, FanOut, PermanentError};
+pub use consumer::{
+    BackendStatus, ConsumeError, Consumer, ConsumerRef, FanOut, MAX_RETRY_HINT, PermanentError,
+};
 pub use endpoint::Endpoint;
 pub use exporter::{ChainBuilder, ExporterParts, Sender, SimpleChain};
 pub use graph::{Service, build};

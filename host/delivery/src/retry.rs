@@ -49,9 +49,10 @@ impl Backoff {
         self.current = if interval >= max / self.multiplier.max(f64::MIN_POSITIVE) {
             self.max
         } else {
-            Duration::from_secs_f64(interval * self.multiplier)
+            Duration::try_from_secs_f64(interval * self.multiplier).unwrap_or(self.max)
         };
-        Duration::from_secs_f64(wait.max(0.0))
+        // Jitter on a huge configured interval can leave Duration's range: wait the cap then.
+        Duration::try_from_secs_f64(wait.max(0.0)).unwrap_or(self.max)
     }
 
     /// The next wait with thread-local randomness.
@@ -124,6 +125,18 @@ impl Delivery {
         outcome
     }
 
+    /// The wait before the next attempt: the backoff, or the backend's hint when longer
+    /// (upstream). `retry_delay` bounds the hint, and the caller adds it to the elapsed time
+    /// with checked arithmetic: a `Retry-After` of 2^64 seconds used to overflow there and
+    /// kill the queue worker.
+    fn next_wait(&self, backoff: &mut Backoff, err: &ConsumeError) -> Duration {
+        let delay = backoff.next_delay();
+        match err.retry_delay() {
+            Some(hint) => delay.max(hint),
+            None => delay,
+        }
+    }
+
     async fn retry_loop(
         &self,
         batch: Batch,
@@ -156,11 +169,13 @@ impl Delivery {
             if stop.is_cancelled() {
                 return Outcome::Interrupted(err);
             }
-            let mut delay = backoff.next_delay();
-            if let Some(hint) = err.retry_delay() {
-                delay = delay.max(hint);
-            }
-            if !max_elapsed.is_zero() && started.elapsed() + delay > max_elapsed {
+            let delay = self.next_wait(&mut backoff, &err);
+            if !max_elapsed.is_zero()
+                && started
+                    .elapsed()
+                    .checked_add(delay)
+                    .is_none_or(|at| at > max_elapsed)
+            {
                 return Outcome::Failed(ConsumeError::Retryable {
                     message: format!("no more retries left: {err}"),
                     retry_after: err.retry_delay(),

@@ -196,6 +196,73 @@ async fn throttle_hint_is_honoured() {
     );
 }
 
+/// Scenario: a queue with one worker; the backend answers with the largest hint a
+/// `Retry-After` can carry, then recovers. Default `retry_on_failure`.
+/// Guarantees: the hint is cut to `MAX_RETRY_HINT` (5 min); the worker survives (it used to
+/// panic on `elapsed + hint`) and delivers the next request.
+#[tokio::test(start_paused = true)]
+async fn huge_hint_does_not_kill_the_queue_worker() {
+    let metrics = Metrics::new();
+    let sender = FakeSender::new(Mode::Refuse(Some(Duration::MAX)));
+    let exp = exporter(
+        "otlp/x",
+        &metrics,
+        Default::default(),
+        sender.clone(),
+        queue_helper(QueueConfig {
+            num_consumers: 1,
+            ..QueueConfig::default()
+        }),
+    );
+    exp.start().await.unwrap();
+    exp.consume(traces(0, 3)).await.unwrap();
+    assert!(
+        sender
+            .wait_until(Duration::from_secs(5), |s| s.attempts() == 1)
+            .await
+    );
+    sender.set(Mode::Accept);
+    exp.consume(traces(3, 2)).await.unwrap();
+    // The worker is alive: within one capped hint (5 min) both requests' spans arrive, or
+    // the first was given up and the second arrives.
+    assert!(
+        sender
+            .wait_until(Duration::from_secs(600), |s| s
+                .received
+                .lock()
+                .contains_key(&3))
+            .await,
+        "the queue worker died on the hint"
+    );
+}
+
+/// Scenario: `max_elapsed_time: 0` (retry forever); the backend answers with a huge hint,
+/// then recovers.
+/// Guarantees: the worker waits `MAX_RETRY_HINT` (5 min), not the hint, and delivers.
+#[tokio::test(start_paused = true)]
+async fn huge_hint_is_capped_when_retrying_forever() {
+    let metrics = Metrics::new();
+    let sender = FakeSender::new(Mode::Refuse(Some(Duration::MAX)));
+    let exp = exporter(
+        "otlp/x",
+        &metrics,
+        Default::default(),
+        sender.clone(),
+        sync_helper(RetryConfig {
+            max_elapsed_time: GoDuration::secs(0),
+            ..RetryConfig::default()
+        }),
+    );
+    let s2 = sender.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        s2.set(Mode::Accept);
+    });
+    exp.consume(traces(0, 1)).await.unwrap();
+    let w = waits(&sender.attempts.lock());
+    assert_eq!(w, vec![wasmcol_core::MAX_RETRY_HINT]);
+}
+
 /// Scenario: a hint shorter than the backoff.
 /// Guarantees: the backoff wins (2.5–7.5 s).
 #[tokio::test(start_paused = true)]

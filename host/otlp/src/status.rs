@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use prost::Message;
-use wasmcol_core::{BackendStatus, ConsumeError, PermanentError};
+use wasmcol_core::{BackendStatus, ConsumeError, MAX_RETRY_HINT, PermanentError};
 
 /// `google.rpc.Status`, the error body of OTLP/HTTP responses.
 #[derive(Clone, PartialEq, Message)]
@@ -62,7 +62,10 @@ pub fn http_code_for_grpc(code: tonic::Code) -> http::StatusCode {
 pub fn classify_grpc(status: &tonic::Status) -> ConsumeError {
     use tonic::Code::*;
     use tonic_types::StatusExt;
-    let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    let retry_after = status
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .map(|d| d.min(MAX_RETRY_HINT));
     let message = format!(
         "rpc error: code = {:?} desc = {}",
         status.code(),
@@ -105,16 +108,19 @@ pub fn classify_http(
     }
 }
 
-/// Parses a `Retry-After` header: integer seconds or an HTTP date.
+/// Parses a `Retry-After` header: integer seconds or an HTTP date, at most
+/// [`MAX_RETRY_HINT`]. A number too large for `u64` is a far-future hint too.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_HINT));
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(
         when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_HINT),
     )
 }
 
@@ -142,6 +148,8 @@ mod tests {
             classify_grpc(&s).retry_delay(),
             Some(Duration::from_secs(2))
         );
+        let s = grpc_status(&ConsumeError::retry_after("later", Duration::MAX));
+        assert_eq!(classify_grpc(&s).retry_delay(), Some(MAX_RETRY_HINT));
     }
 
     #[test]
@@ -157,6 +165,18 @@ mod tests {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_HINT)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(MAX_RETRY_HINT)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_HINT)
+        );
         assert_eq!(http_code_for_grpc(tonic::Code::ResourceExhausted), 429);
     }
 }

@@ -20,6 +20,14 @@ pub enum JsonError {
         /// Column of the fault.
         column: usize,
     },
+    /// A hex trace or span id of the wrong length (upstream's OTLP/JSON text).
+    #[error("failed to decode OTLP/JSON: invalid length for ID")]
+    IdLength {
+        /// Which id.
+        id: crate::IdKind,
+        /// The length found, in bytes.
+        len: usize,
+    },
     /// The batch's protobuf bytes did not decode.
     #[error(transparent)]
     Decode(#[from] crate::DecodeError),

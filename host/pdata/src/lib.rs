@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ids;
 mod json;
 pub mod lazy;
 mod wire;
@@ -74,6 +75,15 @@ impl fmt::Display for Signal {
     }
 }
 
+/// Which of the two OTLP ids a length problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// A 16-byte trace id.
+    Trace,
+    /// An 8-byte span id.
+    Span,
+}
+
 /// Bytes that are not a valid OTLP message of the expected type, or a batch operation that
 /// cannot be done. The walk that validates received bytes reports where it stopped: `offset`
 /// is the byte position in the request of the element that failed and `field` the protobuf
@@ -130,6 +140,17 @@ pub enum DecodeError {
         /// The packed field's number.
         field: u32,
         /// Where the field's key starts.
+        offset: usize,
+    },
+    /// A trace or span id that is neither empty nor of its fixed length (16 and 8 bytes);
+    /// the text is upstream pdata's.
+    #[error("failed to decode OTLP protobuf: unmarshal: invalid {} length", match id { IdKind::Trace => "TraceID", IdKind::Span => "SpanID" })]
+    IdLength {
+        /// Which id.
+        id: IdKind,
+        /// The length found.
+        len: usize,
+        /// Where the field's key starts (0 for a request that arrived as JSON).
         offset: usize,
     },
     /// Messages nested deeper than prost's recursion limit.
@@ -657,9 +678,21 @@ impl Batch {
     /// Parses an OTLP/JSON export request of `signal`.
     pub fn from_json(signal: Signal, json: &[u8]) -> Result<Batch, JsonError> {
         Ok(match signal {
-            Signal::Traces => Batch::Traces(TracesBatch::from_message(from_json(json)?)),
-            Signal::Metrics => Batch::Metrics(MetricsBatch::from_message(from_json(json)?)),
-            Signal::Logs => Batch::Logs(LogsBatch::from_message(from_json(json)?)),
+            Signal::Traces => {
+                let m = from_json(json)?;
+                ids::traces(&m)?;
+                Batch::Traces(TracesBatch::from_message(m))
+            }
+            Signal::Metrics => {
+                let m = from_json(json)?;
+                ids::metrics(&m)?;
+                Batch::Metrics(MetricsBatch::from_message(m))
+            }
+            Signal::Logs => {
+                let m = from_json(json)?;
+                ids::logs(&m)?;
+                Batch::Logs(LogsBatch::from_message(m))
+            }
         })
     }
 }

@@ -350,3 +350,106 @@ fn scan_accepts_only_what_prost_decodes() {
     };
     fuzz::<ExportMetricsServiceRequest>(metrics.encode_to_vec());
 }
+
+/// Scenario: spans, links, log records and exemplars carrying ids of every wrong length,
+/// over protobuf and OTLP/JSON.
+/// Guarantees: refused with upstream pdata's texts ("unmarshal: invalid TraceID length",
+/// "unmarshal: invalid SpanID length"; "invalid length for ID" for JSON); empty and
+/// correct-length ids pass.
+#[test]
+fn ids_of_the_wrong_length_are_refused() {
+    let strip = |m: &str| {
+        m.trim_start_matches("failed to decode OTLP protobuf: ")
+            .to_owned()
+    };
+    let refused = |m: &ExportTraceServiceRequest| {
+        TracesBatch::from_encoded(Bytes::from(m.encode_to_vec()))
+            .err()
+            .map(|e| strip(&e.to_string()))
+    };
+    let ok = traces(1, 2);
+    assert_eq!(refused(&ok), None);
+    let mut empty = ok.clone();
+    empty.resource_spans[0].scope_spans[0].spans[0]
+        .trace_id
+        .clear();
+    empty.resource_spans[0].scope_spans[0].spans[0]
+        .span_id
+        .clear();
+    assert_eq!(refused(&empty), None);
+    for len in [1usize, 8, 15, 17, 32] {
+        let mut m = ok.clone();
+        m.resource_spans[0].scope_spans[0].spans[1].trace_id = vec![1; len];
+        assert_eq!(
+            refused(&m).as_deref(),
+            Some("unmarshal: invalid TraceID length"),
+            "{len}"
+        );
+    }
+    for len in [1usize, 7, 9, 16] {
+        let mut m = ok.clone();
+        m.resource_spans[0].scope_spans[0].spans[0].parent_span_id = vec![1; len];
+        assert_eq!(
+            refused(&m).as_deref(),
+            Some("unmarshal: invalid SpanID length")
+        );
+        let mut m = ok.clone();
+        m.resource_spans[0].scope_spans[0].spans[0]
+            .links
+            .push(proto::trace::v1::span::Link {
+                trace_id: vec![1; 16],
+                span_id: vec![1; len],
+                ..Default::default()
+            });
+        assert_eq!(
+            refused(&m).as_deref(),
+            Some("unmarshal: invalid SpanID length")
+        );
+    }
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![proto::logs::v1::ResourceLogs {
+            scope_logs: vec![proto::logs::v1::ScopeLogs {
+                log_records: vec![proto::logs::v1::LogRecord {
+                    trace_id: vec![1; 12],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let e = Batch::from_encoded(Signal::Logs, Bytes::from(logs.encode_to_vec())).unwrap_err();
+    assert_eq!(strip(&e.to_string()), "unmarshal: invalid TraceID length");
+    use proto::metrics::v1::{Exemplar, Gauge, Metric, NumberDataPoint, metric};
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![proto::metrics::v1::ResourceMetrics {
+            scope_metrics: vec![proto::metrics::v1::ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "g".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            exemplars: vec![Exemplar {
+                                span_id: vec![1; 4],
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let bytes = Bytes::from(metrics.encode_to_vec());
+    let e = Batch::from_encoded(Signal::Metrics, bytes).unwrap_err();
+    assert_eq!(strip(&e.to_string()), "unmarshal: invalid SpanID length");
+    assert!(Batch::from_json(Signal::Metrics, to_json(&metrics).unwrap().as_bytes()).is_err());
+
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102","spanId":"0102030405060708","name":"x"}]}]}]}"#;
+    let e = Batch::from_json(Signal::Traces, json.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("invalid length for ID"), "{e}");
+    let good = json.replace("\"0102\"", "\"0102030405060708090a0b0c0d0e0f10\"");
+    assert!(Batch::from_json(Signal::Traces, good.as_bytes()).is_ok());
+}

@@ -18,6 +18,10 @@ enum Kind {
     Fixed32,
     /// bytes: any content
     Bytes,
+    /// a trace id: empty or 16 bytes (upstream pdata refuses any other length)
+    TraceId,
+    /// a span id: empty or 8 bytes
+    SpanId,
     /// string: must be UTF-8
     Str,
     /// embedded message
@@ -80,18 +84,18 @@ static RESOURCE: Schema = s(&[(1, Msg(&KEY_VALUE)), (2, Varint), (3, Msg(&ENTITY
 static STATUS: Schema = s(&[(2, Str), (3, Varint)]);
 static EVENT: Schema = s(&[(1, Fixed64), (2, Str), (3, Msg(&KEY_VALUE)), (4, Varint)]);
 static LINK: Schema = s(&[
-    (1, Bytes),
-    (2, Bytes),
+    (1, TraceId),
+    (2, SpanId),
     (3, Str),
     (4, Msg(&KEY_VALUE)),
     (5, Varint),
     (6, Fixed32),
 ]);
 static SPAN: Schema = item(&[
-    (1, Bytes),
-    (2, Bytes),
+    (1, TraceId),
+    (2, SpanId),
     (3, Str),
-    (4, Bytes),
+    (4, SpanId),
     (5, Str),
     (6, Varint),
     (7, Fixed64),
@@ -118,8 +122,8 @@ static LOG_RECORD: Schema = item(&[
     (6, Msg(&KEY_VALUE)),
     (7, Varint),
     (8, Fixed32),
-    (9, Bytes),
-    (10, Bytes),
+    (9, TraceId),
+    (10, SpanId),
     (11, Fixed64),
     (12, Str),
 ]);
@@ -133,8 +137,8 @@ static EXEMPLAR: Schema = s(&[
     (2, Fixed64),
     (3, Fixed64),
     (6, Fixed64),
-    (4, Bytes),
-    (5, Bytes),
+    (4, SpanId),
+    (5, TraceId),
 ]);
 static NUMBER_POINT: Schema = item(&[
     (7, Msg(&KEY_VALUE)),
@@ -272,7 +276,7 @@ fn walk(
             }
             (_, 1) if matches!(kind, Unknown | Fixed64 | RepFixed64) => skip(&mut buf, 8, end)?,
             (_, 5) if matches!(kind, Unknown | Fixed32) => skip(&mut buf, 4, end)?,
-            (Unknown | Bytes | Str | Msg(_) | RepVarint | RepFixed64, 2) => {
+            (Unknown | Bytes | TraceId | SpanId | Str | Msg(_) | RepVarint | RepFixed64, 2) => {
                 let len_at = here(buf);
                 let len = read_varint(&mut buf).map_err(|f| f.at(len_at))?;
                 let len = usize::try_from(len)
@@ -290,6 +294,22 @@ fn walk(
                     Str if !body.is_ascii() && simdutf8::basic::from_utf8(body).is_err() => {
                         return Err(DecodeError::Utf8 {
                             field: number,
+                            offset: at,
+                        });
+                    }
+                    // A wrong-length id makes a strict backend refuse the whole batch it
+                    // is merged into, so it is refused here, with upstream pdata's text.
+                    TraceId if !body.is_empty() && body.len() != 16 => {
+                        return Err(DecodeError::IdLength {
+                            id: crate::IdKind::Trace,
+                            len: body.len(),
+                            offset: at,
+                        });
+                    }
+                    SpanId if !body.is_empty() && body.len() != 8 => {
+                        return Err(DecodeError::IdLength {
+                            id: crate::IdKind::Span,
+                            len: body.len(),
                             offset: at,
                         });
                     }

@@ -183,6 +183,8 @@ fn init_logging(level: Option<String>) {
 fn run(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
     let cfg = load(paths, sets)?;
     init_logging(cfg.service.telemetry.log_level());
+    let nofile = wasmcol_core::conn_limits::raise_open_file_limit();
+    tracing::debug!(open_file_limit = ?nofile, "open-file limit");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -277,6 +277,27 @@ impl HttpSender {
 /// An error with its causes. reqwest's own message is only "error sending request for url",
 /// while the reason an operator needs (refused, TLS handshake, certificate not trusted)
 /// sits further down the source chain.
+/// How much of a backend's response body is read (upstream's `maxHTTPResponseReadBytes`):
+/// an export response or an error status is small, and a backend that streams an endless
+/// body must not grow the collector's memory.
+const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// The first `limit` bytes of a response body; the rest is not read (dropping the response
+/// closes the connection instead of draining it). A body that fails midway yields what came.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    while out.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(limit - out.len());
+                out.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out.freeze()
+}
+
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -354,7 +375,7 @@ impl Sender for HttpSender {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = read_limited(resp, MAX_RESPONSE_BODY).await;
         if status.is_success() {
             if resp_type.starts_with("application/x-protobuf") && !body.is_empty() {
                 match ExportResponse::decode(body) {

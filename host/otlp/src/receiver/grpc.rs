@@ -16,7 +16,9 @@ use wasmcol_pdata::Signal;
 
 use super::{GrpcServerConfig, Ingest};
 use crate::BytesCodec;
+use crate::receiver::limits::{ConnInfo, LimitedConn, h2_limits, plain_incoming};
 use crate::status::grpc_status;
+use wasmcol_core::conn_limits::{Acceptor, default_max_connections};
 
 /// Ties a service type to its OTLP service name and signal.
 pub(crate) trait OtlpSignal: Send + Sync + 'static {
@@ -102,7 +104,13 @@ where
         let ingest = self.ingest.clone();
         let max = self.max_message;
         let known = req.uri().path() == crate::grpc_path(S::SIGNAL);
+        // The connection is busy while a call runs (for `max_connection_idle`).
+        let busy = req
+            .extensions()
+            .get::<ConnInfo>()
+            .map(|c| c.activity.begin());
         Box::pin(async move {
+            let _busy = busy;
             if !known || !ingest.serves(S::SIGNAL) {
                 return Ok(tonic::Status::unimplemented("unknown method").into_http());
             }
@@ -175,16 +183,15 @@ impl GrpcServer {
             .initial_connection_window_size(Some(16 << 20));
         // TLS is terminated here rather than by tonic's `tls_config`, which drops failed
         // handshakes silently: an operator needs to see which client was refused and why.
-        let acceptor = match &cfg.tls {
+        let tls_acceptor = match &cfg.tls {
             Some(tls) => {
                 let config = tls.load()?.rustls_server_config(&[b"h2"])?;
                 Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
             }
             None => None,
         };
-        if cfg.max_concurrent_streams > 0 {
-            builder = builder.max_concurrent_streams(Some(cfg.max_concurrent_streams));
-        }
+        builder = h2_limits(builder, cfg);
+        let mut idle = None;
         if let Some(sp) = cfg
             .keepalive
             .as_ref()
@@ -196,20 +203,31 @@ impl GrpcServer {
             if let Some(t) = sp.timeout.filter(|t| !t.is_zero()) {
                 builder = builder.http2_keepalive_timeout(Some(t.into()));
             }
+            if let Some(t) = sp.max_connection_age.filter(|t| !t.is_zero()) {
+                builder = builder.max_connection_age(t.into());
+            }
+            if let Some(t) = sp.max_connection_age_grace.filter(|t| !t.is_zero()) {
+                builder = builder.max_connection_age_grace(t.into());
+            }
+            idle = sp
+                .max_connection_idle
+                .filter(|t| !t.is_zero())
+                .map(Into::into);
         }
+        let acceptor = Acceptor::new(listener, default_max_connections());
         let router = builder
             .add_service(svc::<TracesSvc>(&ingest, max))
             .add_service(svc::<MetricsSvc>(&ingest, max))
             .add_service(svc::<LogsSvc>(&ingest, max));
         let tasks = tasks.child();
         let stop = tasks.token().cancelled_owned();
-        match acceptor {
-            Some(acceptor) => {
-                let incoming = tls_incoming(listener, acceptor, local_addr, &tasks);
+        match tls_acceptor {
+            Some(tls_acceptor) => {
+                let incoming = tls_incoming(acceptor, tls_acceptor, local_addr, &tasks, idle);
                 tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop));
             }
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let incoming = plain_incoming(acceptor, idle);
                 tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop));
             }
         }
@@ -234,27 +252,20 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// every refused one with the reason rustls gives (no client certificate, unknown issuer,
 /// expired, ...).
 fn tls_incoming(
-    listener: tokio::net::TcpListener,
+    listener: Acceptor,
     acceptor: tokio_rustls::TlsAcceptor,
     local: SocketAddr,
     tasks: &Tasks,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>> {
+    idle: Option<Duration>,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<LimitedConn<TlsConn>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let t = tasks.clone();
     tasks.spawn(async move {
         let cancel = t.token();
         loop {
-            let (tcp, peer) = tokio::select! {
+            let (tcp, peer, slot) = tokio::select! {
                 _ = cancel.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(endpoint = %local, error = %e, "accept failed");
-                        // Usually out of file descriptors: give the process a moment.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                c = listener.accept() => c,
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
@@ -269,7 +280,8 @@ fn tls_incoming(
                 };
                 match outcome {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(TlsConn(tls))).await;
+                        let conn = LimitedConn::new(TlsConn(tls), slot, idle);
+                        let _ = tx.send(Ok(conn)).await;
                     }
                     // A client that connects and leaves without a word (a TCP health check,
                     // a port scan) is not worth a warning; grpc-go skips EOF too.

@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use prost::Message;
-use wasmcol_core::http::{Handler, HttpServer, response};
+use wasmcol_core::http::{Handler, HttpServer, ReadDeadline, ServerLimits, response};
 use wasmcol_core::{Batch, ConsumeError};
 use wasmcol_pdata::Signal;
 
@@ -80,7 +80,12 @@ pub(crate) async fn start(
             res
         })
     });
-    HttpServer::start(listener, handler, tasks).map_err(|e| e.to_string())
+    let limits = ServerLimits::from_keys(
+        cfg.read_timeout.map(Into::into),
+        cfg.read_header_timeout.map(Into::into),
+        cfg.idle_timeout.map(Into::into),
+    );
+    HttpServer::start_with(listener, handler, limits, tasks).map_err(|e| e.to_string())
 }
 
 fn status_body(format: Format, code: tonic::Code, message: &str) -> Bytes {
@@ -170,7 +175,16 @@ async fn handle(
             &format!("unsupported Content-Encoding: {enc_header}"),
         );
     };
-    let body = match Limited::new(req.into_body(), s.limit).collect().await {
+    let deadline = req.extensions().get::<ReadDeadline>().map(|d| d.0);
+    let collect = Limited::new(req.into_body(), s.limit).collect();
+    let collected = match deadline {
+        Some(at) => match tokio::time::timeout_at(at, collect).await {
+            Ok(r) => r,
+            Err(_) => return body_timeout(format),
+        },
+        None => collect.await,
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let msg = if e
@@ -206,6 +220,20 @@ async fn handle(
         }
         Err(e) => consume_error_response(format, &e),
     }
+}
+
+/// 408 for a body that did not arrive within `read_timeout`; the connection is closed, as
+/// the rest of the body would otherwise be read as the next request.
+fn body_timeout(format: Format) -> http::Response<Full<Bytes>> {
+    let mut res = error_response(
+        format,
+        tonic::Code::InvalidArgument,
+        "request body not received within read_timeout",
+    );
+    *res.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 fn consume_error_response(format: Format, e: &ConsumeError) -> http::Response<Full<Bytes>> {

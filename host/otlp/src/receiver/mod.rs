@@ -3,6 +3,7 @@
 
 mod grpc;
 mod http;
+mod limits;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,7 +59,7 @@ pub struct GrpcServerConfig {
     /// Largest accepted message after decompression, MiB (0 → 4 MiB like grpc-go).
     #[serde(default)]
     pub max_recv_msg_size_mib: u64,
-    /// HTTP/2 concurrent streams per connection (0 = unlimited).
+    /// HTTP/2 concurrent streams per connection (0 or absent: 100; unlimited is not offered).
     #[serde(default)]
     pub max_concurrent_streams: u32,
     /// Accepted for compatibility.
@@ -67,7 +68,7 @@ pub struct GrpcServerConfig {
     /// Accepted for compatibility.
     #[serde(default)]
     pub write_buffer_size: Option<u64>,
-    /// Keepalive settings (server_parameters.time/timeout are applied).
+    /// Keepalive settings (`server_parameters` are applied; `enforcement_policy` is accepted).
     #[serde(default)]
     pub keepalive: Option<Keepalive>,
     /// Metadata to context: accepted, not used yet.
@@ -97,11 +98,11 @@ pub struct Keepalive {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeepaliveServer {
-    /// Accepted.
+    /// A connection without a call for this long is closed (0 or absent: never).
     pub max_connection_idle: Option<GoDuration>,
-    /// Accepted.
+    /// A connection older than this gets a GOAWAY (0 or absent: never).
     pub max_connection_age: Option<GoDuration>,
-    /// Accepted.
+    /// How long calls may finish after `max_connection_age` before the connection is closed.
     pub max_connection_age_grace: Option<GoDuration>,
     /// HTTP/2 ping interval.
     pub time: Option<GoDuration>,
@@ -144,16 +145,19 @@ pub struct HttpServerConfig {
     /// Accepted Content-Encodings.
     #[serde(default)]
     pub compression_algorithms: Option<Vec<String>>,
-    /// Accepted.
+    /// Time for a request's body after its headers (absent → 60 s, 0 → none); a body that
+    /// does not arrive in time is answered 408 and the connection closed.
     #[serde(default)]
     pub read_timeout: Option<GoDuration>,
-    /// Accepted.
+    /// Time for a request's headers, also the wait for the next request on a keep-alive
+    /// connection (absent → 30 s, 0 → `read_timeout`).
     #[serde(default)]
     pub read_header_timeout: Option<GoDuration>,
-    /// Accepted.
+    /// Accepted, not applied: responses are small and written at once.
     #[serde(default)]
     pub write_timeout: Option<GoDuration>,
-    /// Accepted.
+    /// Time a connection may stay without a request in flight (absent → 60 s, 0 →
+    /// `read_timeout`).
     #[serde(default)]
     pub idle_timeout: Option<GoDuration>,
     /// Accepted.
