@@ -1,23 +1,32 @@
-//! The `batch` processor: merges the batches of concurrent senders and sends them on when
-//! `send_batch_size` items are held or `timeout` has passed since the first of them arrived,
-//! splitting anything larger than `send_batch_max_size`.
+//! The `batch` processor: merges the batches of concurrent senders into exports of
+//! `send_batch_size` items, or of what arrived within `timeout`, split above
+//! `send_batch_max_size`. Where it merges depends on what is behind it:
 //!
-//! Unlike upstream (core#12443), it does not acknowledge before the export: `consume` returns
-//! when the items it contributed have been handed downstream, with that outcome. Each caller
-//! leaves its batch and a oneshot sender in the shared pending list; the flush that takes the
-//! list merges, splits and exports it in a tracked task and answers every caller once all of
-//! its items have been sent (with an error if any part carrying them failed). A caller whose
-//! future is dropped loses nothing: its items stay in the flush.
+//! - **Every consumer downstream answers on enqueue** (exporters with a sending queue,
+//!   connectors whose routes all end in one): the processor hands each request on at once, so
+//!   a sender is answered as soon as its data is in the queue (durably, for a persistent
+//!   queue), and its settings become the merge settings of those queues (`flush_timeout` =
+//!   `timeout`, `min_size` = `send_batch_size`, `max_size` = `send_batch_max_size`, items);
+//!   a queue with its own `sending_queue.batch` keeps it. Holding senders here would cap a
+//!   closed-loop sender (an SDK exporting one batch at a time) at one request per timeout.
+//! - **Otherwise** (`sending_queue.enabled: false` somewhere behind it) it holds the senders:
+//!   `consume` returns when the items it contributed have been handed downstream, with that
+//!   outcome, unlike upstream, which acknowledges before the export and swallows errors
+//!   (core#12443). Each caller leaves its batch and a oneshot sender in the shared pending
+//!   list; the flush that takes the list merges, splits and exports it in a tracked task and
+//!   answers every caller once all of its items have been sent (with an error if any part
+//!   carrying them failed). A caller whose future is dropped loses nothing: its items stay in
+//!   the flush.
 //!
 //! Memory is bounded by a semaphore over items held or in flight (four times the larger of
 //! `send_batch_size` and `send_batch_max_size`, at least 4 × 8192): a sender waits for room
 //! before its batch is accepted, so a slow backend slows the senders instead of growing a queue.
 //!
-//! Because senders wait for the flush, a long `timeout` would hold them past their own
-//! export deadlines (5s per attempt for a collector's `otlp` exporter, 10s for SDKs), so they
-//! would time out and send again although the data was accepted. wasmcol therefore never holds
-//! a sender longer than `max_hold` (a wasmcol key, default 1s; 0 lifts the cap): a `timeout`
-//! above it is clamped, and the start-up log says so.
+//! When holding, a long `timeout` would hold senders past their own export deadlines (5s per
+//! attempt for a collector's `otlp` exporter, 10s for SDKs), so they would time out and send
+//! again although the data was accepted. wasmcol therefore never holds a sender longer than
+//! `max_hold` (a wasmcol key, default 1s; 0 lifts the cap): a `timeout` above it is clamped,
+//! and the start-up log says so. Queues behind the processor get the unclamped `timeout`.
 //!
 //! `metadata_keys` and `metadata_cardinality_limit` are accepted and validated. Pipelines do
 //! not carry request metadata yet, so every batch has the same (empty) key combination and
@@ -34,6 +43,7 @@ use serde::Deserialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wasmcol_config::exporterhelper::{QueueBatchConfig, Sizer};
 use wasmcol_config::{GoDuration, Value};
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, Consumer, ConsumerRef, Counter, CreateContext,
@@ -70,6 +80,30 @@ impl BatchConfig {
             t
         } else {
             t.min(cap)
+        }
+    }
+}
+
+impl BatchConfig {
+    /// The same limits as queue merge settings: exports of `send_batch_size` items, or what
+    /// arrived within `timeout`, never more than `send_batch_max_size`.
+    pub fn queue_batching(&self) -> QueueBatchConfig {
+        let timeout: Duration = self.timeout.into();
+        QueueBatchConfig {
+            // A zero timeout sends every request as it comes: nothing to wait for.
+            flush_timeout: if timeout.is_zero() {
+                GoDuration::millis(1)
+            } else {
+                self.timeout
+            },
+            min_size: if timeout.is_zero() {
+                0
+            } else {
+                u64::from(self.send_batch_size)
+            },
+            max_size: u64::from(self.send_batch_max_size),
+            sizer: Some(Sizer::Items),
+            partition: None,
         }
     }
 }
@@ -146,6 +180,9 @@ pub struct BatchProcessor {
 
 struct Inner {
     signal: Signal,
+    /// Every consumer downstream answers once the data is queued: requests are handed on at
+    /// once and the queues merge them with this processor's settings.
+    queued_downstream: bool,
     send_batch_size: usize,
     /// 0: no bound.
     max_size: usize,
@@ -253,9 +290,14 @@ impl BatchProcessor {
                 &labels,
             ),
         };
+        let queued_downstream = next.answers_on_enqueue();
+        if queued_downstream {
+            next.adopt_batching(&cfg.queue_batching());
+        }
         BatchProcessor {
             inner: Arc::new(Inner {
                 signal,
+                queued_downstream,
                 send_batch_size: cfg.send_batch_size as usize,
                 max_size: cfg.send_batch_max_size as usize,
                 timeout: cfg.effective_timeout(),
@@ -292,8 +334,9 @@ impl Consumer for BatchProcessor {
             )));
         }
         let items = batch.item_count();
-        if items == 0 {
-            // Nothing to merge or count; its outcome still goes back to the sender.
+        if items == 0 || inner.queued_downstream {
+            // Nothing to merge or count, or the queues behind merge: the sender is answered
+            // once its data is queued.
             return inner.next.consume(batch).await;
         }
         let want = items.min(inner.capacity) as u32;
@@ -336,6 +379,16 @@ impl Consumer for BatchProcessor {
                 "batch processor stopped before the data was sent",
             ))
         })
+    }
+
+    fn answers_on_enqueue(&self) -> bool {
+        self.inner.queued_downstream
+    }
+
+    fn adopt_batching(&self, plan: &QueueBatchConfig) {
+        if self.inner.queued_downstream {
+            self.inner.next.adopt_batching(plan);
+        }
     }
 }
 
@@ -557,6 +610,12 @@ impl Lifecycle for BatchProcessor {
     async fn start(&self) -> Result<(), ComponentError> {
         let inner = &self.inner;
         if inner.started.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if inner.queued_downstream {
+            tracing::debug!(
+                "batch: every exporter behind this processor has a sending queue; requests are handed on at once and the queues merge them"
+            );
             return Ok(());
         }
         if let Some(configured) = inner.clamped_from {

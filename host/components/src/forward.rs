@@ -60,6 +60,14 @@ impl Consumer for Forward {
     fn mutates_data(&self) -> bool {
         self.next.mutates_data()
     }
+
+    fn answers_on_enqueue(&self) -> bool {
+        self.next.answers_on_enqueue()
+    }
+
+    fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
+        self.next.adopt_batching(plan)
+    }
 }
 
 #[async_trait]

@@ -344,6 +344,14 @@ impl Consumer for MemoryLimiter {
         self.accepted.add(items);
         self.next.consume(batch).await
     }
+
+    fn answers_on_enqueue(&self) -> bool {
+        self.next.answers_on_enqueue()
+    }
+
+    fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
+        self.next.adopt_batching(plan)
+    }
 }
 
 #[async_trait]

@@ -72,8 +72,8 @@ pub enum Sizer {
     Bytes,
 }
 
-/// `sending_queue.batch`: accepted and validated; batching in the queue is done by the
-/// `batch` processor today.
+/// `sending_queue.batch`: queue consumers merge queued requests into exports of at least
+/// `min_size` (waiting at most `flush_timeout` for it) and at most `max_size`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueBatchConfig {
@@ -87,6 +87,18 @@ pub struct QueueBatchConfig {
     pub sizer: Option<Sizer>,
     /// Partitioning (accepted).
     pub partition: Option<serde_yaml::Value>,
+}
+
+impl QueueBatchConfig {
+    /// The unit of `min_size` and `max_size`: `batch.sizer`, else the queue's `sizer` when it
+    /// counts items or bytes, else items (upstream's inheritance; requests are not allowed).
+    pub fn effective_sizer(&self, queue: Sizer) -> Sizer {
+        match (self.sizer, queue) {
+            (Some(s), _) => s,
+            (None, Sizer::Requests) => Sizer::Items,
+            (None, q) => q,
+        }
+    }
 }
 
 impl Default for QueueBatchConfig {
@@ -165,6 +177,12 @@ impl QueueConfig {
             }
             if b.max_size > 0 && b.max_size < b.min_size {
                 e.push("sending_queue.batch.max_size: `max_size` must be greater or equal to `min_size`".into());
+            }
+            if b.sizer == Some(Sizer::Requests) {
+                e.push("sending_queue.batch.sizer: `sizer` must be `items` or `bytes`".into());
+            }
+            if b.effective_sizer(self.sizer) == self.sizer && b.min_size > self.queue_size {
+                e.push("sending_queue.batch.min_size: `min_size` must be less than or equal to `queue_size`".into());
             }
         }
         e

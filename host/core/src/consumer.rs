@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use wasmcol_config::exporterhelper::QueueBatchConfig;
 
 use wasmcol_pdata::{DecodeError, JsonError};
 
@@ -217,6 +218,20 @@ pub trait Consumer: Send + Sync {
     fn mutates_data(&self) -> bool {
         false
     }
+
+    /// Whether `consume` answers as soon as the batch is safe in a sending queue (memory, or
+    /// durably on disk) rather than once it has been exported: true for exporters with a
+    /// sending queue and for fan-outs and connectors whose every consumer does. A `batch`
+    /// processor in front of such consumers hands each request on at once and lets the queues
+    /// merge them, so senders are not held for the batch timeout.
+    fn answers_on_enqueue(&self) -> bool {
+        false
+    }
+
+    /// Offers merge settings (a `batch` processor's) to the sending queues behind this
+    /// consumer; a queue with its own `sending_queue.batch` keeps it. Called while the graph
+    /// is built, before anything starts.
+    fn adopt_batching(&self, _plan: &QueueBatchConfig) {}
 }
 
 /// A shared consumer.
@@ -272,6 +287,16 @@ impl Consumer for FanOut {
 
     fn mutates_data(&self) -> bool {
         self.consumers.iter().any(|c| c.mutates_data())
+    }
+
+    fn answers_on_enqueue(&self) -> bool {
+        self.consumers.iter().all(|c| c.answers_on_enqueue())
+    }
+
+    fn adopt_batching(&self, plan: &QueueBatchConfig) {
+        for c in &self.consumers {
+            c.adopt_batching(plan);
+        }
     }
 }
 

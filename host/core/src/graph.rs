@@ -59,6 +59,12 @@ impl Consumer for Observed {
     fn mutates_data(&self) -> bool {
         self.inner.mutates_data()
     }
+    fn answers_on_enqueue(&self) -> bool {
+        self.inner.answers_on_enqueue()
+    }
+    fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
+        self.inner.adopt_batching(plan)
+    }
 }
 
 /// Stands in for a component that failed to build, so the rest of the graph is still checked.

@@ -9,17 +9,31 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use wasmcol_config::ComponentId;
+use wasmcol_config::exporterhelper::{QueueBatchConfig, Sizer};
 use wasmcol_core::exporter::ExporterObs;
 use wasmcol_core::{
     Batch, BuildError, ChainBuilder, ComponentError, ConsumeError, Consumer, CreateContext,
     DeliveryHealth, Exporter, ExporterParts, Extension, Lifecycle, Signal, Tasks,
 };
 
-use crate::queue::QueueObs;
 use crate::queue::memory::MemoryQueue;
 use crate::queue::persistent::PersistentQueue;
+use crate::queue::{BatchPlan, QueueObs};
 use crate::retry::{Delivery, Outcome};
 use crate::storage::{FileStorage, queue_name};
+
+/// Bound on the encoded bytes a memory queue holds (queued or in flight) when its `sizer`
+/// counts requests or items.
+pub const MEMORY_QUEUE_MAX_BYTES: u64 = 256 << 20;
+
+/// The byte bound of a memory queue: `queue_size` itself for the bytes sizer, else
+/// [`MEMORY_QUEUE_MAX_BYTES`].
+fn memory_queue_bytes(q: &wasmcol_config::exporterhelper::QueueConfig) -> u64 {
+    match q.sizer {
+        Sizer::Bytes => q.queue_size,
+        Sizer::Items | Sizer::Requests => MEMORY_QUEUE_MAX_BYTES,
+    }
+}
 
 /// The full delivery chain, registered with [`wasmcol_core::Registry::set_chain`].
 pub struct DeliveryChain;
@@ -42,6 +56,13 @@ enum Mode {
 pub struct ChainExporter {
     delivery: Arc<Delivery>,
     mode: Mode,
+    signal: Signal,
+    /// How queue consumers merge requests: `sending_queue.batch`, or settings adopted from
+    /// `batch` processors in front (fixed once the exporter starts).
+    plan: Mutex<Option<BatchPlan>>,
+    /// `sending_queue.batch` is configured, so adopted settings are ignored.
+    own_plan: bool,
+    queue_sizer: Sizer,
     consumers: usize,
     tasks: Tasks,
     /// Cancelled at shutdown: retry waits end (upstream stops the retry sender first).
@@ -80,12 +101,14 @@ impl ChainBuilder for DeliveryChain {
                 &name,
                 signal,
                 q.queue_size,
+                q.storage.is_none().then(|| memory_queue_bytes(q)),
                 health,
             ));
             match &q.storage {
                 None => Mode::Memory {
                     queue: Arc::new(MemoryQueue::new(
                         q.queue_size,
+                        memory_queue_bytes(q),
                         q.sizer,
                         q.block_on_overflow,
                         q.drop_oldest,
@@ -148,9 +171,18 @@ impl ChainBuilder for DeliveryChain {
         if !errors.is_empty() {
             return Err(BuildError::from(errors));
         }
+        let plan = q
+            .batch
+            .as_ref()
+            .filter(|_| q.enabled)
+            .map(|b| BatchPlan::new(b, q.sizer));
         Ok(Arc::new(ChainExporter {
             delivery,
             mode,
+            signal,
+            own_plan: plan.is_some(),
+            plan: Mutex::new(plan),
+            queue_sizer: q.sizer,
             consumers: q.num_consumers.max(1),
             tasks,
             stop_retry: CancellationToken::new(),
@@ -161,6 +193,9 @@ impl ChainBuilder for DeliveryChain {
 
 impl ChainExporter {
     fn spawn_memory_workers(&self, queue: &Arc<MemoryQueue>) {
+        if let Some(plan) = *self.plan.lock() {
+            return self.spawn_merging_memory_workers(queue, plan);
+        }
         for _ in 0..self.consumers {
             let queue = queue.clone();
             let delivery = self.delivery.clone();
@@ -182,13 +217,101 @@ impl ChainExporter {
                     if let Some(tx) = entry.result {
                         let _ = tx.send(result);
                     }
-                    queue.done(entry.size);
+                    queue.done(entry.size, entry.bytes);
+                }
+            });
+        }
+    }
+
+    /// Workers that merge queued requests: one at a time gathers a group (the turn), then
+    /// exports it while the next gathers, so up to `num_consumers` merged exports are in flight.
+    fn spawn_merging_memory_workers(&self, queue: &Arc<MemoryQueue>, plan: BatchPlan) {
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        for _ in 0..self.consumers {
+            let (queue, turn) = (queue.clone(), turn.clone());
+            let delivery = self.delivery.clone();
+            let stop_retry = self.stop_retry.clone();
+            let hard = self.tasks.token();
+            let signal = self.signal;
+            self.tasks.spawn(async move {
+                loop {
+                    let group = {
+                        let _turn = turn.lock().await;
+                        queue.pop_group(&hard, &plan).await
+                    };
+                    let Some(entries) = group else { break };
+                    let batches: Vec<Batch> = entries.iter().map(|e| e.batch.clone()).collect();
+                    let sent = send_merged(&delivery, signal, &batches, &plan, &stop_retry, false);
+                    let result = match sent.await {
+                        (Outcome::Delivered, _) => Ok(()),
+                        (Outcome::Failed(e), _) => Err(e),
+                        (Outcome::Interrupted(e), unsent) => {
+                            delivery.obs.record(unsent, false);
+                            tracing::error!(exporter = %delivery.name, error = %e, dropped_items = unsent, "Exporting failed. Dropping data.");
+                            Err(e)
+                        }
+                    };
+                    for e in entries {
+                        if let Some(tx) = e.result {
+                            let _ = tx.send(result.clone());
+                        }
+                        queue.done(e.size, e.bytes);
+                    }
+                }
+            });
+        }
+    }
+
+    /// As [`ChainExporter::spawn_merging_memory_workers`] for the persistent queue: the
+    /// records of a merged export are deleted only once the backend accepted it (or it was
+    /// given up and counted); an interrupted export leaves them all on disk.
+    fn spawn_merging_persistent_workers(&self, queue: &Arc<PersistentQueue>, plan: BatchPlan) {
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        for _ in 0..self.consumers {
+            let (queue, turn) = (queue.clone(), turn.clone());
+            let delivery = self.delivery.clone();
+            let stop = self.stop_retry.clone();
+            let signal = self.signal;
+            self.tasks.spawn(async move {
+                loop {
+                    let group = {
+                        let _turn = turn.lock().await;
+                        queue.pop_group(&stop, &plan).await
+                    };
+                    let Some(group) = group else { break };
+                    let mut taken = Vec::with_capacity(group.len());
+                    let mut batches = Vec::with_capacity(group.len());
+                    for mut t in group {
+                        // A record that fails its checks is quarantined and finished by `read`.
+                        if let Some(b) = queue.read(&mut t).await {
+                            batches.push(b);
+                            taken.push(t);
+                        }
+                    }
+                    if batches.is_empty() {
+                        continue;
+                    }
+                    match send_merged(&delivery, signal, &batches, &plan, &stop, true).await {
+                        (Outcome::Delivered | Outcome::Failed(_), _) => {
+                            for t in &taken {
+                                queue.finish(t, true).await;
+                            }
+                        }
+                        (Outcome::Interrupted(_), _) => {
+                            for t in &taken {
+                                queue.release(t);
+                            }
+                        }
+                    }
                 }
             });
         }
     }
 
     fn spawn_persistent_workers(&self, queue: &Arc<PersistentQueue>) {
+        if let Some(plan) = *self.plan.lock() {
+            return self.spawn_merging_persistent_workers(queue, plan);
+        }
         for _ in 0..self.consumers {
             let queue = queue.clone();
             let delivery = self.delivery.clone();
@@ -221,6 +344,12 @@ impl Consumer for ChainExporter {
                     return Ok(());
                 }
                 let items = batch.item_count();
+                // Retries send the same bytes: encode a changed batch once, not per attempt.
+                let batch = if self.delivery.retry.enabled {
+                    batch.into_encoded()
+                } else {
+                    batch
+                };
                 match self.delivery.deliver(batch, &self.stop_retry, false).await {
                     Outcome::Delivered => Ok(()),
                     Outcome::Failed(e) => Err(e),
@@ -242,6 +371,95 @@ impl Consumer for ChainExporter {
                 rx.await.unwrap_or(Err(ConsumeError::ShuttingDown))
             }
             Mode::Persistent { queue, .. } => queue.offer(batch).await,
+        }
+    }
+
+    fn answers_on_enqueue(&self) -> bool {
+        match &self.mode {
+            Mode::Sync => false,
+            Mode::Memory {
+                wait_for_result, ..
+            } => !*wait_for_result,
+            Mode::Persistent { .. } => true,
+        }
+    }
+
+    fn adopt_batching(&self, batch: &QueueBatchConfig) {
+        if self.own_plan || matches!(self.mode, Mode::Sync) {
+            return;
+        }
+        let offered = BatchPlan::new(batch, self.queue_sizer);
+        let mut plan = self.plan.lock();
+        *plan = Some(match *plan {
+            None => offered,
+            Some(p) => p.combine(offered),
+        });
+    }
+}
+
+/// Merges `batches` (wire bytes concatenated, nothing decoded) and sends the result, split
+/// into parts of at most `plan.max_size` when a single request was larger. Returns how the
+/// export ended and, when interrupted, how many items were not sent and not yet counted.
+async fn send_merged(
+    delivery: &Delivery,
+    signal: Signal,
+    batches: &[Batch],
+    plan: &BatchPlan,
+    stop: &CancellationToken,
+    abort_attempts: bool,
+) -> (Outcome, usize) {
+    let merged = Batch::concat(signal, batches);
+    let parts = match split_to_plan(merged, plan) {
+        Ok(parts) => parts,
+        Err((whole, e)) => {
+            // Cannot split (the bytes do not decode): send it whole rather than drop it.
+            tracing::warn!(exporter = %delivery.name, error = %e, "sending queue: cannot split an oversized request; sending it whole");
+            vec![whole]
+        }
+    };
+    let mut failed: Vec<ConsumeError> = Vec::new();
+    let mut left: usize = parts.iter().map(Batch::item_count).sum();
+    for part in parts {
+        let n = part.item_count();
+        match delivery.deliver(part, stop, abort_attempts).await {
+            Outcome::Delivered => {}
+            Outcome::Failed(e) => failed.push(e),
+            Outcome::Interrupted(e) => return (Outcome::Interrupted(e), left),
+        }
+        left -= n;
+    }
+    match ConsumeError::join(failed) {
+        None => (Outcome::Delivered, 0),
+        Some(e) => (Outcome::Failed(e), 0),
+    }
+}
+
+/// Splits a merged request larger than `plan.max_size` into parts that fit (by items; for
+/// the bytes sizer, by the items that many bytes hold on average).
+fn split_to_plan(
+    mut batch: Batch,
+    plan: &BatchPlan,
+) -> Result<Vec<Batch>, (Batch, wasmcol_core::pdata::DecodeError)> {
+    let items = batch.item_count() as u64;
+    let size = plan.measure(items, batch.encoded_len() as u64);
+    if plan.max_size == 0 || size <= plan.max_size || items <= 1 {
+        return Ok(vec![batch]);
+    }
+    let per_part = match plan.sizer {
+        Sizer::Bytes => (items * plan.max_size / size.max(1)).max(1),
+        Sizer::Items | Sizer::Requests => plan.max_size,
+    };
+    let per_part = usize::try_from(per_part).unwrap_or(usize::MAX);
+    let original = batch.clone();
+    let mut parts = Vec::new();
+    loop {
+        match batch.split_front(per_part) {
+            Ok(Some(part)) => parts.push(part.into_encoded()),
+            Ok(None) => {
+                parts.push(batch.into_encoded());
+                return Ok(parts);
+            }
+            Err(e) => return Err((original, e)),
         }
     }
 }

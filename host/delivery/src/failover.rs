@@ -352,6 +352,19 @@ impl Consumer for FailoverConnector {
             Some(ConsumeError::ShuttingDown) | None => ConsumeError::ShuttingDown,
         })
     }
+
+    fn answers_on_enqueue(&self) -> bool {
+        self.levels
+            .iter()
+            .flat_map(|l| &l.pipelines)
+            .all(|p| p.answers_on_enqueue())
+    }
+
+    fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
+        for p in self.levels.iter().flat_map(|l| &l.pipelines) {
+            p.adopt_batching(plan);
+        }
+    }
 }
 
 #[async_trait]

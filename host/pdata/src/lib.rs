@@ -482,6 +482,16 @@ impl<M: OtlpRequest> Payload<M> {
         }
     }
 
+    /// The batch in its wire form: encoded once now if a processor changed it, so that every
+    /// later send (retries, a queue's merge) reuses the same bytes.
+    pub fn into_encoded(self) -> Self {
+        if self.is_encoded() {
+            return self;
+        }
+        let items = self.item_count();
+        Payload::from_validated(self.encoded(), items)
+    }
+
     /// Size of the protobuf encoding in bytes.
     pub fn encoded_len(&self) -> usize {
         match &*self.repr {
@@ -588,6 +598,42 @@ impl Batch {
             Signal::Metrics => Batch::Metrics(MetricsBatch::from_encoded(bytes)?),
             Signal::Logs => Batch::Logs(LogsBatch::from_encoded(bytes)?),
         })
+    }
+
+    /// Wraps bytes the caller knows to be a valid request of `signal` with `items` items,
+    /// without scanning them again.
+    pub fn from_validated(signal: Signal, bytes: Bytes, items: usize) -> Batch {
+        match signal {
+            Signal::Traces => Batch::Traces(TracesBatch::from_validated(bytes, items)),
+            Signal::Metrics => Batch::Metrics(MetricsBatch::from_validated(bytes, items)),
+            Signal::Logs => Batch::Logs(LogsBatch::from_validated(bytes, items)),
+        }
+    }
+
+    /// Merges batches of `signal` by concatenating their wire bytes: an export request is one
+    /// repeated field, and protobuf defines concatenated messages as merged ones. Nothing is
+    /// decoded or scanned again; a batch a processor changed is encoded once here.
+    pub fn concat(signal: Signal, batches: &[Batch]) -> Batch {
+        if let [one] = batches {
+            return one.clone().into_encoded();
+        }
+        let parts: Vec<Bytes> = batches.iter().map(Batch::encoded).collect();
+        let len = parts.iter().map(Bytes::len).sum();
+        let mut buf = bytes::BytesMut::with_capacity(len);
+        for p in &parts {
+            buf.extend_from_slice(p);
+        }
+        let items = batches.iter().map(Batch::item_count).sum();
+        Batch::from_validated(signal, buf.freeze(), items)
+    }
+
+    /// The batch in its wire form (see [`Payload::into_encoded`]).
+    pub fn into_encoded(self) -> Batch {
+        match self {
+            Batch::Traces(b) => Batch::Traces(b.into_encoded()),
+            Batch::Metrics(b) => Batch::Metrics(b.into_encoded()),
+            Batch::Logs(b) => Batch::Logs(b.into_encoded()),
+        }
     }
 
     /// An empty batch of `signal`.

@@ -394,3 +394,62 @@ fn long_timeouts_are_clamped_to_max_hold() {
         wasmcol_config::decode(&serde_yaml::from_str("timeout: 0s").unwrap()).unwrap();
     assert_eq!(cfg.effective_timeout(), Duration::ZERO);
 }
+
+/// A consumer that answers on enqueue, like an exporter with a sending queue, and records
+/// the merge settings offered to it.
+struct Queued {
+    sink: Arc<Sink>,
+    adopted: parking_lot::Mutex<Vec<QueueBatchConfig>>,
+}
+
+#[async_trait]
+impl Consumer for Queued {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.sink.consume(batch).await
+    }
+    fn answers_on_enqueue(&self) -> bool {
+        true
+    }
+    fn adopt_batching(&self, plan: &QueueBatchConfig) {
+        self.adopted.lock().push(plan.clone());
+    }
+}
+
+/// Scenario: a `batch` processor (timeout 10 s, 100 items, max 500) in front of a consumer
+/// that answers on enqueue; a sender sends 3 spans.
+/// Guarantees: the request is handed on at once (no time passes, nothing held), the
+/// processor reports that it answers on enqueue, and the consumer was offered the
+/// processor's settings as queue merge settings.
+#[tokio::test(start_paused = true)]
+async fn hands_on_at_once_when_downstream_queues() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let queued = Arc::new(Queued {
+        sink: sink.clone(),
+        adopted: parking_lot::Mutex::new(Vec::new()),
+    });
+    let cfg = config(100, 500, Duration::from_secs(10));
+    let p = BatchProcessor::new(&c, &cfg, Signal::Traces, queued.clone());
+    p.start().await.unwrap();
+    assert!(p.answers_on_enqueue());
+    assert_eq!(
+        *queued.adopted.lock(),
+        [QueueBatchConfig {
+            flush_timeout: GoDuration::secs(10),
+            min_size: 100,
+            max_size: 500,
+            sizer: Some(Sizer::Items),
+            partition: None,
+        }]
+    );
+    let t0 = Instant::now();
+    p.consume(spans("a", 3)).await.unwrap();
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    assert_eq!(sink.total(), 3);
+    assert_eq!(p.held_items(), 0);
+    p.shutdown().await.unwrap();
+
+    // Behind a consumer that exports synchronously, the processor holds as before.
+    let held = BatchProcessor::new(&c, &cfg, Signal::Traces, Sink::new());
+    assert!(!held.answers_on_enqueue());
+}

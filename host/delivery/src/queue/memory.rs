@@ -1,16 +1,19 @@
-//! The in-memory sending queue (upstream's `memory_queue.go`): bounded in `sizer` units,
-//! sizes released only when a request is done, so in-flight requests count against capacity.
+//! The in-memory sending queue (upstream's `memory_queue.go`): bounded in `sizer` units and,
+//! whatever the sizer, in encoded bytes (a wasmcol addition: a queue of 1000 large requests
+//! could otherwise hold gigabytes). Sizes are released only when a request is done, so
+//! in-flight requests count against capacity.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmcol_config::exporterhelper::Sizer;
 use wasmcol_core::{Batch, ConsumeError};
 
-use super::{QueueObs, size_of, too_large};
+use super::{BatchPlan, Group, QueueObs, size_of, too_large};
 
 /// Where a worker reports a request's result when the caller waits for it (`wait_for_result`).
 pub type ResultTx = oneshot::Sender<Result<(), ConsumeError>>;
@@ -21,6 +24,8 @@ pub struct Entry {
     pub batch: Batch,
     /// Its size in sizer units, released by [`MemoryQueue::done`].
     pub size: u64,
+    /// Its encoded size, counted against the queue's byte bound until done.
+    pub bytes: u64,
     /// The caller waiting for the result, if any.
     pub result: Option<ResultTx>,
 }
@@ -29,6 +34,7 @@ pub struct Entry {
 struct State {
     queue: VecDeque<Entry>,
     size: u64,
+    bytes: u64,
     closed: bool,
 }
 
@@ -38,6 +44,8 @@ pub struct MemoryQueue {
     items: Notify,
     space: Notify,
     capacity: u64,
+    /// Bound on the encoded bytes queued or in flight, whatever the sizer.
+    max_bytes: u64,
     sizer: Sizer,
     block_on_overflow: bool,
     drop_oldest: bool,
@@ -47,6 +55,7 @@ pub struct MemoryQueue {
 impl MemoryQueue {
     pub(crate) fn new(
         capacity: u64,
+        max_bytes: u64,
         sizer: Sizer,
         block_on_overflow: bool,
         drop_oldest: bool,
@@ -57,6 +66,7 @@ impl MemoryQueue {
             items: Notify::new(),
             space: Notify::new(),
             capacity,
+            max_bytes,
             sizer,
             block_on_overflow,
             drop_oldest,
@@ -68,6 +78,8 @@ impl MemoryQueue {
     /// (counted in `enqueue_failed`), waits for room with `block_on_overflow`, or evicts the
     /// oldest queued requests with `drop_oldest` (counted).
     pub async fn offer(&self, batch: Batch, result: Option<ResultTx>) -> Result<(), ConsumeError> {
+        // Encoded once here, so that retries and merges reuse the bytes.
+        let batch = batch.into_encoded();
         let size = size_of(self.sizer, &batch);
         let items = batch.item_count();
         if size == 0 {
@@ -81,9 +93,15 @@ impl MemoryQueue {
             self.obs.enqueue_failed(items);
             return Err(too_large(self.sizer, size, self.capacity));
         }
+        let bytes = batch.encoded_len() as u64;
+        if bytes > self.max_bytes {
+            self.obs.enqueue_failed(items);
+            return Err(too_large(Sizer::Bytes, bytes, self.max_bytes));
+        }
         let mut entry = Some(Entry {
             batch,
             size,
+            bytes,
             result,
         });
         loop {
@@ -97,18 +115,21 @@ impl MemoryQueue {
                     return Err(ConsumeError::ShuttingDown);
                 }
                 if self.drop_oldest {
-                    while st.size + size > self.capacity {
+                    while st.size + size > self.capacity || st.bytes + bytes > self.max_bytes {
                         let Some(old) = st.queue.pop_front() else {
                             break;
                         };
                         st.size -= old.size;
+                        st.bytes -= old.bytes;
                         evicted.push(old);
                     }
                 }
                 if st.size + size <= self.capacity
+                    && st.bytes + bytes <= self.max_bytes
                     && let Some(e) = entry.take()
                 {
                     st.size += size;
+                    st.bytes += bytes;
                     st.queue.push_back(e);
                     self.obs.set_size(st.size);
                 }
@@ -173,11 +194,69 @@ impl MemoryQueue {
         }
     }
 
-    /// Releases a finished request's size.
-    pub fn done(&self, size: u64) {
+    /// Queued requests for one merged export (see [`BatchPlan`]): waits for the first, then
+    /// takes more until `min_size` is reached, the next would pass `max_size`, or
+    /// `flush_timeout` has passed since the first was taken. A closed queue hands out what it
+    /// holds without waiting. `None` once the queue is closed and empty, or when `stop` is
+    /// cancelled with nothing taken.
+    pub async fn pop_group(
+        &self,
+        stop: &CancellationToken,
+        plan: &BatchPlan,
+    ) -> Option<Vec<Entry>> {
+        let mut group = Group::new();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let notified = self.items.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let closed = {
+                let mut st = self.state.lock();
+                while !group.ready(plan)
+                    && let Some(front) = st.queue.front()
+                {
+                    let size = plan.measure(
+                        front.batch.item_count() as u64,
+                        front.batch.encoded_len() as u64,
+                    );
+                    if !group.admits(plan, size) {
+                        break;
+                    }
+                    if let Some(e) = st.queue.pop_front() {
+                        group.push(plan, e, size);
+                    }
+                }
+                st.closed
+            };
+            if group.ready(plan) || (closed && !group.is_empty()) {
+                return group.into_entries();
+            }
+            if closed {
+                return None;
+            }
+            if deadline.is_none() && !group.is_empty() {
+                deadline = Some(Instant::now() + plan.flush_timeout);
+            }
+            let flush = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = flush => return group.into_entries(),
+                _ = stop.cancelled() => return group.into_entries(),
+            }
+        }
+    }
+
+    /// Releases a finished request's size and bytes.
+    pub fn done(&self, size: u64, bytes: u64) {
         {
             let mut st = self.state.lock();
             st.size = st.size.saturating_sub(size);
+            st.bytes = st.bytes.saturating_sub(bytes);
             self.obs.set_size(st.size);
         }
         self.space.notify_waiters();
@@ -201,6 +280,7 @@ impl MemoryQueue {
         let all: Vec<Entry> = st.queue.drain(..).collect();
         for e in &all {
             st.size = st.size.saturating_sub(e.size);
+            st.bytes = st.bytes.saturating_sub(e.bytes);
         }
         self.obs.set_size(st.size);
         all

@@ -6,7 +6,7 @@ pub mod persistent;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmcol_config::exporterhelper::Sizer;
+use wasmcol_config::exporterhelper::{QueueBatchConfig, Sizer};
 use wasmcol_core::{Batch, ConsumeError, Counter, DeliveryHealth, Gauge, Metrics, Signal};
 
 /// The retry hint a full queue gives the sender (`Retry-After` / RetryInfo): long enough for
@@ -19,6 +19,108 @@ pub fn size_of(sizer: Sizer, batch: &Batch) -> u64 {
         Sizer::Requests => 1,
         Sizer::Items => batch.item_count() as u64,
         Sizer::Bytes => batch.encoded_len() as u64,
+    }
+}
+
+/// How queue consumers merge queued requests (`sending_queue.batch`, or a `batch`
+/// processor's settings adopted by the queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Longest a consumer waits for `min_size` after taking the first request.
+    pub flush_timeout: Duration,
+    /// Size at which a merged export goes out at once.
+    pub min_size: u64,
+    /// Largest merged export; 0 for no bound. A single larger request is split.
+    pub max_size: u64,
+    /// Unit of the sizes: items or bytes.
+    pub sizer: Sizer,
+}
+
+impl BatchPlan {
+    /// The plan for `batch` on a queue sized by `queue_sizer`.
+    pub fn new(batch: &QueueBatchConfig, queue_sizer: Sizer) -> Self {
+        BatchPlan {
+            flush_timeout: batch.flush_timeout.into(),
+            min_size: batch.min_size,
+            max_size: batch.max_size,
+            sizer: batch.effective_sizer(queue_sizer),
+        }
+    }
+
+    /// A request of `items` items and `bytes` payload bytes, in the plan's unit.
+    pub fn measure(&self, items: u64, bytes: u64) -> u64 {
+        match self.sizer {
+            Sizer::Bytes => bytes,
+            Sizer::Items | Sizer::Requests => items,
+        }
+    }
+
+    /// A plan meeting both `self`'s and `other`'s limits, for a queue fed by several
+    /// pipelines: the earlier trigger and the smaller bound win. Plans in different units
+    /// are not combined; `self` stays.
+    pub fn combine(self, other: BatchPlan) -> BatchPlan {
+        if self.sizer != other.sizer {
+            return self;
+        }
+        let max_size = match (self.max_size, other.max_size) {
+            (0, m) | (m, 0) => m,
+            (a, b) => a.min(b),
+        };
+        BatchPlan {
+            flush_timeout: self.flush_timeout.min(other.flush_timeout),
+            min_size: self.min_size.min(other.min_size),
+            max_size,
+            sizer: self.sizer,
+        }
+    }
+}
+
+/// Requests a consumer has taken for one merged export.
+pub(crate) struct Group<T> {
+    pub(crate) entries: Vec<T>,
+    size: u64,
+    full: bool,
+}
+
+impl<T> Group<T> {
+    pub(crate) fn new() -> Self {
+        Group {
+            entries: Vec::new(),
+            size: 0,
+            full: false,
+        }
+    }
+
+    /// Whether a request of `size` may join: the first always does (it is split later if it
+    /// is too large), later ones only within `max_size`. A refused one closes the group.
+    pub(crate) fn admits(&mut self, plan: &BatchPlan, size: u64) -> bool {
+        let ok = self.entries.is_empty() || plan.max_size == 0 || self.size + size <= plan.max_size;
+        if !ok {
+            self.full = true;
+        }
+        ok
+    }
+
+    pub(crate) fn push(&mut self, plan: &BatchPlan, entry: T, size: u64) {
+        self.entries.push(entry);
+        self.size += size;
+        if plan.max_size > 0 && self.size >= plan.max_size {
+            self.full = true;
+        }
+    }
+
+    /// Whether the group goes out now rather than waiting for more.
+    pub(crate) fn ready(&self, plan: &BatchPlan) -> bool {
+        !self.entries.is_empty() && (self.full || self.size >= plan.min_size)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, or `None` for an empty group.
+    pub(crate) fn into_entries(self) -> Option<Vec<T>> {
+        (!self.entries.is_empty()).then_some(self.entries)
     }
 }
 
@@ -53,6 +155,7 @@ impl QueueObs {
         exporter: &str,
         signal: Signal,
         capacity: u64,
+        max_bytes: Option<u64>,
         health: Arc<DeliveryHealth>,
     ) -> Self {
         let labels = [("exporter", exporter), ("data_type", signal.as_str())];
@@ -60,10 +163,19 @@ impl QueueObs {
         metrics
             .gauge(
                 "otelcol_exporter_queue_capacity",
-                "Fixed capacity of the retry queue (in batches).",
+                "Fixed capacity of the retry queue (in batches, or the sizer's unit). A memory queue is also bounded in bytes: wasmcol_exporter_queue_capacity_bytes (256 MiB unless the sizer is bytes).",
                 &labels,
             )
             .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        if let Some(b) = max_bytes {
+            metrics
+                .gauge(
+                    "wasmcol_exporter_queue_capacity_bytes",
+                    "Bound on the encoded bytes a memory sending queue holds, queued or in flight.",
+                    &labels,
+                )
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
         health.set_queue(0, capacity);
         QueueObs {
             size: metrics.gauge(

@@ -25,11 +25,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmcol_config::exporterhelper::Sizer;
 use wasmcol_core::{Batch, ConsumeError, Counter, Signal, Tasks};
 
-use super::{QueueObs, size_of, too_large};
+use super::{BatchPlan, Group, QueueObs, size_of, too_large};
 use crate::record::{self, CorruptRecord};
 use crate::storage::{Op, StorageError, Store};
 
@@ -240,6 +241,8 @@ impl PersistentQueue {
     /// retryable error and a retry hint (counted in `enqueue_failed`), waits with
     /// `block_on_overflow`, or evicts the oldest waiting requests with `drop_oldest`.
     pub async fn offer(self: &Arc<Self>, batch: Batch) -> Result<(), ConsumeError> {
+        // Encoded once: the record and the in-memory copy share the bytes.
+        let batch = batch.into_encoded();
         let size = size_of(self.sizer, &batch);
         let items = batch.item_count();
         if size == 0 {
@@ -406,6 +409,64 @@ impl PersistentQueue {
             tokio::select! {
                 _ = &mut notified => {}
                 _ = stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Waiting requests for one merged export (see [`BatchPlan`]): waits for the first, then
+    /// takes more until `min_size` is reached, the next would pass `max_size`, or
+    /// `flush_timeout` has passed since the first was taken. Every record stays on disk until
+    /// [`PersistentQueue::finish`]. A closed queue hands out nothing new; what was taken is
+    /// returned (and released by the caller's interrupted delivery). `None` when `stop` is
+    /// cancelled or the queue closed with nothing taken.
+    pub async fn pop_group(
+        &self,
+        stop: &CancellationToken,
+        plan: &BatchPlan,
+    ) -> Option<Vec<Taken>> {
+        let mut group = Group::new();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let notified = self.items.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.state.lock();
+                if st.closed {
+                    return group.into_entries();
+                }
+                while !group.ready(plan)
+                    && let Some((_, meta)) = st.ready.first_key_value()
+                {
+                    let payload = meta.bytes.saturating_sub(record::HEADER_LEN as u64);
+                    let size = plan.measure(meta.items, payload);
+                    if !group.admits(plan, size) {
+                        break;
+                    }
+                    if let Some((seq, meta)) = st.ready.pop_first() {
+                        if meta.cached.is_some() {
+                            st.cached_bytes -= meta.bytes;
+                        }
+                        group.push(plan, Taken { seq, meta }, size);
+                    }
+                }
+            }
+            if group.ready(plan) {
+                return group.into_entries();
+            }
+            if deadline.is_none() && !group.is_empty() {
+                deadline = Some(Instant::now() + plan.flush_timeout);
+            }
+            let flush = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = flush => return group.into_entries(),
+                _ = stop.cancelled() => return group.into_entries(),
             }
         }
     }

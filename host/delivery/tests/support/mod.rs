@@ -39,6 +39,8 @@ pub struct FakeSender {
     /// Span id → times received (accepted attempts only).
     pub received: Mutex<BTreeMap<u64, u32>>,
     pub accepted_requests: Mutex<u64>,
+    /// Items and arrival time of every accepted request, in order.
+    pub accepted: Mutex<Vec<(usize, Instant)>>,
     pub progress: Notify,
 }
 
@@ -49,6 +51,7 @@ impl FakeSender {
             attempts: Mutex::new(Vec::new()),
             received: Mutex::new(BTreeMap::new()),
             accepted_requests: Mutex::new(0),
+            accepted: Mutex::new(Vec::new()),
             progress: Notify::new(),
         })
     }
@@ -59,6 +62,11 @@ impl FakeSender {
 
     pub fn attempts(&self) -> usize {
         self.attempts.lock().len()
+    }
+
+    /// Items of every accepted request, in order.
+    pub fn sizes(&self) -> Vec<usize> {
+        self.accepted.lock().iter().map(|(n, _)| *n).collect()
     }
 
     pub fn distinct(&self) -> usize {
@@ -108,6 +116,9 @@ impl Sender for FakeSender {
                     *rec.entry(id).or_default() += 1;
                 }
                 *self.accepted_requests.lock() += 1;
+                self.accepted
+                    .lock()
+                    .push((batch.item_count(), Instant::now()));
                 Ok(())
             }
             Mode::Refuse(hint) => Err(ConsumeError::Retryable {
