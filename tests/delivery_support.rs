@@ -2,6 +2,8 @@
 //! delivery accounting at the backend, metric lookups that accept `_total` or not (the
 //! shared parts come from `wasmcol-testkit`).
 #![allow(dead_code)]
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! End-to-end tests of when a sender is answered: as soon as its data is queued, while the
 //! queues behind `batch` merge requests into large exports; and, with a persistent queue
 //! and queue batching, nothing acknowledged is lost to a SIGKILL.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod delivery_support;
@@ -31,7 +33,7 @@ fn quickstart(backend: &Backend) -> String {
         "/../../examples/quickstart.yaml"
     ))
     .unwrap();
-    let replaced = [
+    [
         ("localhost:4317", "127.0.0.1:0"),
         ("localhost:4318", "127.0.0.1:0"),
         ("localhost:13133", "127.0.0.1:0"),
@@ -52,8 +54,7 @@ fn quickstart(backend: &Backend) -> String {
             "quickstart.yaml no longer contains {from:?}"
         );
         t.replace(from, to)
-    });
-    replaced
+    })
 }
 
 /// The SDK's OTLP exporter, timing every export call.

@@ -1,5 +1,7 @@
 //! End-to-end tests of the collector core through the real binary: OTLP in over gRPC and
 //! HTTP (SDK clients and hand-built requests), `batch`, OTLP out to a test backend.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! End-to-end tests of durable delivery through the real binary: the failover topology of
 //! seed 001, SIGKILL with a persistent queue, a full queue answering UNAVAILABLE / 503 with a
 //! retry hint, and a queue directory holding a corrupted record.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod delivery_support;

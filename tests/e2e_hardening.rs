@@ -1,6 +1,8 @@
 //! End-to-end hardening tests through the real binary: hostile backends (absurd retry hints,
 //! endless response bodies), hostile clients (slowloris, unfinished bodies, idle sockets,
 //! HTTP/2 stream abuse) and ids of the wrong length.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod delivery_support;

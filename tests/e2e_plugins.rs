@@ -3,6 +3,8 @@
 //! `e2e_tls.rs`): a trapping plugin under `on_error: refuse` (no acknowledged span lost), a
 //! looping plugin (the collector stays up), `validate` with plugin config errors, and the
 //! `plugin inspect` / `plugin run` commands.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod plugins_support;

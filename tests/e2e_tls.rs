@@ -6,6 +6,8 @@
 //! and the log says why), `server_name_override`, the `otlp_http` exporter over mTLS, and
 //! `validate` on broken certificate settings, and the seed's long batch timeouts with a
 //! partial batch (no duplicate forwards).
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod plugins_support;

@@ -1,5 +1,7 @@
 //! Helpers for the plugin end-to-end tests.
 #![allow(dead_code)]
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::sync::OnceLock;

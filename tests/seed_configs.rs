@@ -3,6 +3,8 @@
 //! (`${env:X:-default}`) and moves listeners to loopback with `--set`, so a change to an
 //! example is a change to what the tests run.
 #![allow(dead_code)]
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

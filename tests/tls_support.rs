@@ -3,6 +3,8 @@
 //! certificate, and an HTTPS OTLP backend (for the `otlp_http` exporter) that can require
 //! client certificates.
 #![allow(dead_code)]
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

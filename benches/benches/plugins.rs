@@ -17,6 +17,8 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// A benchmark harness: a setup that fails aborts the run, like a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

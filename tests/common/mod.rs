@@ -1,6 +1,8 @@
 //! Shared helpers for end-to-end tests: spawn the real `wasmcol` binary, wait for it to be
 //! ready, find the ports it bound, and run an OTLP backend that records what it receives.
 #![allow(dead_code)]
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

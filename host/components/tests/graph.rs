@@ -1,6 +1,8 @@
 //! These components inside a real pipeline graph built from YAML: a feeding receiver →
 //! `memory_limiter` → `batch` → `forward` (and `nop`) → a second pipeline → a capturing
 //! exporter and `debug`.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;

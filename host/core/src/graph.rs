@@ -24,12 +24,14 @@ use crate::{
     Endpoint, FanOut, Metrics, Registry, ServiceStatus, Signal, Tasks,
 };
 
+/// Components by display name, in start (or data-flow) order.
+type Named = Vec<(String, Arc<dyn Lifecycle>)>;
 /// A built, not yet started collector.
 pub struct Service {
     extensions: Vec<(String, Arc<dyn Extension>)>,
     exporters: Vec<(String, Arc<dyn Exporter>)>,
     /// Processors and connectors in data-flow order.
-    flow: Vec<(String, Arc<dyn Lifecycle>)>,
+    flow: Named,
     receivers: Vec<(String, Arc<dyn Receiver>)>,
     tasks: Tasks,
     status: Arc<ServiceStatus>,
@@ -116,7 +118,7 @@ struct Builder<'a> {
     entry_of: HashMap<PipelineId, ConsumerRef>,
     health_of: HashMap<PipelineId, Vec<Arc<DeliveryHealth>>>,
     /// Processors and connectors per pipeline, downstream pipelines first.
-    flow_rev: Vec<Vec<(String, Arc<dyn Lifecycle>)>>,
+    flow_rev: Vec<Named>,
     used_processors: BTreeSet<ComponentId>,
     receivers: Vec<(String, Arc<dyn Receiver>)>,
 }
@@ -288,7 +290,7 @@ impl<'a> Builder<'a> {
     fn pipeline_outputs(
         &mut self,
         pid: &PipelineId,
-        flow: &mut Vec<(String, Arc<dyn Lifecycle>)>,
+        flow: &mut Named,
         health: &mut Vec<Arc<DeliveryHealth>>,
     ) -> Vec<ConsumerRef> {
         let config = self.config;
@@ -373,9 +375,9 @@ impl<'a> Builder<'a> {
         &mut self,
         pid: &PipelineId,
         mut next: ConsumerRef,
-    ) -> (ConsumerRef, Vec<(String, Arc<dyn Lifecycle>)>) {
+    ) -> (ConsumerRef, Named) {
         let config = self.config;
-        let mut procs: Vec<(String, Arc<dyn Lifecycle>)> = Vec::new();
+        let mut procs: Named = Vec::new();
         for id in config.service.pipelines[pid].processors.iter().rev() {
             let Some(Factory::Processor(f)) = self.factory(Kind::Processor, id) else {
                 continue;
@@ -733,7 +735,7 @@ impl Service {
     /// Starts extensions, exporters, processors and connectors (downstream first), then
     /// receivers. On failure, what started is stopped again within `service.shutdown_timeout`.
     pub async fn start(&self) -> Result<(), crate::ComponentError> {
-        let mut started: Vec<(String, Arc<dyn Lifecycle>)> = Vec::new();
+        let mut started: Named = Vec::new();
         let all = self
             .extensions
             .iter()

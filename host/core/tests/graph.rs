@@ -1,4 +1,6 @@
 //! Graph checks and lifecycle order with small in-process components.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! Queue-side batching (`sending_queue.batch`, or a `batch` processor's settings adopted by
 //! the queue): the merge rules for the memory and the persistent queue, in paused time.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -1,4 +1,6 @@
 //! The exporter chain: retry timing (paused time), per-attempt timeout, memory queue.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -1,4 +1,6 @@
 //! The failover connector over real exporter chains with in-process senders.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -1,4 +1,6 @@
 //! The persistent queue on a real fjall database in a temp dir.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -1,5 +1,7 @@
 //! One shutdown deadline: a service whose exporter hangs stops at `service.shutdown_timeout`,
 //! in paused (virtual) time, not at some component's own limit.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -1,6 +1,8 @@
 //! The plugin runtime with the real components built from `plugins/`: bundled plugins end to
 //! end through their factories, the misbehaving test plugins (trap, loop, alloc, error), the
 //! sandbox, the template, config errors with key paths, and the compile cache.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -202,8 +202,14 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         .metrics
         .prometheus()
         .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
-    let service = wasmcol_core::build(&cfg, &registry, &metrics)
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    // Building reads the files a config names (certificates, storage directories): off the
+    // async workers, like every other blocking read.
+    let build_metrics = metrics.clone();
+    let service =
+        tokio::task::spawn_blocking(move || wasmcol_core::build(&cfg, &registry, &build_metrics))
+            .await
+            .context("building the pipelines did not finish")?
+            .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let telemetry = match &prometheus {
         Some(p) => {
             let server = wasmcol_core::telemetry::serve(

@@ -42,23 +42,56 @@ pub struct ActionConfig {
 #[derive(Debug)]
 pub enum Action {
     /// Set only when absent.
-    Insert { key: String, source: Source },
+    Insert {
+        /// The attribute key.
+        key: String,
+        /// Where the value comes from.
+        source: Source,
+    },
     /// Set only when present.
-    Update { key: String, source: Source },
+    Update {
+        /// The attribute key.
+        key: String,
+        /// Where the value comes from.
+        source: Source,
+    },
     /// Set always.
-    Upsert { key: String, source: Source },
+    Upsert {
+        /// The attribute key.
+        key: String,
+        /// Where the value comes from.
+        source: Source,
+    },
     /// Remove the key and every key matching the pattern.
-    Delete { key: String, pattern: Option<Regex> },
+    Delete {
+        /// The attribute key.
+        key: String,
+        /// Keys matching this pattern are acted on as well.
+        pattern: Option<Regex>,
+    },
     /// Replace by the SHA-256 hex of the value.
-    Hash { key: String, pattern: Option<Regex> },
+    Hash {
+        /// The attribute key.
+        key: String,
+        /// Keys matching this pattern are acted on as well.
+        pattern: Option<Regex>,
+    },
     /// Named groups of the pattern applied to a string value become attributes.
     Extract {
+        /// The attribute holding the string to match.
         key: String,
+        /// The pattern whose named groups become attributes.
         pattern: Regex,
+        /// The names of the pattern's groups.
         names: Vec<String>,
     },
     /// Change the value's type.
-    Convert { key: String, to: Conversion },
+    Convert {
+        /// The attribute key.
+        key: String,
+        /// The type to convert to.
+        to: Conversion,
+    },
 }
 
 /// Where a set action takes its value.

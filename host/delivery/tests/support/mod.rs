@@ -1,6 +1,8 @@
 //! Shared test parts: an in-process `Sender` (the core's exporter seam, scripted to accept,
 //! refuse or hang), batches with numbered spans, and component contexts.
 #![allow(dead_code)]
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

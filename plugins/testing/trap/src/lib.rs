@@ -35,7 +35,11 @@ impl Processor for Trap {
     fn process_traces(&mut self, _t: Traces<'_>) -> Result<Outcome, ProcessError> {
         self.calls += 1;
         if self.calls.is_multiple_of(self.every) {
-            panic!("test_trap: trapping on call {}", self.calls);
+            // Trapping is this test plugin's whole purpose.
+            #[allow(clippy::panic)]
+            {
+                panic!("test_trap: trapping on call {}", self.calls);
+            }
         }
         Ok(Outcome::Forward)
     }
