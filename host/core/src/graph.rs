@@ -141,8 +141,9 @@ impl<'a> Builder<'a> {
                     Some(e) => {
                         factories.insert((kind, id.clone()), &e.factory);
                     }
-                    None => errors.push(
-                        location(kind, id),
+                    None => errors.component(
+                        kind,
+                        id,
                         format!(
                             "unknown type: {:?} for id: {:?} (valid values: {:?})",
                             id.ty(),
@@ -203,7 +204,7 @@ impl<'a> Builder<'a> {
 
     fn report(&mut self, kind: Kind, id: &ComponentId, e: BuildError) {
         for m in e.0 {
-            self.errors.push(location(kind, id), m);
+            self.errors.component(kind, id, m);
         }
     }
 
@@ -251,8 +252,9 @@ impl<'a> Builder<'a> {
                 continue;
             };
             if !f.signals().contains(&signal) {
-                self.errors.push(
-                    location(Kind::Exporter, &id),
+                self.errors.component(
+                    Kind::Exporter,
+                    &id,
                     format!("telemetry type is not supported: {signal}"),
                 );
                 continue;
@@ -310,8 +312,9 @@ impl<'a> Builder<'a> {
             };
             let by_to = self.connector_routes(id, pid.signal, |from, to| f.supports(from, to));
             if by_to.is_empty() {
-                self.errors.push(
-                    location(Kind::Connector, id),
+                self.errors.component(
+                    Kind::Connector,
+                    id,
                     format!("connector {:?} used as exporter in [{pid}] pipeline but not used in any supported receiver pipeline", id.to_string()),
                 );
                 continue;

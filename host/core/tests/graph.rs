@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use wasmcol_config::{Value, load_str};
+use wasmcol_config::{Kind, Value, load_str};
 use wasmcol_core::registry::Factory;
 use wasmcol_core::*;
 
@@ -235,10 +235,20 @@ service:
         &|_| None,
     )
     .unwrap();
-    let errs = build(&cfg, &registry(&log, &consumers), &Metrics::new())
+    let problems = build(&cfg, &registry(&log, &consumers), &Metrics::new())
         .err()
-        .unwrap()
-        .to_string();
+        .unwrap();
+    // A component's problem carries the component as a field, not only in its text.
+    let bad_key = problems
+        .0
+        .iter()
+        .find(|e| e.to_string().contains("this key is wrong"))
+        .expect("the processor's bad key is reported");
+    assert_eq!(
+        bad_key.component().map(|(k, id)| (k, id.to_string())),
+        Some((Kind::Processor, "proc".to_string()))
+    );
+    let errs = problems.to_string();
     for want in [
         "receivers::nope: unknown type: \"nope\"",
         "processors::proc: bad: this key is wrong",
