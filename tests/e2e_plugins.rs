@@ -137,6 +137,12 @@ processors:
   wasm/z:
     path: {}
     config: {{ key: k, colour: red }}
+  # In no pipeline: its plugin config is still checked, as upstream validates every
+  # configured component.
+  attributes/unused:
+    actions:
+      - key: b
+        action: insert
 exporters:
   nop:
 service:
@@ -151,6 +157,10 @@ service:
     );
     let (ok, _out, err) = run_cli(&["validate", "--config", &path]);
     assert!(!ok);
+    assert!(
+        err.contains(r#"processors::attributes/unused: actions[0]: error creating AttrProc."#),
+        "{err}"
+    );
     assert!(
         err.contains(r#"processors::attributes/x: actions[0]: error creating AttrProc. Either field "value", "from_attribute" or "from_context" setting must be specified for 0-th action"#),
         "{err}"

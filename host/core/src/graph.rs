@@ -33,6 +33,9 @@ pub struct Service {
     /// Processors and connectors in data-flow order.
     flow: Named,
     receivers: Vec<(String, Arc<dyn Receiver>)>,
+    /// Processors configured but in no pipeline: prepared, so `validate` checks their plugin
+    /// config too, and never started.
+    unused: Named,
     tasks: Tasks,
     status: Arc<ServiceStatus>,
     shutdown_timeout: Duration,
@@ -120,6 +123,7 @@ struct Builder<'a> {
     /// Processors and connectors per pipeline, downstream pipelines first.
     flow_rev: Vec<Named>,
     used_processors: BTreeSet<ComponentId>,
+    unused: Named,
     receivers: Vec<(String, Arc<dyn Receiver>)>,
 }
 
@@ -182,6 +186,7 @@ impl<'a> Builder<'a> {
             health_of: HashMap::new(),
             flow_rev: Vec::new(),
             used_processors: BTreeSet::new(),
+            unused: Vec::new(),
             receivers: Vec::new(),
         }
     }
@@ -451,8 +456,11 @@ impl<'a> Builder<'a> {
             }
             if let Some(Factory::Processor(f)) = self.factory(Kind::Processor, id) {
                 let c = self.ctx(Kind::Processor, id);
-                if let Err(e) = f.create(&c, body, f.signals()[0], Arc::new(Broken)) {
-                    self.report(Kind::Processor, id, e);
+                match f.create(&c, body, f.signals()[0], Arc::new(Broken)) {
+                    Ok(p) => self
+                        .unused
+                        .push((location(Kind::Processor, id), p as Arc<dyn Lifecycle>)),
+                    Err(e) => self.report(Kind::Processor, id, e),
                 }
             }
         }
@@ -540,6 +548,7 @@ impl<'a> Builder<'a> {
                 .collect(),
             flow,
             receivers: self.receivers,
+            unused: self.unused,
             tasks: self.tasks,
             status: self.status,
             shutdown_timeout: self.config.service.shutdown_timeout.into(),
@@ -837,6 +846,7 @@ impl Service {
                     .map(|(n, c)| (n, c.clone() as Arc<dyn Lifecycle>)),
             )
             .chain(self.flow.iter().rev().map(|(n, c)| (n, c.clone())))
+            .chain(self.unused.iter().map(|(n, c)| (n, c.clone())))
             .chain(
                 self.receivers
                     .iter()
