@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmcol_config::exporterhelper::Sizer;
 use wasmcol_core::{Batch, ConsumeError};
@@ -205,7 +204,6 @@ impl MemoryQueue {
         plan: &BatchPlan,
     ) -> Option<Vec<Entry>> {
         let mut group = Group::new();
-        let mut deadline: Option<Instant> = None;
         loop {
             let notified = self.items.notified();
             tokio::pin!(notified);
@@ -234,19 +232,8 @@ impl MemoryQueue {
             if closed {
                 return None;
             }
-            if deadline.is_none() && !group.is_empty() {
-                deadline = Some(Instant::now() + plan.flush_timeout);
-            }
-            let flush = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = flush => return group.into_entries(),
-                _ = stop.cancelled() => return group.into_entries(),
+            if group.wait(plan, notified.as_mut(), stop).await {
+                return group.into_entries();
             }
         }
     }

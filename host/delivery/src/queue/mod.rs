@@ -80,6 +80,8 @@ pub(crate) struct Group<T> {
     pub(crate) entries: Vec<T>,
     size: u64,
     full: bool,
+    /// When the group goes out however small: `flush_timeout` after its first request.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl<T> Group<T> {
@@ -88,6 +90,33 @@ impl<T> Group<T> {
             entries: Vec::new(),
             size: 0,
             full: false,
+            deadline: None,
+        }
+    }
+
+    /// Waits until the queue may hold more (`more` fires), the group's flush deadline
+    /// passes, or `stop` is cancelled; `true` when the group must go out now. Both queues'
+    /// consumers gather with it, so the merge rules are one piece of code.
+    pub(crate) async fn wait(
+        &mut self,
+        plan: &BatchPlan,
+        more: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        if self.deadline.is_none() && !self.is_empty() {
+            self.deadline = Some(tokio::time::Instant::now() + plan.flush_timeout);
+        }
+        let deadline = self.deadline;
+        let flush = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = more => false,
+            _ = flush => true,
+            _ = stop.cancelled() => true,
         }
     }
 

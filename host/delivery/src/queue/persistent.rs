@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmcol_config::exporterhelper::Sizer;
 use wasmcol_core::{Batch, ConsumeError, Counter, Signal, Tasks};
@@ -425,7 +424,6 @@ impl PersistentQueue {
         plan: &BatchPlan,
     ) -> Option<Vec<Taken>> {
         let mut group = Group::new();
-        let mut deadline: Option<Instant> = None;
         loop {
             let notified = self.items.notified();
             tokio::pin!(notified);
@@ -454,19 +452,8 @@ impl PersistentQueue {
             if group.ready(plan) {
                 return group.into_entries();
             }
-            if deadline.is_none() && !group.is_empty() {
-                deadline = Some(Instant::now() + plan.flush_timeout);
-            }
-            let flush = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = flush => return group.into_entries(),
-                _ = stop.cancelled() => return group.into_entries(),
+            if group.wait(plan, notified.as_mut(), stop).await {
+                return group.into_entries();
             }
         }
     }
