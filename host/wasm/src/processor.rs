@@ -364,6 +364,16 @@ impl Consumer for PluginProcessor {
     fn mutates_data(&self) -> bool {
         true
     }
+
+    // A plugin call finishes before the data moves on, so whether the sender is answered on
+    // enqueue is decided by what follows it.
+    fn answers_on_enqueue(&self) -> bool {
+        self.next.answers_on_enqueue()
+    }
+
+    fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
+        self.next.adopt_batching(plan);
+    }
 }
 
 #[async_trait]

@@ -187,6 +187,58 @@ fn counter(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
     m.counter_value(name, labels).unwrap_or(0)
 }
 
+/// A consumer standing for a sending queue: answers on enqueue and records the merge
+/// settings a `batch` in front of it offers.
+#[derive(Default)]
+struct Queued {
+    adopted: Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl Consumer for Queued {
+    async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+        Ok(())
+    }
+
+    fn answers_on_enqueue(&self) -> bool {
+        true
+    }
+
+    fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
+        self.adopted.lock().push(plan.min_size);
+    }
+}
+
+/// A plugin processor is transparent to acknowledgement: a `batch` in front of it hands
+/// requests on at once exactly when what follows the plugin queues, and its merge settings
+/// reach those queues through the plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_processor_passes_on_enqueue_answers_and_batching() {
+    let m = Metrics::new();
+    let yaml = "attributes:\n  - key: deployment.region\n    value: x\n    action: upsert\n";
+    let queued = Arc::new(Queued::default());
+    let p = build("resource", "resource/q", yaml, &m, queued.clone())
+        .await
+        .unwrap();
+    assert!(p.answers_on_enqueue());
+    let plan = wasmcol_config::exporterhelper::QueueBatchConfig {
+        min_size: 1234,
+        ..Default::default()
+    };
+    p.adopt_batching(&plan);
+    assert_eq!(*queued.adopted.lock(), vec![1234]);
+    let held = build(
+        "resource",
+        "resource/h",
+        yaml,
+        &m,
+        Arc::new(Capture::default()),
+    )
+    .await
+    .unwrap();
+    assert!(!held.answers_on_enqueue());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_region_edits_resources_without_decoding_spans() {
     let m = Metrics::new();
