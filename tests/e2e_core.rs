@@ -643,6 +643,89 @@ async fn bad_input_is_refused_and_the_collector_keeps_serving() {
     );
 }
 
+/// Keys upstream has but wasmcol cannot honour are refused with their path (they used to be
+/// accepted and ignored); the ones it now applies validate.
+#[test]
+fn validate_refuses_keys_it_cannot_honour() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "refused.yaml",
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+exporters:
+  otlp_http:
+    endpoint: http://127.0.0.1:1
+    compression: zstd
+    compression_params:
+      level: 2
+    max_conns_per_host: 4
+    cookies:
+      enabled: true
+    sending_queue:
+      batch:
+        partition:
+          metadata_keys: [tenant]
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp_http]
+"#,
+    );
+    let (ok, _out, err) = run_cli(&["validate", "--config", &path]);
+    assert!(!ok, "validate must fail");
+    for expected in [
+        "exporters::otlp_http: compression_params.level: unsupported compression level 2 for zstd",
+        "exporters::otlp_http: max_conns_per_host: not supported by wasmcol",
+        "exporters::otlp_http: cookies.enabled: not supported by wasmcol",
+        "exporters::otlp_http: sending_queue.batch.partition: not supported by wasmcol",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in {err}");
+    }
+
+    let applied = write_config(
+        &dir,
+        "applied.yaml",
+        r#"
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:0
+    read_timeout: 5s
+    write_timeout: 5s
+    keep_alives_enabled: false
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+        write_timeout: 10s
+        keep_alives_enabled: false
+exporters:
+  otlp_http:
+    endpoint: http://127.0.0.1:1
+    compression: zstd
+    compression_params:
+      level: 6
+    disable_keep_alives: true
+    http2_read_idle_timeout: 30s
+    http2_ping_timeout: 5s
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp_http]
+"#,
+    );
+    let (ok, out, err) = run_cli(&["validate", "--config", &applied]);
+    assert!(ok, "{out}{err}");
+}
+
 #[test]
 fn validate_reports_every_problem_with_component_and_key_path() {
     let dir = tempfile::tempdir().unwrap();

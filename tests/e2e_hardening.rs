@@ -583,3 +583,84 @@ async fn ids_of_the_wrong_length_are_refused() {
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("unmarshal: invalid TraceID length"), "{text}");
 }
+
+/// Sends one OTLP/HTTP request on a raw socket, so the test sees exactly what the server
+/// does with the connection afterwards.
+async fn post_raw(addr: SocketAddr) -> TcpStream {
+    let body = request(0, 1).encode_to_vec();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&body).await.unwrap();
+    s
+}
+
+/// Scenario: HTTP receiver with `write_timeout: 1s` in front of an exporter without a queue
+/// whose backend accepts connections and never answers (exporter timeout 10 minutes).
+/// Guarantees: the connection is closed without an answer once `write_timeout` has run out
+/// (the key used to be accepted and ignored, leaving the sender waiting on the backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_timeout_closes_a_connection_whose_answer_is_late() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let c = Collector::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+        write_timeout: 1s
+exporters:
+  otlp_http:
+    endpoint: http://{silent_addr}
+    compression: none
+    timeout: 10m
+    sending_queue:
+      enabled: false
+    retry_on_failure:
+      enabled: false
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp_http]
+"#
+    ));
+    let mut s = post_raw(c.http["otlp"]).await;
+    let answer = until_closed(&mut s).await;
+    assert!(
+        answer.is_empty(),
+        "expected the connection closed without an answer, got {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    holder.abort();
+}
+
+/// Scenario: HTTP receiver with `keep_alives_enabled: false`; one request on a raw socket.
+/// Guarantees: it is answered 200 and the connection is then closed by the server (it used
+/// to stay open until the 60 s idle timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_keep_alives_close_after_one_request() {
+    let c = Collector::start(&receiver_config("        keep_alives_enabled: false"));
+    let mut s = post_raw(c.http["otlp"]).await;
+    let answer = String::from_utf8_lossy(&until_closed(&mut s).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+}

@@ -4,9 +4,10 @@
 //!
 //! `check_collector_pipeline` is accepted and validated; upstream documents it as not working
 //! (contrib#11780) and it has no effect here either. Of the HTTP server keys, `response_headers`
-//! is applied and the timeouts, `include_metadata` and `max_request_body_size` are accepted
-//! without effect (the endpoint reads no body); `tls`, `cors` and `auth` are refused until they
-//! are supported, rather than silently serving without them.
+//! and the timeouts are applied as on the OTLP/HTTP receiver; `include_metadata` and
+//! `max_request_body_size` have nothing to act on (the endpoint reads no body and feeds no
+//! pipeline); `tls`, `cors` and `auth` are refused until they are supported, rather than
+//! silently serving without them.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use wasmcol_config::{GoDuration, Value};
 use wasmcol_core::component::ServiceStatus;
-use wasmcol_core::http::{Handler, HttpServer};
+use wasmcol_core::http::{Handler, HttpServer, ServerLimits, TimeoutKeys};
 use wasmcol_core::{
     BuildError, ComponentError, CreateContext, Extension, ExtensionFactory, Lifecycle,
 };
@@ -46,18 +47,20 @@ pub struct HealthCheckConfig {
     pub cors: Option<Value>,
     /// Not supported yet.
     pub auth: Option<Value>,
-    /// Accepted; no effect.
+    /// Nothing to act on: the endpoint feeds no pipeline.
     pub include_metadata: bool,
-    /// Accepted; no effect.
+    /// Nothing to act on: the endpoint reads no body.
     pub max_request_body_size: Option<i64>,
-    /// Accepted; no effect.
+    /// As on the OTLP/HTTP receiver (absent → 60s, 0 → none).
     pub read_timeout: Option<GoDuration>,
-    /// Accepted; no effect.
+    /// As on the OTLP/HTTP receiver (absent → 30s).
     pub read_header_timeout: Option<GoDuration>,
-    /// Accepted; no effect.
+    /// As on the OTLP/HTTP receiver (absent or 0 → none).
     pub write_timeout: Option<GoDuration>,
-    /// Accepted; no effect.
+    /// As on the OTLP/HTTP receiver (absent → 60s).
     pub idle_timeout: Option<GoDuration>,
+    /// `false`: one request per HTTP/1 connection.
+    pub keep_alives_enabled: Option<bool>,
 }
 
 impl Default for HealthCheckConfig {
@@ -77,6 +80,7 @@ impl Default for HealthCheckConfig {
             read_header_timeout: None,
             write_timeout: None,
             idle_timeout: None,
+            keep_alives_enabled: None,
         }
     }
 }
@@ -210,7 +214,14 @@ impl Lifecycle for HealthCheck {
             let resp = respond(&cfg, &status, req.uri().path());
             Box::pin(async move { resp })
         });
-        let server = HttpServer::start(listener, handler, &self.tasks)
+        let limits = ServerLimits::from_keys(TimeoutKeys {
+            read_timeout: self.cfg.read_timeout.map(Into::into),
+            read_header_timeout: self.cfg.read_header_timeout.map(Into::into),
+            write_timeout: self.cfg.write_timeout.map(Into::into),
+            idle_timeout: self.cfg.idle_timeout.map(Into::into),
+            keep_alives_enabled: self.cfg.keep_alives_enabled,
+        });
+        let server = HttpServer::start_with(listener, handler, limits, &self.tasks)
             .map_err(|e| ComponentError::new(format!("health_check: {e}")))?;
         tracing::info!(endpoint = %server.local_addr(), path = %self.cfg.path, "health_check listening");
         *self.server.lock() = Some(server);

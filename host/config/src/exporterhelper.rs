@@ -85,7 +85,8 @@ pub struct QueueBatchConfig {
     pub max_size: u64,
     /// Unit of the sizes.
     pub sizer: Option<Sizer>,
-    /// Partitioning (accepted).
+    /// Partitioning by request metadata: refused when set (queued requests are merged
+    /// regardless of their metadata).
     pub partition: Option<serde_yaml::Value>,
 }
 
@@ -177,6 +178,9 @@ impl QueueConfig {
             }
             if b.max_size > 0 && b.max_size < b.min_size {
                 e.push("sending_queue.batch.max_size: `max_size` must be greater or equal to `min_size`".into());
+            }
+            if b.partition.as_ref().is_some_and(|p| !p.is_null()) {
+                e.push("sending_queue.batch.partition: not supported by wasmcol (queued requests are merged regardless of their metadata)".into());
             }
             if b.sizer == Some(Sizer::Requests) {
                 e.push("sending_queue.batch.sizer: `sizer` must be `items` or `bytes`".into());

@@ -6,9 +6,13 @@
 //! - `read_header_timeout`: hyper's HTTP/1 header timer (it needs a timer to run at all); it
 //!   also bounds the wait for the next request on a keep-alive connection.
 //! - `read_timeout`: the time a handler gives the request body ([`ReadDeadline`]).
+//! - `write_timeout`: the time from a request's headers to its response, as Go's
+//!   `WriteTimeout`: when it runs out the connection is closed without an answer, while the
+//!   handler still runs to its end (so work it began, such as enqueueing, is not cut short).
 //! - `idle_timeout`: a connection with no request in flight for this long is closed (HTTP/2
 //!   gets a GOAWAY). Counting requests rather than bytes means a peer trickling an
 //!   incomplete request does not count as busy.
+//! - `keep_alives_enabled: false`: HTTP/1 connections close after one request.
 //! - a connection cap per listener, derived from the open-file limit: at the cap the
 //!   listener stops accepting (new peers wait in the kernel's backlog) and says so once.
 
@@ -34,10 +38,29 @@ pub struct ServerLimits {
     pub read_header_timeout: Option<Duration>,
     /// Time to receive a request's body after its headers (`None`: no limit).
     pub read_timeout: Option<Duration>,
+    /// Time from a request's headers to the end of its response (`None`: no limit).
+    pub write_timeout: Option<Duration>,
     /// Time a connection may stay without a request in flight (`None`: no limit).
     pub idle_timeout: Option<Duration>,
+    /// Whether an HTTP/1 connection serves more than one request.
+    pub keep_alive: bool,
     /// Connections open at once on this listener.
     pub max_connections: usize,
+}
+
+/// Upstream confighttp's server timeout keys as written in a config: `None` is an absent key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutKeys {
+    /// `read_timeout`.
+    pub read_timeout: Option<Duration>,
+    /// `read_header_timeout`.
+    pub read_header_timeout: Option<Duration>,
+    /// `write_timeout`.
+    pub write_timeout: Option<Duration>,
+    /// `idle_timeout`.
+    pub idle_timeout: Option<Duration>,
+    /// `keep_alives_enabled`.
+    pub keep_alives_enabled: Option<bool>,
 }
 
 impl Default for ServerLimits {
@@ -45,7 +68,9 @@ impl Default for ServerLimits {
         ServerLimits {
             read_header_timeout: Some(DEFAULT_READ_HEADER_TIMEOUT),
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            write_timeout: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            keep_alive: true,
             max_connections: default_max_connections(),
         }
     }
@@ -55,20 +80,24 @@ impl ServerLimits {
     /// Limits from upstream's confighttp keys, with Go's `http.Server` meaning: an absent key
     /// takes wasmcol's default, an explicit zero means "none", except that a zero
     /// `read_header_timeout` or `idle_timeout` falls back to `read_timeout` as in Go.
-    pub fn from_keys(
-        read_timeout: Option<Duration>,
-        read_header_timeout: Option<Duration>,
-        idle_timeout: Option<Duration>,
-    ) -> ServerLimits {
+    /// `write_timeout` has no default (Go's and upstream's: none).
+    pub fn from_keys(keys: TimeoutKeys) -> ServerLimits {
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
-        let read = read_timeout.map_or(Some(DEFAULT_READ_TIMEOUT), nonzero);
-        let header =
-            read_header_timeout.map_or(Some(DEFAULT_READ_HEADER_TIMEOUT), |d| nonzero(d).or(read));
-        let idle = idle_timeout.map_or(Some(DEFAULT_IDLE_TIMEOUT), |d| nonzero(d).or(read));
+        let read = keys
+            .read_timeout
+            .map_or(Some(DEFAULT_READ_TIMEOUT), nonzero);
+        let header = keys
+            .read_header_timeout
+            .map_or(Some(DEFAULT_READ_HEADER_TIMEOUT), |d| nonzero(d).or(read));
+        let idle = keys
+            .idle_timeout
+            .map_or(Some(DEFAULT_IDLE_TIMEOUT), |d| nonzero(d).or(read));
         ServerLimits {
             read_header_timeout: header,
             read_timeout: read,
+            write_timeout: keys.write_timeout.and_then(nonzero),
             idle_timeout: idle,
+            keep_alive: keys.keep_alives_enabled.unwrap_or(true),
             max_connections: default_max_connections(),
         }
     }
@@ -252,18 +281,37 @@ mod tests {
 
     #[test]
     fn keys_follow_go_semantics() {
-        let d = ServerLimits::from_keys(None, None, None);
+        let d = ServerLimits::from_keys(TimeoutKeys::default());
+        assert_eq!(d, ServerLimits::default());
         assert_eq!(d.read_header_timeout, Some(DEFAULT_READ_HEADER_TIMEOUT));
         assert_eq!(d.read_timeout, Some(DEFAULT_READ_TIMEOUT));
         assert_eq!(d.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(d.write_timeout, None);
+        assert!(d.keep_alive);
         let s = Duration::from_secs;
-        let l = ServerLimits::from_keys(Some(s(5)), Some(Duration::ZERO), Some(Duration::ZERO));
+        let zero = Some(Duration::ZERO);
+        let l = ServerLimits::from_keys(TimeoutKeys {
+            read_timeout: Some(s(5)),
+            read_header_timeout: zero,
+            idle_timeout: zero,
+            write_timeout: Some(s(7)),
+            keep_alives_enabled: Some(false),
+        });
         assert_eq!(l.read_header_timeout, Some(s(5)));
         assert_eq!(l.idle_timeout, Some(s(5)));
-        let l = ServerLimits::from_keys(Some(Duration::ZERO), Some(Duration::ZERO), Some(s(2)));
+        assert_eq!(l.write_timeout, Some(s(7)));
+        assert!(!l.keep_alive);
+        let l = ServerLimits::from_keys(TimeoutKeys {
+            read_timeout: zero,
+            read_header_timeout: zero,
+            idle_timeout: Some(s(2)),
+            write_timeout: zero,
+            keep_alives_enabled: Some(true),
+        });
         assert_eq!(l.read_timeout, None);
         assert_eq!(l.read_header_timeout, None);
         assert_eq!(l.idle_timeout, Some(s(2)));
+        assert_eq!(l.write_timeout, None);
         assert!(default_max_connections() >= 64);
     }
 

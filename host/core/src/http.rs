@@ -1,7 +1,6 @@
 //! A small HTTP/1.1 + h2c server on hyper, shared by the metrics endpoint, `health_check` and
 //! the OTLP/HTTP receiver.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::Tasks;
 
 use crate::conn_limits::{Acceptor, ConnActivity, idle_expired};
-pub use crate::conn_limits::{ReadDeadline, ServerLimits};
+pub use crate::conn_limits::{ReadDeadline, ServerLimits, TimeoutKeys};
 
 /// A request handler.
 pub type Handler = Arc<
@@ -144,6 +143,7 @@ async fn serve_connection(
 ) {
     let activity = Arc::new(ConnActivity::default());
     let act = activity.clone();
+    let handler_tasks = tasks.clone();
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         let h = handler.clone();
         let guard = act.begin();
@@ -151,10 +151,24 @@ async fn serve_connection(
             req.extensions_mut()
                 .insert(ReadDeadline(tokio::time::Instant::now() + t));
         }
+        let (write_timeout, spawner) = (limits.write_timeout, handler_tasks.clone());
         async move {
-            let res = h(req).await;
+            let res = match write_timeout {
+                None => h(req).await,
+                Some(limit) => {
+                    // Go's WriteTimeout closes the connection but lets the handler finish, so
+                    // work it began (enqueueing a batch) is not cut short: run it as its own
+                    // task and stop waiting for it, not the task itself.
+                    let handle = spawner.spawn(h(req));
+                    match tokio::time::timeout(limit, handle).await {
+                        Ok(Ok(res)) => res,
+                        Ok(Err(e)) => return Err(ServeError::Handler(e)),
+                        Err(_) => return Err(ServeError::WriteTimeout(limit)),
+                    }
+                }
+            };
             drop(guard);
-            Ok::<_, Infallible>(res)
+            Ok::<_, ServeError>(res)
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TasksExecutor(tasks.clone()));
@@ -163,7 +177,8 @@ async fn serve_connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.read_header_timeout);
+        .header_read_timeout(limits.read_header_timeout)
+        .keep_alive(limits.keep_alive);
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
@@ -186,6 +201,17 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// Why a request got no response; hyper closes its connection.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    /// `write_timeout` ran out before the handler answered.
+    #[error("no response within write_timeout ({0:?})")]
+    WriteTimeout(Duration),
+    /// The handler's task ended without an answer (cancelled at shutdown).
+    #[error("the request handler ended without a response: {0}")]
+    Handler(tokio::task::JoinError),
 }
 
 /// A plain response.

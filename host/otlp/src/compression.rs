@@ -103,41 +103,95 @@ impl Compression {
         }
     }
 
-    /// Compresses `body`.
-    pub fn compress(self, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// Checks `compression_params.level` against upstream's levels for this algorithm
+    /// (gzip, zlib, deflate: 1..=9 or -1 for the library default; zstd: 1, 3, 6 or 11) and
+    /// returns it; the message starts with its key path.
+    pub fn level(self, level: i64) -> Result<Level, String> {
+        let ok = match self {
+            Compression::Gzip | Compression::Zlib => level == -1 || (1..=9).contains(&level),
+            Compression::Zstd => matches!(level, 1 | 3 | 6 | 11),
+            Compression::None => false,
+        };
+        match (ok, i32::try_from(level)) {
+            (true, Ok(l)) => Ok(Level(l)),
+            _ => Err(format!(
+                "compression_params.level: unsupported compression level {level} for {}",
+                self.header().unwrap_or("none")
+            )),
+        }
+    }
+
+    /// Compresses `body` at `level`; `None` is the fastest level, because exports are
+    /// latency-bound and the fast levels already shrink OTLP several-fold.
+    pub fn compress_at(self, body: &[u8], level: Option<Level>) -> std::io::Result<Vec<u8>> {
         use std::io::Write;
+        let flate = match level {
+            None => flate2::Compression::fast(),
+            Some(Level(-1)) => flate2::Compression::default(),
+            Some(Level(l)) => flate2::Compression::new(l.clamp(0, 9).unsigned_abs()),
+        };
         match self {
             Compression::None => Ok(body.to_vec()),
             Compression::Gzip => {
-                let mut e = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::fast(),
-                );
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate);
                 e.write_all(body)?;
                 e.finish()
             }
             Compression::Zlib => {
-                let mut e = flate2::write::ZlibEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::fast(),
-                );
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::with_capacity(body.len() / 4), flate);
                 e.write_all(body)?;
                 e.finish()
             }
-            Compression::Zstd => zstd::bulk::compress(body, 1),
+            Compression::Zstd => zstd::bulk::compress(body, level.map_or(1, |l| l.0)),
         }
     }
 }
+
+/// A compression level checked by [`Compression::level`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level(i32);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn levels_follow_upstream() {
+        let data: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for (c, good, bad) in [
+            (Compression::Gzip, [-1, 1, 9], [0, 10]),
+            (Compression::Zlib, [-1, 5, 9], [-2, 12]),
+            (Compression::Zstd, [1, 6, 11], [2, 22]),
+        ] {
+            for l in good {
+                let level = c.level(l).unwrap();
+                let z = c.compress_at(&data, Some(level)).unwrap();
+                let enc = Encoding::parse(c.header().unwrap()).unwrap();
+                assert_eq!(decompress(enc, Bytes::from(z), 1 << 20).unwrap(), data);
+            }
+            for l in bad {
+                let e = c.level(l).unwrap_err();
+                assert!(e.starts_with("compression_params.level: "), "{e}");
+            }
+        }
+        assert!(Compression::None.level(1).is_err());
+        // A higher level is a real setting: it changes the output.
+        let fast = Compression::Zstd.compress_at(&data, None).unwrap();
+        let best = Compression::Zstd
+            .compress_at(&data, Some(Compression::Zstd.level(11).unwrap()))
+            .unwrap();
+        assert_ne!(fast, best);
+    }
+
+    #[test]
     fn round_trips_and_limits() {
         let data = vec![7u8; 10_000];
         for c in [Compression::Gzip, Compression::Zstd, Compression::Zlib] {
-            let z = c.compress(&data).unwrap();
+            let z = c.compress_at(&data, None).unwrap();
             let enc = Encoding::parse(c.header().unwrap()).unwrap();
             assert_eq!(
                 decompress(enc, Bytes::from(z.clone()), 20_000)

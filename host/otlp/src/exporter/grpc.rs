@@ -50,19 +50,21 @@ pub struct Config {
     /// Per-attempt timeout (5s).
     #[serde(default = "default_timeout")]
     pub timeout: GoDuration,
-    /// Accepted (`round_robin`, `pick_first`).
+    /// A hint (`round_robin`, `pick_first`): the channel connects to the endpoint's first
+    /// address that answers.
     #[serde(default)]
     pub balancer_name: Option<String>,
-    /// Accepted.
+    /// A hint: a call on a channel that is not ready fails at once and the queue retries it,
+    /// which is what waiting for readiness would achieve.
     #[serde(default)]
     pub wait_for_ready: bool,
     /// Client keepalive (`time`, `timeout`, `permit_without_stream`).
     #[serde(default)]
     pub keepalive: Option<ClientKeepalive>,
-    /// Accepted.
+    /// A tuning hint for grpc-go's buffers; h2 sizes its own.
     #[serde(default)]
     pub write_buffer_size: Option<u64>,
-    /// Accepted.
+    /// A tuning hint for grpc-go's buffers; h2 sizes its own.
     #[serde(default)]
     pub read_buffer_size: Option<u64>,
     /// `:authority` override.

@@ -16,7 +16,7 @@ use wasmcol_core::{
 };
 
 use super::{ExportResponse, log_partial_success};
-use crate::compression::Compression;
+use crate::compression::{Compression, Level};
 use crate::status::{RpcStatus, classify_http, parse_retry_after};
 use crate::tls::ClientTls;
 
@@ -46,7 +46,7 @@ pub struct Config {
     /// Full URL for logs.
     #[serde(default)]
     pub logs_endpoint: Option<String>,
-    /// Accepted (profiles are not supported).
+    /// Nothing to send there: wasmcol has no profiles signal.
     #[serde(default)]
     pub profiles_endpoint: Option<String>,
     /// `proto` (default) or `json`.
@@ -55,9 +55,9 @@ pub struct Config {
     /// `gzip` (default), `zstd`, `zlib`, `deflate`, `none`.
     #[serde(default = "default_compression")]
     pub compression: String,
-    /// `level` (accepted).
+    /// `level`: upstream's levels per algorithm (absent: the fastest).
     #[serde(default)]
-    pub compression_params: Option<Value>,
+    pub compression_params: Option<CompressionParams>,
     /// HTTP client timeout per attempt (30s).
     #[serde(default = "default_timeout")]
     pub timeout: GoDuration,
@@ -70,39 +70,42 @@ pub struct Config {
     /// Proxy.
     #[serde(default)]
     pub proxy_url: Option<String>,
-    /// Accepted.
+    /// A tuning hint for Go's transport; hyper sizes its own buffers.
     #[serde(default)]
     pub read_buffer_size: Option<u64>,
-    /// Accepted.
+    /// A tuning hint for Go's transport; hyper sizes its own buffers.
     #[serde(default)]
     pub write_buffer_size: Option<u64>,
-    /// Accepted.
+    /// A tuning hint: the pool keeps `max_idle_conns_per_host` per host, and this exporter
+    /// has one host.
     #[serde(default)]
     pub max_idle_conns: Option<u64>,
     /// Idle connections kept per host.
     #[serde(default)]
     pub max_idle_conns_per_host: Option<usize>,
-    /// Accepted.
+    /// Refused when above 0: the client has no cap on connections per host (`num_consumers`
+    /// bounds the exports in flight).
     #[serde(default)]
     pub max_conns_per_host: Option<u64>,
     /// Idle connection timeout.
     #[serde(default)]
     pub idle_conn_timeout: Option<GoDuration>,
-    /// Accepted.
+    /// `true`: every request opens a new connection (no idle connection is kept).
     #[serde(default)]
     pub disable_keep_alives: bool,
-    /// Accepted.
+    /// A hint: HTTP/2 is used when the server offers it over TLS.
     #[serde(default)]
     pub force_attempt_http2: Option<bool>,
-    /// Accepted.
+    /// HTTP/2 connections idle for this long are pinged (absent or 0: no pings).
     #[serde(default)]
     pub http2_read_idle_timeout: Option<GoDuration>,
-    /// Accepted.
+    /// How long a ping may go unanswered before the connection is closed (15s when pings
+    /// are on).
     #[serde(default)]
     pub http2_ping_timeout: Option<GoDuration>,
-    /// Accepted.
+    /// `enabled: true` is refused: the client keeps no cookie store.
     #[serde(default)]
-    pub cookies: Option<Value>,
+    pub cookies: Option<Cookies>,
     /// Authenticator: not supported.
     #[serde(default)]
     pub auth: Option<Value>,
@@ -115,6 +118,52 @@ pub struct Config {
     /// Retry.
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+}
+
+/// `compression_params`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionParams {
+    /// The compression level.
+    #[serde(default)]
+    pub level: Option<i64>,
+}
+
+/// `cookies`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cookies {
+    /// Whether to keep cookies between requests.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// Upstream's ping timeout when `http2_read_idle_timeout` turns pings on.
+const DEFAULT_HTTP2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Problems with the keys a reqwest client cannot honour, and the compression level.
+fn check_client_keys(
+    cfg: &Config,
+    compression: Option<Compression>,
+    errs: &mut Vec<KeyError>,
+) -> Option<Level> {
+    if cfg.max_conns_per_host.is_some_and(|n| n > 0) {
+        errs.push(KeyError::new(
+            "max_conns_per_host",
+            "not supported by wasmcol (the client has no per-host connection cap; sending_queue.num_consumers bounds exports in flight)",
+        ));
+    }
+    if cfg.cookies.as_ref().is_some_and(|c| c.enabled) {
+        errs.push(KeyError::new(
+            "cookies.enabled",
+            "not supported by wasmcol (the client keeps no cookie store)",
+        ));
+    }
+    let level = cfg.compression_params.as_ref().and_then(|p| p.level)?;
+    compression?
+        .level(level)
+        .map_err(|e| errs.push(e.into()))
+        .ok()
 }
 
 fn signal_url(cfg: &Config, signal: Signal) -> Option<String> {
@@ -205,6 +254,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         if !cfg.middlewares.is_empty() {
             errs.push(KeyError::new("middlewares", "not supported by wasmcol"));
         }
+        let level = check_client_keys(&cfg, compression, &mut errs);
         // otlp_http times each attempt with its HTTP client; exporterhelper's timeout is off.
         let helper = HelperConfig {
             timeout: None,
@@ -220,6 +270,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             url,
             json,
             compression: compression.unwrap_or(Compression::None),
+            level,
             headers,
             tls: tls.unwrap_or_default(),
             cfg,
@@ -237,6 +288,7 @@ struct HttpSender {
     url: Option<String>,
     json: bool,
     compression: Compression,
+    level: Option<Level>,
     headers: reqwest::header::HeaderMap,
     tls: crate::tls::ClientPem,
     cfg: Config,
@@ -255,6 +307,26 @@ impl HttpSender {
         }
         if let Some(t) = self.cfg.idle_conn_timeout {
             b = b.pool_idle_timeout(Some(t.into()));
+        }
+        if self.cfg.disable_keep_alives {
+            b = b.pool_max_idle_per_host(0);
+        }
+        if let Some(t) = self
+            .cfg
+            .http2_read_idle_timeout
+            .map(std::time::Duration::from)
+            && !t.is_zero()
+        {
+            let ping = self
+                .cfg
+                .http2_ping_timeout
+                .map(std::time::Duration::from)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(DEFAULT_HTTP2_PING_TIMEOUT);
+            b = b
+                .http2_keep_alive_interval(t)
+                .http2_keep_alive_timeout(ping)
+                .http2_keep_alive_while_idle(true);
         }
         if let Some(p) = &self.cfg.proxy_url {
             b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url: {e}"))?);
@@ -351,7 +423,7 @@ impl Sender for HttpSender {
                 // rather than a blocking pool because it never waits on I/O.
                 Bytes::from(
                     self.compression
-                        .compress(&body)
+                        .compress_at(&body, self.level)
                         .map_err(|e| ConsumeError::permanent(e.to_string()))?,
                 )
             }

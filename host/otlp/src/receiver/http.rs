@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use prost::Message;
-use wasmcol_core::http::{Handler, HttpServer, ReadDeadline, ServerLimits, response};
+use wasmcol_core::http::{Handler, HttpServer, ReadDeadline, ServerLimits, TimeoutKeys, response};
 use wasmcol_core::{Batch, ConsumeError};
 use wasmcol_pdata::Signal;
 
@@ -80,11 +80,13 @@ pub(crate) async fn start(
             res
         })
     });
-    let limits = ServerLimits::from_keys(
-        cfg.read_timeout.map(Into::into),
-        cfg.read_header_timeout.map(Into::into),
-        cfg.idle_timeout.map(Into::into),
-    );
+    let limits = ServerLimits::from_keys(TimeoutKeys {
+        read_timeout: cfg.read_timeout.map(Into::into),
+        read_header_timeout: cfg.read_header_timeout.map(Into::into),
+        write_timeout: cfg.write_timeout.map(Into::into),
+        idle_timeout: cfg.idle_timeout.map(Into::into),
+        keep_alives_enabled: cfg.keep_alives_enabled,
+    });
     HttpServer::start_with(listener, handler, limits, tasks).map_err(|e| e.to_string())
 }
 

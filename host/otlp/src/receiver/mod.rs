@@ -62,13 +62,14 @@ pub struct GrpcServerConfig {
     /// HTTP/2 concurrent streams per connection (0 or absent: 100; unlimited is not offered).
     #[serde(default)]
     pub max_concurrent_streams: u32,
-    /// Accepted for compatibility.
+    /// A tuning hint for grpc-go's buffers; h2 sizes its own.
     #[serde(default)]
     pub read_buffer_size: Option<u64>,
-    /// Accepted for compatibility.
+    /// A tuning hint for grpc-go's buffers; h2 sizes its own.
     #[serde(default)]
     pub write_buffer_size: Option<u64>,
-    /// Keepalive settings (`server_parameters` are applied; `enforcement_policy` is accepted).
+    /// Keepalive settings (`server_parameters` are applied; `enforcement_policy` is refused:
+    /// h2 does not police client pings).
     #[serde(default)]
     pub keepalive: Option<Keepalive>,
     /// Metadata to context: accepted, not used yet.
@@ -89,7 +90,7 @@ pub struct Keepalive {
     /// Server parameters.
     #[serde(default)]
     pub server_parameters: Option<KeepaliveServer>,
-    /// Enforcement policy (accepted).
+    /// Enforcement policy: refused when set (h2 does not police client pings).
     #[serde(default)]
     pub enforcement_policy: Option<Value>,
 }
@@ -136,7 +137,7 @@ pub struct HttpServerConfig {
     /// Server TLS: not supported on the HTTP receiver yet.
     #[serde(default)]
     pub tls: Option<ServerTls>,
-    /// CORS (accepted; browsers are not a supported client yet).
+    /// CORS: refused when it allows any origin (no CORS headers are served yet).
     #[serde(default)]
     pub cors: Option<Value>,
     /// Largest body, raw and decompressed, in bytes (≤ 0 → 20 MiB).
@@ -153,14 +154,15 @@ pub struct HttpServerConfig {
     /// connection (absent → 30 s, 0 → `read_timeout`).
     #[serde(default)]
     pub read_header_timeout: Option<GoDuration>,
-    /// Accepted, not applied: responses are small and written at once.
+    /// Time from a request's headers to its response (absent or 0 → none); when it runs
+    /// out the connection is closed without an answer.
     #[serde(default)]
     pub write_timeout: Option<GoDuration>,
     /// Time a connection may stay without a request in flight (absent → 60 s, 0 →
     /// `read_timeout`).
     #[serde(default)]
     pub idle_timeout: Option<GoDuration>,
-    /// Accepted.
+    /// `false`: an HTTP/1 connection serves one request, then closes (default true).
     #[serde(default)]
     pub keep_alives_enabled: Option<bool>,
     /// Accepted.
@@ -202,6 +204,14 @@ fn unsupported(what: &str, v: &Option<Value>, errs: &mut Vec<KeyError>) {
     }
 }
 
+/// Whether a `cors` block allows any origin; upstream serves no CORS headers without
+/// `allowed_origins`, so an empty block is what wasmcol does too.
+fn cors_allows_an_origin(cors: Option<&Value>) -> bool {
+    cors.and_then(|c| c.get("allowed_origins"))
+        .and_then(Value::as_sequence)
+        .is_some_and(|origins| !origins.is_empty())
+}
+
 /// Builds `otlp` receivers.
 pub struct OtlpReceiverFactory;
 
@@ -222,6 +232,14 @@ impl ReceiverFactory for OtlpReceiverFactory {
                         errs.push(KeyError::new(
                             "protocols.grpc.middlewares",
                             "not supported by wasmcol",
+                        ));
+                    }
+                    if g.keepalive.as_ref().is_some_and(|k| {
+                        k.enforcement_policy.as_ref().is_some_and(|v| !v.is_null())
+                    }) {
+                        errs.push(KeyError::new(
+                            "protocols.grpc.keepalive.enforcement_policy",
+                            "not supported by wasmcol (client pings are not policed)",
                         ));
                     }
                     if g.transport.as_deref().is_some_and(|t| t != "tcp") {
@@ -251,6 +269,12 @@ impl ReceiverFactory for OtlpReceiverFactory {
                     unsupported("protocols.http.auth", &h.auth, &mut errs);
                     if h.tls.is_some() {
                         errs.push(KeyError::new("protocols.http.tls", "TLS on the OTLP/HTTP receiver is not supported yet; use the gRPC protocol for TLS"));
+                    }
+                    if cors_allows_an_origin(h.cors.as_ref()) {
+                        errs.push(KeyError::new(
+                            "protocols.http.cors",
+                            "not supported by wasmcol (no CORS headers are served, so browsers would be refused)",
+                        ));
                     }
                     for p in [
                         &mut h.traces_url_path,
@@ -494,6 +518,38 @@ mod tests {
                 "protocols",
                 "must specify at least one protocol when using the OTLP receiver"
             )]
+        );
+    }
+
+    /// Keys wasmcol cannot honour are refused with their path, not accepted and ignored;
+    /// an empty `cors` block (no origin allowed) serves no CORS headers upstream either.
+    #[test]
+    fn unhonoured_keys_are_refused() {
+        let e = build(
+            "protocols:\n  grpc:\n    keepalive:\n      enforcement_policy:\n        min_time: 10s\n  http:\n    cors:\n      allowed_origins: [\"https://*.example.com\"]",
+        );
+        let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "protocols.grpc.keepalive.enforcement_policy",
+                "protocols.http.cors"
+            ],
+            "{e}"
+        );
+        assert!(
+            e.0.iter()
+                .all(|p| p.message.starts_with("not supported by wasmcol")),
+            "{e}"
+        );
+        let body: Value = serde_yaml::from_str(
+            "protocols:\n  http:\n    cors: {allowed_origins: []}\n    write_timeout: 5s\n    keep_alives_enabled: false",
+        )
+        .unwrap();
+        assert!(
+            OtlpReceiverFactory
+                .create(&ctx(), &body, ReceiverConsumers::default())
+                .is_ok()
         );
     }
 
