@@ -75,10 +75,10 @@ pub struct DnsResolver {
     /// The name to resolve.
     #[serde(default)]
     pub hostname: String,
-    /// Added to each address; when empty the ring key is the bare address and the exporter
-    /// endpoint gets `:4317`.
+    /// Added to each address (a number or a string); when empty the ring key is the bare
+    /// address and the exporter endpoint gets `:4317`.
     #[serde(default)]
-    pub port: Option<String>,
+    pub port: Option<Value>,
     /// Time between resolutions (5s).
     #[serde(default = "five_seconds")]
     pub interval: GoDuration,
@@ -267,9 +267,29 @@ impl Config {
                 ));
                 return None;
             }
+            let port = match &d.port {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(Value::String(s)) if s.is_empty() => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => {
+                    errs.push(KeyError::new(
+                        "resolver.dns.port",
+                        format!("expected a port number, got {other:?}"),
+                    ));
+                    return None;
+                }
+            };
+            if port.as_deref().is_some_and(|p| p.parse::<u16>().is_err()) {
+                errs.push(KeyError::new(
+                    "resolver.dns.port",
+                    format!("invalid port {:?}", port.unwrap_or_default()),
+                ));
+                return None;
+            }
             return Some(Resolver::Dns {
                 hostname: d.hostname.clone(),
-                port: d.port.clone().filter(|p| !p.is_empty()),
+                port,
                 interval: d.interval.into(),
                 timeout: d.timeout.into(),
             });
@@ -317,6 +337,15 @@ mod tests {
                 interval: std::time::Duration::from_secs(5),
                 timeout: std::time::Duration::from_secs(1),
             }
+        );
+        let c = check(
+            "routing_key: service\nresolver:\n  dns:\n    hostname: gw\n    port: 5317",
+            Signal::Traces,
+        )
+        .unwrap();
+        assert!(
+            matches!(&c.resolver, Resolver::Dns { port: Some(p), .. } if p == "5317"),
+            "{c:?}"
         );
         let c = check(
             "resolver:\n  static:\n    hostnames: [a:4317]",
