@@ -73,7 +73,9 @@ pub enum PermanentError {
     /// it, and again on a fresh instance): the data is the problem, so resending it cannot
     /// help. Receivers answer `INVALID_ARGUMENT` / 400. The reason is a short word; the
     /// details stay in the collector's log.
-    #[error("processor {processor} cannot process this data ({reason}); details are in the collector log")]
+    #[error(
+        "processor {processor} cannot process this data ({reason}); details are in the collector log"
+    )]
     InvalidData {
         /// The processor that failed.
         processor: String,

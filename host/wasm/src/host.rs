@@ -202,7 +202,11 @@ impl<K: ScopeAccess> HostBatch<K> {
                 value: from_proto(kv.value.as_ref()),
             })
             .collect();
-        cap.fits(out.iter().map(|kv| kv.key.len() + wit_cost(&kv.value)).sum())?;
+        cap.fits(
+            out.iter()
+                .map(|kv| kv.key.len() + wit_cost(&kv.value))
+                .sum(),
+        )?;
         Ok(out)
     }
 
@@ -555,8 +559,11 @@ impl wb::HostTraceBatch for StoreState {
         self.table
             .get_mut(&b)?
             .all_spans(&mut |s| out.push(s.trace_state.clone()))?;
-        self.limiter
-            .fits(out.iter().map(|s| s.len() + std::mem::size_of::<String>()).sum())?;
+        self.limiter.fits(
+            out.iter()
+                .map(|s| s.len() + std::mem::size_of::<String>())
+                .sum(),
+        )?;
         Ok(out)
     }
     fn set_trace_state(&mut self, b: Resource<TraceRes>, at: wt::ItemRef, ts: String) -> R<()> {

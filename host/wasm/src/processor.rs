@@ -320,8 +320,8 @@ impl PluginProcessor {
         };
         // A tick that fails here leaves the instance poisoned like a failed batch would.
         p.catch_up().await?;
-        // An encoded batch is kept for a reference count; a decoded one is copied if the
-        // plugin changes it before failing.
+        // An encoded batch is kept for a reference count; a decoded one is copied, since the
+        // plugin's view takes the message out of the batch.
         let replay = (self.spec.on_error == OnError::Refuse).then(|| batch.clone());
         let first = match self.attempt(pool, p, batch).await {
             Err(e) if e.may_be_the_data() => e,

@@ -634,10 +634,7 @@ async fn host_side_copies_count_against_the_memory_budget() {
         )
         .await
         .unwrap();
-        let e = p
-            .consume(encoded(&request(200, 1, 22)))
-            .await
-            .unwrap_err();
+        let e = p.consume(encoded(&request(200, 1, 22))).await.unwrap_err();
         // It fails the same way on a fresh instance: the data is refused for good.
         assert!(!e.is_retryable(), "{id}: {e}");
         assert!(e.to_string().contains("memory limit"), "{id}: {e}");
