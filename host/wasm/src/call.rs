@@ -1,5 +1,5 @@
 //! Calls into a plugin instance: every export (`info`, `configure`, `process-*`, `tick`) runs
-//! under the call's deadline, memory cap and fuel, and a failure is classified (trap,
+//! under the call's deadline, memory budget and fuel, and a failure is classified (trap,
 //! timeout, memory, plugin error).
 //!
 //! Calls are asynchronous (`call_async`) and yield to the executor at every epoch tick (1 ms),
