@@ -1,6 +1,8 @@
 //! End-to-end tests of the WebAssembly processors through the real binary (the seed's region
 //! and gateway configs with the bundled `resource` and `attributes` plugins run over mTLS in
-//! `e2e_tls.rs`): a trapping plugin under `on_error: refuse` (no acknowledged span lost), a
+//! `e2e_tls.rs`): a trapping plugin under `on_error: refuse` (no acknowledged span lost; a
+//! trap that repeats on a fresh instance is 400 / `INVALID_ARGUMENT` with its details only in
+//! the log), a
 //! looping plugin (the collector stays up), `validate` with plugin config errors, and the
 //! `plugin inspect` / `plugin run` commands.
 // Test code: a failed expectation is reported by panicking.

@@ -1,6 +1,6 @@
 //! The plugin runtime with the real components built from `plugins/`: bundled plugins end to
-//! end through their factories, the misbehaving test plugins (trap, loop, alloc, error), the
-//! sandbox, the template, config errors with key paths, and the compile cache.
+//! end through their factories, the misbehaving test plugins (trap, loop, alloc, error, sleep,
+//! amplify), the sandbox, the template, config errors with key paths, and the compile cache.
 // Test code: a failed expectation is reported by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
