@@ -112,13 +112,14 @@ async fn repeated_trap_is_invalid_data_and_its_details_stay_in_the_log() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    let code = r.status();
     let st = wasmcol_otlp::RpcStatus::decode(r.bytes().await.unwrap()).unwrap();
-    assert_eq!(st.code, tonic::Code::InvalidArgument as i32);
-    assert!(st.message.contains("wasm/plugin"), "{}", st.message);
     for word in internals {
         assert!(!st.message.contains(word), "{word:?} in {:?}", st.message);
     }
+    assert!(st.message.contains("wasm/plugin"), "{}", st.message);
+    assert_eq!(code, 400);
+    assert_eq!(st.code, tonic::Code::InvalidArgument as i32);
 
     let mut client = TraceServiceClient::connect(collector.grpc_url("otlp"))
         .await
