@@ -1,6 +1,8 @@
 //! End-to-end tests of the WebAssembly processors through the real binary (the seed's region
 //! and gateway configs with the bundled `resource` and `attributes` plugins run over mTLS in
-//! `e2e_tls.rs`): a trapping plugin under `on_error: refuse` (no acknowledged span lost), a
+//! `e2e_tls.rs`): a trapping plugin under `on_error: refuse` (no acknowledged span lost; a
+//! trap that repeats on a fresh instance is 400 / `INVALID_ARGUMENT` with its details only in
+//! the log), a
 //! looping plugin (the collector stays up), `validate` with plugin config errors, and the
 //! `plugin inspect` / `plugin run` commands.
 // Test code: a failed expectation is reported by panicking.
@@ -12,6 +14,7 @@ mod plugins_support;
 use common::{Backend, Collector, WAIT, eventually, metric_value, run_cli, write_config};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use plugins_support::{isolate_cache, spans_request};
+use prost::Message;
 use wasmcol_wasm::bundled::test_paths;
 
 fn wasm_forwarder(backend: &Backend, processor: &str) -> String {
@@ -40,8 +43,9 @@ service:
     )
 }
 
-/// Acceptance 4 through the binary: a plugin that traps on every second batch, with
-/// `on_error: refuse`. Refused requests get UNAVAILABLE; every acknowledged span arrives.
+/// Acceptance 4 through the binary: a plugin that traps on every second call of an
+/// instance, with `on_error: refuse`. The trap does not repeat on a fresh instance, so the
+/// batch is run again there and goes on: nothing is refused, every span arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trapping_plugin_refuses_and_loses_nothing_acknowledged() {
     isolate_cache();
@@ -56,22 +60,13 @@ async fn trapping_plugin_refuses_and_loses_nothing_acknowledged() {
     let mut client = TraceServiceClient::connect(collector.grpc_url("otlp"))
         .await
         .unwrap();
-    let mut acked = 0usize;
-    let mut refused = 0usize;
     for i in 0..10u8 {
-        match client.export(spans_request(5, i)).await {
-            Ok(_) => acked += 5,
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-                refused += 1;
-            }
-        }
+        client.export(spans_request(5, i)).await.unwrap();
     }
-    assert!(refused > 0, "the trap plugin never trapped");
-    assert!(backend.wait_for_spans(acked).await);
+    assert!(backend.wait_for_spans(50).await);
     assert_eq!(
         backend.spans().len(),
-        acked,
+        50,
         "acknowledged spans lost or duplicated"
     );
     let metrics = collector.scrape().await;
@@ -79,7 +74,79 @@ async fn trapping_plugin_refuses_and_loses_nothing_acknowledged() {
         &metrics,
         r#"wasmcol_plugin_errors_total{processor="wasm/plugin",reason="trap"}"#,
     );
-    assert_eq!(traps, Some(refused as f64), "{metrics}");
+    assert!(traps.unwrap_or(0.0) >= 1.0, "{metrics}");
+    let rejected = metric_value(
+        &metrics,
+        r#"wasmcol_plugin_rejected_items_total{processor="wasm/plugin"}"#,
+    );
+    assert_eq!(rejected.unwrap_or(0.0), 0.0, "{metrics}");
+}
+
+/// A plugin that traps on every batch, over the real receivers: the trap repeats on a fresh
+/// instance, so the data is refused as invalid (400 / INVALID_ARGUMENT, not a retryable 503
+/// the client would resend forever) and counted. The client reads the processor's name and
+/// the kind of failure only; the panic message the plugin wrote to stderr and the wasm
+/// backtrace are in the collector's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_trap_is_invalid_data_and_its_details_stay_in_the_log() {
+    isolate_cache();
+    let backend = Backend::start().await;
+    let config = wasm_forwarder(
+        &backend,
+        &format!(
+            "  wasm/plugin:\n    path: {}\n    config: {{ every: 1 }}\n",
+            test_paths::TRAP
+        ),
+    )
+    .replace(
+        "        endpoint: 127.0.0.1:0\n",
+        "        endpoint: 127.0.0.1:0\n      http:\n        endpoint: 127.0.0.1:0\n",
+    );
+    let collector = Collector::start(&config);
+    let internals = ["test_trap", "panicked", "backtrace", "stderr", "0x"];
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/traces", collector.http_url("otlp")))
+        .header("content-type", "application/x-protobuf")
+        .body(spans_request(4, 1).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let code = r.status();
+    let st = wasmcol_otlp::RpcStatus::decode(r.bytes().await.unwrap()).unwrap();
+    for word in internals {
+        assert!(!st.message.contains(word), "{word:?} in {:?}", st.message);
+    }
+    assert!(st.message.contains("wasm/plugin"), "{}", st.message);
+    assert_eq!(code, 400);
+    assert_eq!(st.code, tonic::Code::InvalidArgument as i32);
+
+    let mut client = TraceServiceClient::connect(collector.grpc_url("otlp"))
+        .await
+        .unwrap();
+    let status = client.export(spans_request(6, 2)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    for word in internals {
+        assert!(!status.message().contains(word), "{word:?} in {status:?}");
+    }
+
+    // The details are logged.
+    assert!(
+        eventually(WAIT, || async {
+            let log = collector.log().join("\n");
+            log.contains("test_trap: trapping on call") && log.contains("backtrace")
+        })
+        .await,
+        "{}",
+        collector.log().join("\n")
+    );
+    assert_eq!(
+        collector
+            .metric(r#"wasmcol_plugin_rejected_items_total{processor="wasm/plugin"}"#)
+            .await,
+        Some(10.0)
+    );
+    assert!(backend.spans().is_empty());
 }
 
 /// A plugin that never returns: the deadline ends each call, the collector keeps serving

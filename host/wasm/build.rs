@@ -29,6 +29,8 @@ const FOR_TESTS: &[(&str, &str)] = &[
     ("ALLOC", "wasmcol_test_alloc"),
     ("ERROR", "wasmcol_test_error"),
     ("SANDBOX", "wasmcol_test_sandbox"),
+    ("SLEEP", "wasmcol_test_sleep"),
+    ("AMPLIFY", "wasmcol_test_amplify"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

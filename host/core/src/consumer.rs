@@ -69,6 +69,19 @@ pub enum PermanentError {
         /// The plugin's reason.
         message: String,
     },
+    /// A processor fails on this data every time (a plugin trapped or ran out of memory on
+    /// it, and again on a fresh instance): the data is the problem, so resending it cannot
+    /// help. Receivers answer `INVALID_ARGUMENT` / 400. The reason is a short word; the
+    /// details stay in the collector's log.
+    #[error(
+        "processor {processor} cannot process this data ({reason}); details are in the collector log"
+    )]
+    InvalidData {
+        /// The processor that failed.
+        processor: String,
+        /// What happened, in a word or two (`trap`, `memory limit`).
+        reason: String,
+    },
     /// No pipeline takes this signal from the receiver.
     #[error("no pipeline for {signal}")]
     NoPipeline {
@@ -118,6 +131,12 @@ impl PermanentError {
             context: context.into(),
             source: Box::new(self),
         }
+    }
+
+    /// Whether the data itself is at fault ([`PermanentError::InvalidData`], under any
+    /// context layers), as opposed to a failure on the collector's or backend's side.
+    pub fn is_invalid_data(&self) -> bool {
+        matches!(self.root(), PermanentError::InvalidData { .. })
     }
 
     /// The innermost error, under any [`PermanentError::Context`] layers.

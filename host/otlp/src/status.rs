@@ -24,6 +24,12 @@ pub struct RpcStatus {
 pub fn grpc_status(e: &ConsumeError) -> tonic::Status {
     use tonic_types::{ErrorDetails, StatusExt};
     match e {
+        // Data a processor fails on every time is the client's problem, like a malformed
+        // request; other permanent errors are the collector's or the backend's (upstream
+        // answers Internal for a permanent error without a gRPC status).
+        ConsumeError::Permanent(m) if m.is_invalid_data() => {
+            tonic::Status::invalid_argument(m.to_string())
+        }
         ConsumeError::Permanent(m) => tonic::Status::internal(m.to_string()),
         ConsumeError::Retryable {
             message,
@@ -178,5 +184,22 @@ mod tests {
             Some(MAX_RETRY_HINT)
         );
         assert_eq!(http_code_for_grpc(tonic::Code::ResourceExhausted), 429);
+    }
+
+    #[test]
+    fn invalid_data_is_invalid_argument_other_permanent_errors_internal() {
+        let bad = ConsumeError::Permanent(
+            PermanentError::InvalidData {
+                processor: "wasm/p".into(),
+                reason: "trap".into(),
+            }
+            .context("fan-out"),
+        );
+        let s = grpc_status(&bad);
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert_eq!(http_code_for_grpc(s.code()), 400);
+        assert!(s.message().contains("processor wasm/p"), "{}", s.message());
+        let other = grpc_status(&ConsumeError::permanent("backend said no"));
+        assert_eq!(other.code(), tonic::Code::Internal);
     }
 }

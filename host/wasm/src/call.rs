@@ -1,9 +1,11 @@
 //! Calls into a plugin instance: every export (`info`, `configure`, `process-*`, `tick`) runs
-//! under the call's deadline, memory cap and fuel, and a failure is classified (trap,
+//! under the call's deadline, memory budget and fuel, and a failure is classified (trap,
 //! timeout, memory, plugin error).
 //!
 //! Calls are asynchronous (`call_async`) and yield to the executor at every epoch tick (1 ms),
-//! so a slow plugin never pins a tokio worker and a deadline is checked at each tick. The
+//! so a slow plugin never pins a tokio worker and a deadline is checked at each tick. A timer
+//! on the whole call also ends it while the plugin waits in a WASI host call, where no tick
+//! is checked. The
 //! sync alternative needs a thread hop per batch (`spawn_blocking`) to stay off the async
 //! workers; the async path adds about a microsecond per call instead.
 
@@ -27,7 +29,8 @@ use crate::store::StoreState;
 pub struct Limits {
     /// Wall-clock deadline per call.
     pub timeout: Duration,
-    /// Linear memory cap, MiB.
+    /// Memory budget of an instance, MiB: all its linear memories and tables, plus what the
+    /// host holds on its behalf during a call.
     pub memory_mib: u64,
     /// Fuel per call, when the plugin runs on the fuel-metering engine.
     pub fuel: Option<u64>,
@@ -124,12 +127,24 @@ impl Instance {
         let data = self.store.data_mut();
         data.deadline = Instant::now() + self.limits.timeout;
         data.timed_out = false;
+        data.limiter.begin_call();
         self.store.set_epoch_deadline(1);
         if let Some(fuel) = self.limits.fuel {
             let _ = self.store.set_fuel(fuel);
         }
-        let result = f(&mut self.store).await;
-        result.map_err(|e| self.classify(e))
+        // The epoch callback only runs while wasm code runs; a plugin waiting in a WASI host
+        // call (a monotonic-clock pollable, `std::thread::sleep`) runs none. The timer on
+        // the whole call covers those waits: dropping the call's future cancels the guest,
+        // and the instance, now unusable, is thrown away like after any timeout.
+        let timeout = self.limits.timeout;
+        let outcome = tokio::time::timeout(timeout, f(&mut self.store)).await;
+        match outcome {
+            Ok(result) => result.map_err(|e| self.classify(e)),
+            Err(_) => {
+                self.store.data_mut().timed_out = true;
+                Err(CallError::Timeout(timeout))
+            }
+        }
     }
 
     fn classify(&self, e: wasmtime::Error) -> CallError {
@@ -275,13 +290,11 @@ impl Instance {
         let result = self
             .guarded(|s| call(b, s, Resource::new_borrow(rep)))
             .await;
-        let hb = self
-            .store
-            .data_mut()
-            .table
-            .delete(res)
-            .map_err(|e| CallError::Trap(e.to_string()))?;
-        match result? {
+        let hb = self.store.data_mut().table.delete(res);
+        // A failed call's error says more than a batch the instance can no longer return.
+        let outcome = result?;
+        let hb = hb.map_err(|e| CallError::Trap(e.to_string()))?;
+        match outcome {
             Ok(outcome) => Ok((outcome, hb)),
             Err(bindings::ProcessError::Permanent(message)) => Err(CallError::Plugin {
                 permanent: true,

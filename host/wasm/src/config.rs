@@ -24,10 +24,11 @@ pub enum OnError {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Wall-clock time per call (default 1s).
+    /// Wall-clock time per call (default 1s), waits inside WASI host calls included.
     #[serde(default)]
     pub timeout: Option<GoDuration>,
-    /// Linear memory cap in MiB (default 128, at most 1024).
+    /// Memory budget of each instance in MiB (default 128, at most 1024): all its linear
+    /// memories and tables, plus what the host holds for it during a call.
     #[serde(default)]
     pub memory_mib: Option<u64>,
     /// Instructions' worth of fuel per call. Runs the plugin on a fuel-metering engine

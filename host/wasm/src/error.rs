@@ -52,6 +52,24 @@ impl CallError {
         }
     }
 
+    /// Whether the failure may be caused by the data alone, so that the same batch is worth
+    /// trying once more on a fresh instance to tell (a trap, the memory budget). A timeout
+    /// depends on load as much as on data, and a plugin's own error says what it means.
+    pub fn may_be_the_data(&self) -> bool {
+        matches!(self, CallError::Trap(_) | CallError::Memory(_))
+    }
+
+    /// What a client may be told: the kind of failure, never a backtrace or the plugin's
+    /// output (those are logged).
+    pub fn public_reason(&self) -> &'static str {
+        match self {
+            CallError::Trap(_) => "trap",
+            CallError::Timeout(_) => "time limit",
+            CallError::Memory(_) => "memory limit",
+            CallError::Plugin { .. } => "plugin error",
+        }
+    }
+
     /// Whether the instance must be thrown away (any trap leaves it unusable).
     pub fn poisons(&self) -> bool {
         !matches!(self, CallError::Plugin { .. })

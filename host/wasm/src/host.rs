@@ -12,7 +12,25 @@ use crate::batch::{
 };
 use crate::bindings::wasmcol::plugin::batch as wb;
 use crate::bindings::wasmcol::plugin::types as wt;
-use crate::store::StoreState;
+use crate::store::{MemoryCap, StoreState};
+
+/// What one attribute costs the host beyond its key and value bytes.
+const KV_OVERHEAD: usize = std::mem::size_of::<PKv>() + std::mem::size_of::<PAny>();
+
+/// Bytes the host holds for one attribute set on the plugin's behalf.
+fn kv_cost(key: &str, value: &PAny) -> usize {
+    key.len() + value.encoded_len() + KV_OVERHEAD
+}
+
+/// Bytes of a value handed to the plugin (what the host copies out of the batch).
+fn wit_cost(v: &wt::AnyValue) -> usize {
+    KV_OVERHEAD
+        + match v {
+            wt::AnyValue::Str(s) => s.len(),
+            wt::AnyValue::Bytes(b) | wt::AnyValue::Nested(b) => b.len(),
+            _ => 8,
+        }
+}
 
 /// Where an attribute call points.
 enum Loc {
@@ -175,15 +193,21 @@ impl<K: ScopeAccess> HostBatch<K> {
         Ok(find(attrs, &key).map(|kv| from_proto(kv.value.as_ref())))
     }
 
-    fn attributes(&mut self, at: wt::Target) -> R<Vec<wt::KeyValue>> {
-        Ok(self
+    fn attributes(&mut self, at: wt::Target, cap: &mut MemoryCap) -> R<Vec<wt::KeyValue>> {
+        let out: Vec<wt::KeyValue> = self
             .attrs(&at)?
             .iter()
             .map(|kv| wt::KeyValue {
                 key: kv.key.clone(),
                 value: from_proto(kv.value.as_ref()),
             })
-            .collect())
+            .collect();
+        cap.fits(
+            out.iter()
+                .map(|kv| kv.key.len() + wit_cost(&kv.value))
+                .sum(),
+        )?;
+        Ok(out)
     }
 
     fn set_attribute(
@@ -192,9 +216,13 @@ impl<K: ScopeAccess> HostBatch<K> {
         key: String,
         value: wt::AnyValue,
         mode: wt::SetMode,
+        cap: &mut MemoryCap,
     ) -> R<bool> {
         let value = to_proto(value)?;
         let changed = set_in(self.attrs(&at)?, &key, &value, mode);
+        if changed {
+            cap.charge(kv_cost(&key, &value))?;
+        }
         self.modified |= changed;
         Ok(changed)
     }
@@ -208,11 +236,21 @@ impl<K: ScopeAccess> HostBatch<K> {
         Ok(changed)
     }
 
-    fn replace_attributes(&mut self, at: wt::Target, attributes: Vec<wt::KeyValue>) -> R<()> {
+    fn replace_attributes(
+        &mut self,
+        at: wt::Target,
+        attributes: Vec<wt::KeyValue>,
+        cap: &mut MemoryCap,
+    ) -> R<()> {
         let new = attributes
             .into_iter()
             .map(|a| Ok(kv(a.key, to_proto(a.value)?)))
             .collect::<R<Vec<_>>>()?;
+        cap.charge(
+            new.iter()
+                .map(|a| kv_cost(&a.key, a.value.as_ref().unwrap_or(&PAny::default())))
+                .sum(),
+        )?;
         *self.attrs(&at)? = new;
         self.modified = true;
         Ok(())
@@ -224,8 +262,34 @@ impl<K: ScopeAccess> HostBatch<K> {
         key: String,
         value: wt::AnyValue,
         mode: wt::SetMode,
+        cap: &mut MemoryCap,
     ) -> R<u32> {
         let value = to_proto(value)?;
+        // One copy of the value per attribute set: refuse before copying when every set
+        // taking it would not fit, and count what was stored after.
+        let per = kv_cost(&key, &value);
+        cap.fits(self.set_count(level).saturating_mul(per))?;
+        let changed = self.set_attribute_all_unchecked(level, key, value, mode)?;
+        cap.charge((changed as usize).saturating_mul(per))?;
+        Ok(changed)
+    }
+
+    /// How many attribute sets `level` covers.
+    fn set_count(&self, level: wt::Level) -> usize {
+        match level {
+            wt::Level::Resource => self.lazy.resources.len(),
+            wt::Level::Scope => self.lazy.resources.iter().map(|r| r.scopes.len()).sum(),
+            wt::Level::Item => self.lazy.item_count(),
+        }
+    }
+
+    fn set_attribute_all_unchecked(
+        &mut self,
+        level: wt::Level,
+        key: String,
+        value: PAny,
+        mode: wt::SetMode,
+    ) -> R<u32> {
         let mut changed = 0u32;
         if level == wt::Level::Item
             && mode == wt::SetMode::Insert
@@ -263,11 +327,17 @@ impl<K: ScopeAccess> HostBatch<K> {
         Ok(changed)
     }
 
-    fn attribute_all(&mut self, level: wt::Level, key: String) -> R<Vec<Option<wt::AnyValue>>> {
+    fn attribute_all(
+        &mut self,
+        level: wt::Level,
+        key: String,
+        cap: &mut MemoryCap,
+    ) -> R<Vec<Option<wt::AnyValue>>> {
         let mut out = Vec::new();
         self.each(level, &mut |attrs| {
             out.push(find(attrs, &key).map(|kv| from_proto(kv.value.as_ref())));
         })?;
+        cap.fits(out.iter().flatten().map(wit_cost).sum())?;
         Ok(out)
     }
 
@@ -299,12 +369,20 @@ impl<K: ScopeAccess> HostBatch<K> {
         Ok(self.lazy.item_count() as u32)
     }
 
-    fn to_otlp(&self) -> Vec<u8> {
-        self.lazy.encode().to_vec()
+    fn to_otlp(&self, cap: &mut MemoryCap) -> R<Vec<u8>> {
+        let out = self.lazy.encode().to_vec();
+        cap.fits(out.len())?;
+        Ok(out)
     }
 
-    fn replace_from_otlp(&mut self, otlp: Vec<u8>) -> Result<(), String> {
-        let req = K::Request::decode(otlp.as_slice()).map_err(|e| e.to_string())?;
+    fn replace_from_otlp(&mut self, otlp: Vec<u8>, cap: &mut MemoryCap) -> R<Result<(), String>> {
+        // The decoded batch takes at least its encoded size.
+        cap.charge(otlp.len())?;
+        Ok(self.replace_from_bytes(&otlp))
+    }
+
+    fn replace_from_bytes(&mut self, otlp: &[u8]) -> Result<(), String> {
+        let req = K::Request::decode(otlp).map_err(|e| e.to_string())?;
         self.lazy = LazyRequest::from_message(req);
         self.modified = true;
         Ok(())
@@ -395,7 +473,7 @@ macro_rules! common_methods {
             self.table.get_mut(&b)?.attribute(at, key)
         }
         fn attributes(&mut self, b: Resource<$res>, at: wt::Target) -> R<Vec<wt::KeyValue>> {
-            self.table.get_mut(&b)?.attributes(at)
+            self.table.get_mut(&b)?.attributes(at, &mut self.limiter)
         }
         fn set_attribute(
             &mut self,
@@ -405,7 +483,9 @@ macro_rules! common_methods {
             value: wt::AnyValue,
             mode: wt::SetMode,
         ) -> R<bool> {
-            self.table.get_mut(&b)?.set_attribute(at, key, value, mode)
+            self.table
+                .get_mut(&b)?
+                .set_attribute(at, key, value, mode, &mut self.limiter)
         }
         fn remove_attribute(&mut self, b: Resource<$res>, at: wt::Target, key: String) -> R<bool> {
             self.table.get_mut(&b)?.remove_attribute(at, key)
@@ -416,7 +496,9 @@ macro_rules! common_methods {
             at: wt::Target,
             attributes: Vec<wt::KeyValue>,
         ) -> R<()> {
-            self.table.get_mut(&b)?.replace_attributes(at, attributes)
+            self.table
+                .get_mut(&b)?
+                .replace_attributes(at, attributes, &mut self.limiter)
         }
         fn set_attribute_all(
             &mut self,
@@ -428,7 +510,7 @@ macro_rules! common_methods {
         ) -> R<u32> {
             self.table
                 .get_mut(&b)?
-                .set_attribute_all(level, key, value, mode)
+                .set_attribute_all(level, key, value, mode, &mut self.limiter)
         }
         fn attribute_all(
             &mut self,
@@ -436,16 +518,20 @@ macro_rules! common_methods {
             level: wt::Level,
             key: String,
         ) -> R<Vec<Option<wt::AnyValue>>> {
-            self.table.get_mut(&b)?.attribute_all(level, key)
+            self.table
+                .get_mut(&b)?
+                .attribute_all(level, key, &mut self.limiter)
         }
         fn retain(&mut self, b: Resource<$res>, keep: Vec<bool>) -> R<u32> {
             self.table.get_mut(&b)?.retain(keep)
         }
         fn to_otlp(&mut self, b: Resource<$res>) -> R<Vec<u8>> {
-            Ok(self.table.get(&b)?.to_otlp())
+            self.table.get(&b)?.to_otlp(&mut self.limiter)
         }
         fn replace_from_otlp(&mut self, b: Resource<$res>, otlp: Vec<u8>) -> R<Result<(), String>> {
-            Ok(self.table.get_mut(&b)?.replace_from_otlp(otlp))
+            self.table
+                .get_mut(&b)?
+                .replace_from_otlp(otlp, &mut self.limiter)
         }
         fn drop(&mut self, _b: Resource<$res>) -> R<()> {
             // Plugins only ever borrow batches; the host deletes them after the call.
@@ -465,6 +551,7 @@ impl wb::HostTraceBatch for StoreState {
         self.table
             .get_mut(&b)?
             .all_spans(&mut |s| out.extend_from_slice(&id16(&s.trace_id)))?;
+        self.limiter.fits(out.len())?;
         Ok(out)
     }
     fn trace_states(&mut self, b: Resource<TraceRes>) -> R<Vec<String>> {
@@ -472,15 +559,22 @@ impl wb::HostTraceBatch for StoreState {
         self.table
             .get_mut(&b)?
             .all_spans(&mut |s| out.push(s.trace_state.clone()))?;
+        self.limiter.fits(
+            out.iter()
+                .map(|s| s.len() + std::mem::size_of::<String>())
+                .sum(),
+        )?;
         Ok(out)
     }
     fn set_trace_state(&mut self, b: Resource<TraceRes>, at: wt::ItemRef, ts: String) -> R<()> {
+        self.limiter.charge(ts.len())?;
         let batch = self.table.get_mut(&b)?;
         batch.span_mut(&at)?.trace_state = ts;
         batch.modified = true;
         Ok(())
     }
     fn set_span_name(&mut self, b: Resource<TraceRes>, at: wt::ItemRef, name: String) -> R<()> {
+        self.limiter.charge(name.len())?;
         let batch = self.table.get_mut(&b)?;
         batch.span_mut(&at)?.name = name;
         batch.modified = true;

@@ -8,9 +8,11 @@
 //! blocking pool (cached on disk by content hash and engine settings), instantiates it from
 //! an `InstancePre` with the pooling allocator and runs the guest's `configure`. The host
 //! keeps each batch and lends the plugin a handle; only what the plugin touches is decoded.
-//! Every call runs under a deadline and a memory cap. Each processor keeps a pool of
-//! instances, throws trapped ones away, and applies `on_error` (`refuse` by default: the
-//! sender gets a retryable error and nothing acknowledged is lost).
+//! Every call runs under a deadline (guest code and WASI waits alike) and one memory budget
+//! per instance (all its memories and tables, and what the host holds for it). Each
+//! processor keeps a pool of instances, throws trapped ones away, and applies `on_error`
+//! (`refuse` by default: the sender gets a retryable error, or a permanent one when the
+//! plugin fails on the same batch again on a fresh instance; nothing acknowledged is lost).
 //!
 //! Modules, each one job; each imports only modules listed before it: `store` (store
 //! state), `batch` (the lent batch), `bindings` (generated from the WIT), `splice` (attribute

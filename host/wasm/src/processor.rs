@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, Consumer, ConsumerRef, Counter, CreateContext,
-    Histogram, Lifecycle, Processor, Signal, Tasks,
+    Histogram, Lifecycle, PermanentError, Processor, Signal, Tasks,
 };
 
 use crate::cache::sha256_hex;
@@ -33,6 +33,7 @@ struct PluginMetrics {
     memory: Counter,
     error: Counter,
     dropped: Counter,
+    rejected: Counter,
 }
 
 impl PluginMetrics {
@@ -66,6 +67,12 @@ impl PluginMetrics {
                 "Items discarded because a plugin call failed under on_error: drop.",
                 &[("processor", id)],
             ),
+            rejected: m.counter(
+                "wasmcol_plugin_rejected_items",
+                "Items refused as invalid data (INVALID_ARGUMENT / 400) because the plugin trapped \
+                 or ran out of memory on them twice, the second time on a fresh instance.",
+                &[("processor", id)],
+            ),
         }
     }
 
@@ -75,6 +82,22 @@ impl PluginMetrics {
             CallError::Timeout(_) => self.timeout.inc(),
             CallError::Memory(_) => self.memory.inc(),
             CallError::Plugin { .. } => self.error.inc(),
+        }
+    }
+}
+
+/// How a call into the plugin failed.
+struct Failure {
+    error: CallError,
+    /// A fresh instance failed on the same batch too: the data is at fault.
+    repeated: bool,
+}
+
+impl From<CallError> for Failure {
+    fn from(error: CallError) -> Self {
+        Failure {
+            error,
+            repeated: false,
         }
     }
 }
@@ -272,18 +295,24 @@ impl PluginProcessor {
         }
     }
 
-    async fn call(&self, batch: Batch) -> Result<Processed, CallError> {
+    /// Runs the batch through an instance of the pool. Under `on_error: refuse`, a trap or
+    /// memory failure is tried once more on a fresh instance: the sender's answer depends on
+    /// whether the data alone makes the plugin fail (permanent) or not (the fresh instance's
+    /// result is used).
+    async fn call(&self, batch: Batch) -> Result<Processed, Failure> {
         let Some(Prepared { plugin, pool }) = self.prepared.get() else {
             return Err(CallError::Plugin {
                 permanent: false,
                 message: "the processor was not prepared".into(),
-            });
+            }
+            .into());
         };
         let Some(_permit) = pool.permit().await else {
             return Err(CallError::Plugin {
                 permanent: false,
                 message: "the processor is shutting down".into(),
-            });
+            }
+            .into());
         };
         let mut p = match pool.take() {
             Some(p) => p,
@@ -291,6 +320,35 @@ impl PluginProcessor {
         };
         // A tick that fails here leaves the instance poisoned like a failed batch would.
         p.catch_up().await?;
+        // An encoded batch is kept for a reference count; a decoded one is copied, since the
+        // plugin's view takes the message out of the batch.
+        let replay = (self.spec.on_error == OnError::Refuse).then(|| batch.clone());
+        let first = match self.attempt(pool, p, batch).await {
+            Err(e) if e.may_be_the_data() => e,
+            other => return other.map_err(Failure::from),
+        };
+        let Some(batch) = replay else {
+            return Err(first.into());
+        };
+        self.metrics.failed(&first);
+        tracing::warn!(processor = %self.id, reason = first.reason(), error = %first, "plugin call failed; trying the batch on a fresh instance");
+        let fresh = Pooled::new(self.new_instance(plugin).await?);
+        match self.attempt(pool, fresh, batch).await {
+            Err(error) if error.may_be_the_data() => Err(Failure {
+                error,
+                repeated: true,
+            }),
+            other => other.map_err(Failure::from),
+        }
+    }
+
+    /// One call on instance `p`, which goes back to the pool unless the call poisoned it.
+    async fn attempt(
+        &self,
+        pool: &Pool,
+        mut p: Pooled,
+        batch: Batch,
+    ) -> Result<Processed, CallError> {
         let start = Instant::now();
         self.metrics.calls.inc();
         let result = p.inst.process(batch).await;
@@ -306,32 +364,54 @@ impl PluginProcessor {
         result
     }
 
+    /// What the sender is told: the processor and the kind of failure; the details (trap
+    /// backtrace, the plugin's stderr) are only logged.
+    fn refusal(&self, f: Failure, items: usize) -> ConsumeError {
+        match f.error {
+            CallError::Plugin {
+                permanent: true,
+                message,
+            } => PermanentError::Plugin {
+                processor: self.id.clone(),
+                message,
+            }
+            .into(),
+            CallError::Plugin { message, .. } => {
+                ConsumeError::retryable(format!("processor {}: {message}", self.id))
+            }
+            e if f.repeated => {
+                self.metrics.rejected.add(items as u64);
+                PermanentError::InvalidData {
+                    processor: self.id.clone(),
+                    reason: e.public_reason().into(),
+                }
+                .into()
+            }
+            e => ConsumeError::retryable(format!(
+                "processor {}: plugin call failed ({}); details are in the collector log",
+                self.id,
+                e.public_reason()
+            )),
+        }
+    }
+
     async fn failed(
         &self,
-        e: CallError,
+        f: Failure,
         items: usize,
         original: Option<Batch>,
     ) -> Result<(), ConsumeError> {
-        self.metrics.failed(&e);
-        tracing::warn!(processor = %self.id, reason = e.reason(), error = %e, on_error = ?self.spec.on_error, "plugin call failed");
+        self.metrics.failed(&f.error);
+        tracing::warn!(processor = %self.id, reason = f.error.reason(), repeated = f.repeated, error = %f.error, on_error = ?self.spec.on_error, "plugin call failed");
         match self.spec.on_error {
-            OnError::Refuse => Err(match e {
-                CallError::Plugin {
-                    permanent: true,
-                    message,
-                } => ConsumeError::permanent(format!("processor {}: {message}", self.id)),
-                other => ConsumeError::retryable(format!("processor {}: {other}", self.id)),
-            }),
+            OnError::Refuse => Err(self.refusal(f, items)),
             OnError::Drop => {
                 self.metrics.dropped.add(items as u64);
                 Ok(())
             }
             OnError::Pass => match original {
                 Some(b) => self.next.consume(b).await,
-                None => Err(ConsumeError::retryable(format!(
-                    "processor {}: {e}",
-                    self.id
-                ))),
+                None => Err(self.refusal(f, items)),
             },
         }
     }

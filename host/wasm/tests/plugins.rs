@@ -1,6 +1,6 @@
 //! The plugin runtime with the real components built from `plugins/`: bundled plugins end to
-//! end through their factories, the misbehaving test plugins (trap, loop, alloc, error), the
-//! sandbox, the template, config errors with key paths, and the compile cache.
+//! end through their factories, the misbehaving test plugins (trap, loop, alloc, error, sleep,
+//! amplify), the sandbox, the template, config errors with key paths, and the compile cache.
 // Test code: a failed expectation is reported by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -475,8 +475,10 @@ fn wasm_yaml(path: &str, extra: &str) -> String {
     format!("path: {path}\n{extra}")
 }
 
+/// A trap that does not repeat on a fresh instance is not the data's fault: the batch is run
+/// again on a fresh instance, whose result goes on, and nothing is refused as invalid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trap_is_refused_retryably_and_the_instance_is_rebuilt() {
+async fn trap_that_does_not_repeat_is_served_by_a_fresh_instance() {
     let m = Metrics::new();
     let out = Arc::new(Capture::default());
     let p = build(
@@ -488,30 +490,180 @@ async fn trap_is_refused_retryably_and_the_instance_is_rebuilt() {
     )
     .await
     .unwrap();
-    let mut refused = 0;
     for i in 0..6u64 {
-        match p.consume(encoded(&request(10, 1, i))).await {
-            Ok(()) => {}
-            Err(e) => {
-                assert!(e.is_retryable(), "{e}");
-                assert!(e.to_string().contains("trapped"), "{e}");
-                refused += 1;
-            }
-        }
+        p.consume(encoded(&request(10, 1, i))).await.unwrap();
     }
-    // Every second call on an instance traps: with single-threaded use of the pool, calls
-    // 2, 4 and 6 trap and a fresh instance serves the next.
-    assert!(refused >= 1, "the trap plugin never trapped");
+    // Used one call at a time, the pool holds one instance: it traps on its second batch,
+    // and the fresh one that took that batch over is at its second batch with the next one.
     assert_eq!(
         counter(
             &m,
             "wasmcol_plugin_errors",
             &[("processor", "wasm/trap"), ("reason", "trap")]
         ),
-        refused
+        5
     );
-    // Nothing acknowledged was lost: every accepted batch arrived whole.
-    assert_eq!(out.spans() as u64, (6 - refused) * 10);
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_rejected_items",
+            &[("processor", "wasm/trap")]
+        ),
+        0
+    );
+    // Every batch arrived whole, once.
+    assert_eq!(out.spans(), 60);
+    assert_eq!(out.batches.lock().len(), 6);
+}
+
+/// A batch the plugin traps on every time (again on a fresh instance) is refused as
+/// permanent invalid data, counted, and the sender reads no trap details.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_that_repeats_on_a_fresh_instance_is_invalid_data() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/trap-always",
+        &wasm_yaml(test_paths::TRAP, "config: { every: 1 }\n"),
+        &m,
+        out.clone(),
+    )
+    .await
+    .unwrap();
+    for i in 0..2u64 {
+        let e = p.consume(encoded(&request(10, 1, i))).await.unwrap_err();
+        let ConsumeError::Permanent(pe) = &e else {
+            panic!("a repeating trap must be permanent: {e}")
+        };
+        assert!(pe.is_invalid_data(), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("wasm/trap-always"), "{text}");
+        for internal in ["test_trap", "panicked", "backtrace", "wasm"] {
+            assert!(
+                !text.replace("wasm/trap-always", "").contains(internal),
+                "{internal:?} in {text}"
+            );
+        }
+    }
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_rejected_items",
+            &[("processor", "wasm/trap-always")]
+        ),
+        20
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/trap-always"), ("reason", "trap")]
+        ),
+        4
+    );
+    assert_eq!(out.spans(), 0);
+}
+
+/// A plugin waiting in a WASI host call (`std::thread::sleep`: a monotonic-clock pollable)
+/// runs no wasm, so no epoch tick can stop it; the call's deadline still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_sleeping_in_wasi_is_stopped_at_its_deadline() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/sleep",
+        &wasm_yaml(
+            test_paths::SLEEP,
+            "config: { ms: 120000 }\nlimits: { timeout: 100ms }\n",
+        ),
+        &m,
+        out.clone(),
+    )
+    .await
+    .unwrap();
+    let start = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(20),
+        p.consume(encoded(&request(3, 1, 21))),
+    )
+    .await
+    .expect("the deadline does not cover a plugin waiting in WASI")
+    .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // A timeout depends on load as much as on the data: retryable, and said plainly.
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("time limit"), "{e}");
+    assert_eq!(
+        counter(
+            &m,
+            "wasmcol_plugin_errors",
+            &[("processor", "wasm/sleep"), ("reason", "timeout")]
+        ),
+        1
+    );
+    assert_eq!(out.spans(), 0);
+}
+
+/// What the host stores for a plugin counts against the plugin's memory budget: a plugin
+/// holding one 1 MiB string cannot make the host keep a copy per span, or per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_side_copies_count_against_the_memory_budget() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    for (id, config) in [
+        // 200 spans x 1 MiB, refused before the host copies anything.
+        ("wasm/amp-items", "{ kib: 1024 }"),
+        // One resource, 64 keys x 1 MiB, refused once the copies pass the budget.
+        ("wasm/amp-keys", "{ kib: 1024, keys: 64, resource: true }"),
+    ] {
+        let p = build(
+            "wasm",
+            id,
+            &wasm_yaml(
+                test_paths::AMPLIFY,
+                &format!("config: {config}\nlimits: {{ memory_mib: 16 }}\n"),
+            ),
+            &m,
+            out.clone(),
+        )
+        .await
+        .unwrap();
+        let e = p.consume(encoded(&request(200, 1, 22))).await.unwrap_err();
+        // It fails the same way on a fresh instance: the data is refused for good.
+        assert!(!e.is_retryable(), "{id}: {e}");
+        assert!(e.to_string().contains("memory limit"), "{id}: {e}");
+        assert_eq!(
+            counter(
+                &m,
+                "wasmcol_plugin_errors",
+                &[("processor", id), ("reason", "memory")]
+            ),
+            2,
+            "{id}"
+        );
+    }
+    assert_eq!(out.spans(), 0);
+    // Within the budget the same plugin works.
+    let p = build(
+        "wasm",
+        "wasm/amp-small",
+        &wasm_yaml(
+            test_paths::AMPLIFY,
+            "config: { kib: 1, keys: 2 }\nlimits: { memory_mib: 16 }\n",
+        ),
+        &m,
+        out.clone(),
+    )
+    .await
+    .unwrap();
+    p.consume(encoded(&request(200, 1, 23))).await.unwrap();
+    assert_eq!(out.spans(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
