@@ -139,3 +139,86 @@ async fn full_disk_refuses_then_recovers_without_restart() {
         &missing[..missing.len().min(10)]
     );
 }
+
+/// Scenario: 57 requests queued on disk, each its own group commit, while the backend
+/// refuses; the collector is SIGKILLed and one byte in the middle of its journal is damaged
+/// (a record's payload); then it restarts and the backend recovers.
+/// Guarantees: the collector starts on the same database (nothing set aside), cuts out only
+/// the damaged batch (kept beside the journal, logged), and delivers the other 56 requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_journal_batch_is_cut_and_rest_replayed() {
+    let backend = Backend::start().await;
+    backend.refuse(Some(tonic::Code::Unavailable));
+    let storage = tempfile::tempdir().unwrap();
+    let c = Collector::start(&persistent_config(&backend, storage.path()));
+    let mut cl = client(c.grpc_url("otlp")).await;
+    for i in 0..57 {
+        cl.export(request(i * 4, 4)).await.unwrap();
+    }
+    drop(cl);
+    let (dir, config) = c.sigkill();
+
+    let db = storage.path().join("fjall");
+    let journals: Vec<_> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jnl"))
+        .collect();
+    let journal = journals
+        .iter()
+        .find(|p| {
+            let b = std::fs::read(p).unwrap();
+            b.windows(2).filter(|w| w == b"WQ").count() >= 57
+        })
+        .expect("a journal holding the records");
+    let mut bytes = std::fs::read(journal).unwrap();
+    // The 20th record header ("WQ"), and a byte of its payload well past it.
+    let at = bytes
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == b"WQ")
+        .nth(19)
+        .map(|(i, _)| i)
+        .unwrap();
+    bytes[at + 40] ^= 0xff;
+    std::fs::write(journal, &bytes).unwrap();
+
+    backend.refuse(None);
+    let c = Collector::start_in(dir, config, false, &[]);
+    let all: Vec<u64> = (0..57 * 4).collect();
+    backend
+        .wait_until(WAIT, |r| {
+            wasmcol_testkit::spans::ids(&r.traces).len() >= 56 * 4
+        })
+        .await;
+    let got = delivery_support::arrivals(&backend);
+    let missing: Vec<u64> = all
+        .iter()
+        .copied()
+        .filter(|i| !got.contains_key(i))
+        .collect();
+    assert!(
+        missing.len() <= 4,
+        "{} of {} spans not replayed, e.g. {:?}",
+        missing.len(),
+        all.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert!(
+        c.log().iter().any(|l| l.contains("damaged journal batch")),
+        "no log line about the cut batch"
+    );
+    let entries: Vec<String> = std::fs::read_dir(storage.path())
+        .unwrap()
+        .chain(std::fs::read_dir(&db).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !entries.iter().any(|n| n.starts_with("fjall.corrupt")),
+        "the database was set aside: {entries:?}"
+    );
+    assert!(
+        entries.iter().any(|n| n.contains(".jnl.quarantine-")),
+        "the cut batch was not kept: {entries:?}"
+    );
+}

@@ -124,7 +124,8 @@ start_collector
 sleep 1
 q=$(metric wasmcol_exporter_queue_quarantined_records)
 c=$(metric wasmcol_file_storage_recovered_corrupt)
-aside=$(ls -d "$MNT"/storage/fjall.corrupt-* 2>/dev/null | wc -l)
-echo "figure: after_restart: quarantined_records=$q databases_set_aside=$((c > aside ? c : aside))"
-[ "$got" -ge "$acked" ] && [ "$q" = 0 ] && [ "$aside" = 0 ] && [ "$ok2" -gt 0 ] && [ "$err1" -gt 0 ] &&
+j=$(metric wasmcol_file_storage_journal_quarantined_records)
+aside=$(find "$MNT/storage" -maxdepth 1 -name "fjall.corrupt-*" | wc -l)
+echo "figure: after_restart: quarantined_records=$q journal_records_cut=$j databases_set_aside=$((c > aside ? c : aside))"
+[ "$got" -ge "$acked" ] && [ "$q" = 0 ] && [ "$j" = 0 ] && [ "$aside" = 0 ] && [ "$ok2" -gt 0 ] && [ "$err1" -gt 0 ] &&
   echo "RESULT: pass" || { echo "RESULT: FAIL (log: $WORK/collector.log)"; trap - EXIT; cleanup; exit 1; }

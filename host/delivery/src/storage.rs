@@ -11,7 +11,10 @@
 //! the journal reached the operating system, which survives a crash of the process but not of
 //! the machine.
 //!
-//! A database that fjall cannot recover is moved aside to `fjall.corrupt-<unix time>` and a
+//! A journal batch (one group commit) that fails its checksum is cut out of the journal and
+//! kept beside it (`<n>.jnl.quarantine-<offset>`, logged, counted in
+//! `wasmcol_file_storage_journal_quarantined_records`) and the database opens with the rest.
+//! A database that fjall still cannot recover is moved aside to `fjall.corrupt-<unix time>` and a
 //! fresh one is created (logged, counted in `wasmcol_file_storage_recovered_corrupt`) so a
 //! damaged disk never makes the collector crash-loop; the old files stay for inspection.
 //!
@@ -567,7 +570,36 @@ fn is_corruption(e: &fjall::Error) -> bool {
     }
 }
 
-fn open_db(cfg: &FileStorageConfig, id: &str, recovered: &Counter) -> Result<Database, String> {
+/// Cuts the journal batches that fail their checksum out of a database fjall would not open
+/// (see `journal`); true when something was cut, so opening again may work. The records in a
+/// cut batch are lost to the queue but kept on disk, logged and counted.
+fn repair(path: &Path, id: &str, e: &fjall::Error, quarantined: &Counter) -> bool {
+    if !matches!(e, fjall::Error::JournalRecovery(_)) {
+        return false;
+    }
+    match crate::journal::cut_damaged_batches(path) {
+        Ok(cut) if !cut.is_empty() => {
+            for b in &cut {
+                tracing::error!(extension = %id, error = %e, records = b.items, kept_at = %b.kept_at.display(),
+                    "file_storage: damaged journal batch cut out and kept aside; the rest of the database is replayed");
+                quarantined.add(u64::from(b.items));
+            }
+            true
+        }
+        Ok(_) => false,
+        Err(io) => {
+            tracing::error!(extension = %id, error = %io, "file_storage: cannot repair the journal");
+            false
+        }
+    }
+}
+
+fn open_db(
+    cfg: &FileStorageConfig,
+    id: &str,
+    recovered: &Counter,
+    quarantined: &Counter,
+) -> Result<Database, String> {
     if cfg.create_directory {
         create_dir(&cfg.directory, &cfg.directory_permissions)
             .map_err(|e| format!("cannot create {}: {e}", cfg.directory.display()))?;
@@ -576,6 +608,12 @@ fn open_db(cfg: &FileStorageConfig, id: &str, recovered: &Counter) -> Result<Dat
     let open = || Database::builder(&path).manual_journal_persist(true).open();
     match open() {
         Ok(db) => Ok(db),
+        Err(e) if is_corruption(&e) && repair(&path, id, &e, quarantined) => open().map_err(|e| {
+            format!(
+                "cannot open {} after cutting damaged batches: {e}",
+                path.display()
+            )
+        }),
         Err(e) if is_corruption(&e) => {
             let secs = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -621,6 +659,11 @@ impl Lifecycle for FileStorage {
             "Databases found corrupt at start, moved aside and recreated.",
             &labels,
         );
+        let quarantined = self.metrics.counter(
+            "wasmcol_file_storage_journal_quarantined_records",
+            "Records in damaged journal batches cut out at start and kept aside.",
+            &labels,
+        );
         let stats = WriterStats {
             commits: self.metrics.counter(
                 "wasmcol_file_storage_commits",
@@ -637,7 +680,7 @@ impl Lifecycle for FileStorage {
         let id = self.id.clone();
         let db = self
             .tasks
-            .spawn_blocking(move || open_db(&cfg, &id, &recovered))
+            .spawn_blocking(move || open_db(&cfg, &id, &recovered, &quarantined))
             .await
             .map_err(|e| ComponentError::new(format!("file_storage: open task failed: {e}")))?
             .map_err(|e| ComponentError::new(format!("file_storage: {e}")))?;
