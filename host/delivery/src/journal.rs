@@ -108,3 +108,66 @@ pub(crate) fn cut_damaged_batches(db: &Path) -> std::io::Result<Vec<CutBatch>> {
     }
     Ok(cut)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch as fjall writes it, with one item per value.
+    fn batch_bytes(seqno: u64, values: &[&[u8]]) -> Vec<u8> {
+        let mut items = Vec::new();
+        for v in values {
+            items.push(ITEM);
+            items.push(0); // value type
+            items.push(0); // no compression
+            items.extend_from_slice(&7u64.to_le_bytes());
+            items.extend_from_slice(&8u16.to_le_bytes());
+            items.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            items.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            items.extend_from_slice(&seqno.to_be_bytes());
+            items.extend_from_slice(v);
+        }
+        let mut b = vec![START];
+        b.extend_from_slice(&(values.len() as u32).to_le_bytes());
+        b.extend_from_slice(&seqno.to_le_bytes());
+        b.extend_from_slice(&items);
+        b.push(END);
+        b.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&items).to_le_bytes());
+        b.extend_from_slice(MAGIC);
+        b
+    }
+
+    #[test]
+    fn only_the_damaged_batch_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            batch_bytes(1, &[b"first"]),
+            batch_bytes(2, &[b"second", b"third"]),
+            batch_bytes(3, &[b"fourth"]),
+        );
+        let mut journal = [a.clone(), b.clone(), c.clone()].concat();
+        let damaged = a.len() + b.len() - 16;
+        journal[damaged] ^= 0xff;
+        // The zeroed preallocation, and a torn batch before it, stay as they were.
+        let torn = &batch_bytes(4, &[b"torn"])[..20];
+        journal.extend_from_slice(torn);
+        journal.extend_from_slice(&[0; 64]);
+        let path = dir.path().join("0.jnl");
+        std::fs::write(&path, &journal).unwrap();
+        std::fs::write(dir.path().join("other"), b"not a journal").unwrap();
+
+        let cut = cut_damaged_batches(dir.path()).unwrap();
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert_eq!(cut[0].items, 2);
+        let mut damaged_b = b.clone();
+        damaged_b[b.len() - 16] ^= 0xff;
+        assert_eq!(std::fs::read(&cut[0].kept_at).unwrap(), damaged_b);
+        let mut expected = [a, c].concat();
+        expected.extend_from_slice(torn);
+        expected.extend_from_slice(&[0; 64]);
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+
+        // A journal that is whole is left alone.
+        assert!(cut_damaged_batches(dir.path()).unwrap().is_empty());
+    }
+}
