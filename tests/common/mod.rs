@@ -85,6 +85,20 @@ impl Collector {
         Self::spawn(cmd, dir, config_path, yaml.contains("telemetry:"), &[])
     }
 
+    /// Like [`Collector::start`], with SIGXFSZ ignored, so that once the largest file the
+    /// collector may write is limited (`prlimit --pid <pid> --fsize=N`) a write past it fails
+    /// with EFBIG, as a write to a full disk fails with ENOSPC, instead of killing it.
+    pub fn start_ignoring_sigxfsz(yaml: &str) -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("trap '' XFSZ && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_wasmcol"));
+        Self::spawn(cmd, dir, config_path, yaml.contains("telemetry:"), &[])
+    }
+
     /// Starts (again) on an existing config file, e.g. after a crash.
     pub fn start_in(
         dir: tempfile::TempDir,

@@ -17,6 +17,7 @@
 
 pub mod chain;
 pub mod failover;
+mod journal;
 pub mod queue;
 pub mod record;
 pub mod retry;

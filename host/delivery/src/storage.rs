@@ -11,9 +11,19 @@
 //! the journal reached the operating system, which survives a crash of the process but not of
 //! the machine.
 //!
-//! A database that fjall cannot recover is moved aside to `fjall.corrupt-<unix time>` and a
+//! A journal batch (one group commit) that fails its checksum is cut out of the journal and
+//! kept beside it (`<n>.jnl.quarantine-<offset>`, logged, counted in
+//! `wasmcol_file_storage_journal_quarantined_records`) and the database opens with the rest.
+//! A database that fjall still cannot recover is moved aside to `fjall.corrupt-<unix time>` and a
 //! fresh one is created (logged, counted in `wasmcol_file_storage_recovered_corrupt`) so a
 //! damaged disk never makes the collector crash-loop; the old files stay for inspection.
+//!
+//! A write that fails (disk full, I/O error) poisons the fjall database: it refuses every
+//! later write until opened again. The writer then reopens it in place (see [`Store`]), so a
+//! disk that fills up and is freed again costs 503s, not a restart.
+//!
+//! Each storage is capped, by default at [`DEFAULT_CAP_BYTES`] of queued records
+//! (`max_size_mib` / `max_size`, wasmcol keys; `0` for no cap).
 //!
 //! Keys accepted for upstream compatibility with no effect: `timeout` (fjall takes its lock
 //! without waiting), `recreate` (moving a corrupt database aside is always on), and every
@@ -27,7 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use wasmcol_config::{GoDuration, Value};
@@ -42,6 +52,11 @@ const MAX_GROUP_OPS: usize = 4096;
 const MAX_GROUP_BYTES: usize = 64 << 20;
 /// Depth of the writer's channel.
 const WRITER_CHANNEL: usize = 8192;
+
+/// The storage cap when neither `max_size_mib` nor `max_size` is set: 1 GiB of queued
+/// records. A full storage refuses new data as retryable (503 / UNAVAILABLE with a retry hint)
+/// instead of filling the disk, which would stop every writer on it.
+pub const DEFAULT_CAP_BYTES: u64 = 1 << 30;
 
 /// `compaction` of upstream's file_storage: accepted, no effect (fjall compacts by itself).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -78,9 +93,10 @@ pub struct FileStorageConfig {
     /// Make every acknowledged write survive a power loss (`fdatasync` per group commit).
     pub fsync: bool,
     /// Cap on the bytes of all queued records in this storage, in MiB (0 = no cap).
-    pub max_size_mib: u64,
-    /// Upstream's cap in bytes (0 = no cap); the smaller non-zero of the two applies.
-    pub max_size: u64,
+    pub max_size_mib: Option<u64>,
+    /// The same cap in bytes (0 = no cap); with both set, the smaller non-zero one applies;
+    /// with neither, [`DEFAULT_CAP_BYTES`].
+    pub max_size: Option<u64>,
     /// Accepted, no effect.
     pub timeout: GoDuration,
     /// Accepted; a corrupt database is always moved aside and recreated.
@@ -96,8 +112,8 @@ impl Default for FileStorageConfig {
             create_directory: false,
             directory_permissions: "0750".into(),
             fsync: false,
-            max_size_mib: 0,
-            max_size: 0,
+            max_size_mib: None,
+            max_size: None,
             timeout: GoDuration::secs(1),
             recreate: false,
             compaction: CompactionConfig::default(),
@@ -106,13 +122,14 @@ impl Default for FileStorageConfig {
 }
 
 impl FileStorageConfig {
-    /// The byte cap, 0 for none.
+    /// The byte cap, 0 for none (only when set to 0 explicitly).
     pub fn cap_bytes(&self) -> u64 {
-        let mib = self.max_size_mib.saturating_mul(1 << 20);
+        let mib = self.max_size_mib.map(|m| m.saturating_mul(1 << 20));
         match (mib, self.max_size) {
-            (0, b) => b,
-            (m, 0) => m,
-            (m, b) => m.min(b),
+            (None, None) => DEFAULT_CAP_BYTES,
+            (Some(0) | None, Some(b)) => b,
+            (Some(m), Some(0) | None) => m,
+            (Some(m), Some(b)) => m.min(b),
         }
     }
 
@@ -162,22 +179,26 @@ impl From<fjall::Error> for StorageError {
 /// Called on the writer thread once a put is durable (or failed).
 pub(crate) type Durable = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
+/// A keyspace by name: the writer resolves it in the database it has open, which changes
+/// when a poisoned database is reopened.
+pub(crate) type KsName = Arc<str>;
+
 pub(crate) enum Op {
     Put {
-        ks: Keyspace,
+        ks: KsName,
         key: [u8; 8],
         value: Vec<u8>,
         done: Durable,
     },
     Delete {
-        ks: Keyspace,
+        ks: KsName,
         key: Vec<u8>,
     },
     /// Moves a record to the quarantine keyspace (value as found, or empty if unreadable)
     /// under `to_key`, so a later record with the same sequence number cannot overwrite it.
     Quarantine {
-        from: Keyspace,
-        to: Keyspace,
+        from: KsName,
+        to: KsName,
         key: Vec<u8>,
         to_key: Vec<u8>,
         value: Vec<u8>,
@@ -197,14 +218,34 @@ impl Op {
 }
 
 /// An open database with its writer.
+///
+/// After a write fails (disk full, I/O error) fjall refuses every later write ("poisoned")
+/// until the database is opened again. The writer then closes it and reopens it from disk,
+/// retrying with back-off, which replays the journal: everything acknowledged before the
+/// fault is still there. Meanwhile [`Store::writable`] is false and queues refuse new data as
+/// retryable (503 / UNAVAILABLE), and reads wait for the reopened database.
 pub(crate) struct Store {
-    db: Database,
+    path: PathBuf,
+    db: RwLock<Option<Database>>,
+    writable: AtomicBool,
     tx: mpsc::Sender<Op>,
     cap_bytes: u64,
     used_bytes: Arc<AtomicU64>,
 }
 
 impl Store {
+    /// Whether writes are possible now; false from a failed write until the reopen.
+    pub(crate) fn writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
+
+    /// The keyspace `name` in the database open now.
+    pub(crate) fn keyspace(&self, name: &str) -> Result<Keyspace, StorageError> {
+        let db = self.db.read();
+        let db = db.as_ref().ok_or_else(reopening)?;
+        Ok(db.keyspace(name, KeyspaceCreateOptions::default)?)
+    }
+
     /// Sends an op to the writer.
     pub(crate) async fn send(&self, op: Op) -> Result<(), StorageError> {
         self.tx
@@ -259,22 +300,30 @@ impl Store {
 
     /// Opens (or creates) a queue's keyspace and its quarantine. Blocking.
     pub(crate) fn open_queue(&self, name: &str) -> Result<(Keyspace, Keyspace), StorageError> {
-        let data = self.db.keyspace(name, KeyspaceCreateOptions::default)?;
-        let quarantine = self.db.keyspace(
-            &format!("{name}.quarantine"),
-            KeyspaceCreateOptions::default,
-        )?;
+        let data = self.keyspace(name)?;
+        let quarantine = self.keyspace(&format!("{name}.quarantine"))?;
         Ok((data, quarantine))
     }
 }
 
+fn reopening() -> StorageError {
+    StorageError("storage is being reopened after a write failure".into())
+}
+
+/// Longest wait between two attempts to reopen a poisoned database.
+const REOPEN_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The writer: group commit until closed. Runs on a blocking thread.
-fn writer(db: Database, mut rx: mpsc::Receiver<Op>, fsync: bool, stats: WriterStats) {
+fn writer(store: Arc<Store>, mut rx: mpsc::Receiver<Op>, fsync: bool, stats: WriterStats) {
     let mode = if fsync {
         PersistMode::SyncData
     } else {
         PersistMode::Buffer
     };
+    // Deletes (and quarantine moves) of failed commits, done again once the database is
+    // reopened; keys of failed puts are deleted then too, as their callers were told the
+    // write failed and a half-written record must not come back.
+    let mut redo: Vec<Op> = Vec::new();
     let mut closing = false;
     while !closing {
         let Some(first) = rx.blocking_recv() else {
@@ -291,59 +340,182 @@ fn writer(db: Database, mut rx: mpsc::Receiver<Op>, fsync: bool, stats: WriterSt
                 Err(_) => break,
             }
         }
-        let mut batch = db.batch();
-        let mut durable_needed = false;
-        for op in &ops {
-            match op {
-                Op::Put { ks, key, value, .. } => {
-                    batch.insert(ks, key.as_slice(), value.as_slice());
-                    durable_needed = true;
-                }
-                Op::Delete { ks, key } => batch.remove(ks, key.as_slice()),
-                Op::Quarantine {
-                    from,
-                    to,
-                    key,
-                    to_key,
-                    value,
-                } => {
-                    batch.insert(to, to_key.as_slice(), value.as_slice());
-                    batch.remove(from, key.as_slice());
-                    durable_needed = true;
-                }
-                Op::Sync(_) => durable_needed = true,
-                Op::Close => closing = true,
-            }
-        }
-        // Deletes alone need no fsync: losing one only means a duplicate after a crash.
-        let persist = if durable_needed || closing {
-            mode
+        closing = ops.iter().any(|op| matches!(op, Op::Close));
+        let result = if store.writable() {
+            commit(&store, &ops, &mut redo, mode, &stats)
         } else {
-            PersistMode::Buffer
+            Err(reopening())
         };
-        let result = batch
-            .commit()
-            .and_then(|()| db.persist(persist))
-            .map_err(StorageError::from);
-        stats.commits.inc();
-        if matches!(persist, PersistMode::SyncData) {
-            stats.fsyncs.inc();
-        }
         if let Err(e) = &result {
-            tracing::error!(error = %e, "file_storage: group commit failed");
+            tracing::error!(error = %e, "file_storage: group commit failed; refusing writes until the database is reopened");
+            store.writable.store(false, Ordering::Release);
         }
         for op in ops {
             match op {
-                Op::Put { done, .. } => done(result.clone()),
+                Op::Put { ks, key, done, .. } => {
+                    if result.is_err() {
+                        redo.push(Op::Delete {
+                            ks,
+                            key: key.to_vec(),
+                        });
+                    }
+                    done(result.clone());
+                }
                 Op::Sync(tx) => {
                     let _ = tx.send(result.clone());
+                }
+                op @ (Op::Delete { .. } | Op::Quarantine { .. }) if result.is_err() => {
+                    redo.push(op);
                 }
                 _ => {}
             }
         }
+        if result.is_err() && !closing {
+            closing = reopen(&store, &mut rx, &mut redo);
+        }
     }
-    if let Err(e) = db.persist(PersistMode::SyncAll) {
+    if let Some(db) = store.db.read().as_ref()
+        && let Err(e) = db.persist(PersistMode::SyncAll)
+    {
         tracing::error!(error = %e, "file_storage: final sync failed");
+    }
+}
+
+/// Commits one group (and any deletes left over from a failed one) and makes it durable.
+fn commit(
+    store: &Store,
+    ops: &[Op],
+    redo: &mut Vec<Op>,
+    mode: PersistMode,
+    stats: &WriterStats,
+) -> Result<(), StorageError> {
+    let Some(db) = store.db.read().clone() else {
+        return Err(reopening());
+    };
+    let mut handles: std::collections::HashMap<KsName, Keyspace> = Default::default();
+    let mut ks = |name: &KsName| -> Result<Keyspace, StorageError> {
+        if let Some(k) = handles.get(name) {
+            return Ok(k.clone());
+        }
+        let k = db.keyspace(name, KeyspaceCreateOptions::default)?;
+        handles.insert(name.clone(), k.clone());
+        Ok(k)
+    };
+    let mut batch = db.batch();
+    let mut durable_needed = !redo.is_empty();
+    for op in redo.iter().chain(ops) {
+        match op {
+            Op::Put {
+                ks: name,
+                key,
+                value,
+                ..
+            } => {
+                batch.insert(&ks(name)?, key.as_slice(), value.as_slice());
+                durable_needed = true;
+            }
+            Op::Delete { ks: name, key } => batch.remove(&ks(name)?, key.as_slice()),
+            Op::Quarantine {
+                from,
+                to,
+                key,
+                to_key,
+                value,
+            } => {
+                batch.insert(&ks(to)?, to_key.as_slice(), value.as_slice());
+                batch.remove(&ks(from)?, key.as_slice());
+                durable_needed = true;
+            }
+            Op::Sync(_) | Op::Close => durable_needed = true,
+        }
+    }
+    // Deletes alone need no fsync: losing one only means a duplicate after a crash.
+    let persist = if durable_needed {
+        mode
+    } else {
+        PersistMode::Buffer
+    };
+    let result = batch
+        .commit()
+        .and_then(|()| db.persist(persist))
+        .map_err(StorageError::from);
+    stats.commits.inc();
+    if matches!(persist, PersistMode::SyncData) {
+        stats.fsyncs.inc();
+    }
+    if result.is_ok() {
+        redo.clear();
+    }
+    result
+}
+
+/// Writes (and deletes) a small record, so a database is declared writable again only once
+/// a write reaches the file, not as soon as it opens on a disk that is still full.
+fn probe(db: Database) -> fjall::Result<Database> {
+    let ks = db.keyspace("wasmcol_probe", KeyspaceCreateOptions::default)?;
+    let mut batch = db.batch();
+    batch.insert(&ks, "probe", vec![0u8; 4096]);
+    batch.commit()?;
+    db.persist(PersistMode::Buffer)?;
+    let mut batch = db.batch();
+    batch.remove(&ks, "probe");
+    batch.commit()?;
+    db.persist(PersistMode::Buffer)?;
+    Ok(db)
+}
+
+/// Closes the poisoned database and opens it again from disk, with back-off, until that
+/// works. Ops arriving meanwhile are answered with an error (deletes kept for later).
+/// Returns true when `Close` arrived instead.
+fn reopen(store: &Store, rx: &mut mpsc::Receiver<Op>, redo: &mut Vec<Op>) -> bool {
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        // Every handle must go for fjall to release its lock: the store's, and any a reader
+        // holds for a moment.
+        drop(store.db.write().take());
+        match Database::builder(&store.path)
+            .manual_journal_persist(true)
+            .open()
+            .and_then(probe)
+        {
+            Ok(db) => {
+                *store.db.write() = Some(db);
+                store.writable.store(true, Ordering::Release);
+                tracing::warn!(
+                    attempts,
+                    "file_storage: database reopened after a write failure; accepting writes again"
+                );
+                return false;
+            }
+            Err(e) => {
+                attempts += 1;
+                if attempts == 1 || attempts.is_multiple_of(20) {
+                    tracing::warn!(error = %e, attempts, "file_storage: cannot reopen the database yet");
+                }
+            }
+        }
+        let until = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < until {
+            while let Ok(op) = rx.try_recv() {
+                match op {
+                    Op::Put { ks, key, done, .. } => {
+                        redo.push(Op::Delete {
+                            ks,
+                            key: key.to_vec(),
+                        });
+                        done(Err(reopening()));
+                    }
+                    Op::Sync(tx) => {
+                        let _ = tx.send(Err(reopening()));
+                    }
+                    Op::Close => return true,
+                    op => redo.push(op),
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(REOPEN_MAX_BACKOFF);
     }
 }
 
@@ -398,7 +570,36 @@ fn is_corruption(e: &fjall::Error) -> bool {
     }
 }
 
-fn open_db(cfg: &FileStorageConfig, id: &str, recovered: &Counter) -> Result<Database, String> {
+/// Cuts the journal batches that fail their checksum out of a database fjall would not open
+/// (see `journal`); true when something was cut, so opening again may work. The records in a
+/// cut batch are lost to the queue but kept on disk, logged and counted.
+fn repair(path: &Path, id: &str, e: &fjall::Error, quarantined: &Counter) -> bool {
+    if !matches!(e, fjall::Error::JournalRecovery(_)) {
+        return false;
+    }
+    match crate::journal::cut_damaged_batches(path) {
+        Ok(cut) if !cut.is_empty() => {
+            for b in &cut {
+                tracing::error!(extension = %id, error = %e, records = b.items, kept_at = %b.kept_at.display(),
+                    "file_storage: damaged journal batch cut out and kept aside; the rest of the database is replayed");
+                quarantined.add(u64::from(b.items));
+            }
+            true
+        }
+        Ok(_) => false,
+        Err(io) => {
+            tracing::error!(extension = %id, error = %io, "file_storage: cannot repair the journal");
+            false
+        }
+    }
+}
+
+fn open_db(
+    cfg: &FileStorageConfig,
+    id: &str,
+    recovered: &Counter,
+    quarantined: &Counter,
+) -> Result<Database, String> {
     if cfg.create_directory {
         create_dir(&cfg.directory, &cfg.directory_permissions)
             .map_err(|e| format!("cannot create {}: {e}", cfg.directory.display()))?;
@@ -407,6 +608,12 @@ fn open_db(cfg: &FileStorageConfig, id: &str, recovered: &Counter) -> Result<Dat
     let open = || Database::builder(&path).manual_journal_persist(true).open();
     match open() {
         Ok(db) => Ok(db),
+        Err(e) if is_corruption(&e) && repair(&path, id, &e, quarantined) => open().map_err(|e| {
+            format!(
+                "cannot open {} after cutting damaged batches: {e}",
+                path.display()
+            )
+        }),
         Err(e) if is_corruption(&e) => {
             let secs = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -452,6 +659,11 @@ impl Lifecycle for FileStorage {
             "Databases found corrupt at start, moved aside and recreated.",
             &labels,
         );
+        let quarantined = self.metrics.counter(
+            "wasmcol_file_storage_journal_quarantined_records",
+            "Records in damaged journal batches cut out at start and kept aside.",
+            &labels,
+        );
         let stats = WriterStats {
             commits: self.metrics.counter(
                 "wasmcol_file_storage_commits",
@@ -468,15 +680,12 @@ impl Lifecycle for FileStorage {
         let id = self.id.clone();
         let db = self
             .tasks
-            .spawn_blocking(move || open_db(&cfg, &id, &recovered))
+            .spawn_blocking(move || open_db(&cfg, &id, &recovered, &quarantined))
             .await
             .map_err(|e| ComponentError::new(format!("file_storage: open task failed: {e}")))?
             .map_err(|e| ComponentError::new(format!("file_storage: {e}")))?;
         let (tx, rx) = mpsc::channel(WRITER_CHANNEL);
-        let writer_db = db.clone();
         let fsync = self.cfg.fsync;
-        self.tasks
-            .spawn_blocking(move || writer(writer_db, rx, fsync, stats));
         let used_bytes = Arc::new(AtomicU64::new(0));
         let gauge_bytes = used_bytes.clone();
         self.metrics.gauge_fn(
@@ -485,12 +694,18 @@ impl Lifecycle for FileStorage {
             &labels,
             move || gauge_bytes.load(Ordering::Relaxed) as f64,
         );
-        *self.store.lock() = Some(Arc::new(Store {
-            db,
+        let store = Arc::new(Store {
+            path: db_path(&self.cfg.directory),
+            db: RwLock::new(Some(db)),
+            writable: AtomicBool::new(true),
             tx,
             cap_bytes: self.cfg.cap_bytes(),
             used_bytes,
-        }));
+        });
+        let writer_store = store.clone();
+        self.tasks
+            .spawn_blocking(move || writer(writer_store, rx, fsync, stats));
+        *self.store.lock() = Some(store);
         tracing::info!(extension = %self.id, directory = %self.cfg.directory.display(), fsync = self.cfg.fsync, "file_storage started");
         Ok(())
     }
@@ -592,6 +807,18 @@ mod tests {
         let cfg: FileStorageConfig = wasmcol_config::decode(&v).unwrap();
         assert!(cfg.validate().is_empty());
         assert_eq!(cfg.cap_bytes(), 1 << 20);
+        let cap = |yaml: &str| {
+            let v: Value = serde_yaml::from_str(yaml).unwrap();
+            wasmcol_config::decode::<FileStorageConfig>(&v)
+                .unwrap()
+                .cap_bytes()
+        };
+        // A storage has a cap unless one is turned off explicitly.
+        assert_eq!(cap("fsync: false"), 1 << 30);
+        assert_eq!(cap("max_size: 4294967296"), 4 << 30);
+        assert_eq!(cap("max_size_mib: 10"), 10 << 20);
+        assert_eq!(cap("max_size_mib: 0"), 0);
+        assert_eq!(cap("max_size: 0\nmax_size_mib: 0"), 0);
         let v: Value = serde_yaml::from_str("dirr: /x").unwrap();
         let err = wasmcol_config::decode::<FileStorageConfig>(&v).unwrap_err();
         assert_eq!(err.path, "dirr", "{err}");

@@ -2,7 +2,8 @@
 //! integers, 64-bit integers as strings.
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+
+use crate::transcode;
 
 /// OTLP/JSON that does not parse as the expected request, or a batch that cannot be printed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,52 +86,37 @@ impl From<serde_json::Error> for JsonError {
 
 /// Parses an OTLP/JSON export request.
 ///
-/// Upstream accepts both `traceId` and `trace_id`; the generated serde code knows only the
-/// camelCase form, so snake_case keys are rewritten first. This is safe because in OTLP/JSON
-/// every object key is a field name (attribute keys are values of `key` fields).
-pub fn from_json<M: DeserializeOwned>(json: &[u8]) -> Result<M, JsonError> {
-    let mut value: serde_json::Value = serde_json::from_slice(json)?;
-    camel_case_keys(&mut value);
-    Ok(serde_json::from_value(value)?)
+/// Field names may be lowerCamelCase or snake_case, as upstream accepts both. The JSON is
+/// transcoded straight to protobuf (see `transcode`), so memory stays proportional to the
+/// text whatever its shape.
+pub fn from_json<M: crate::OtlpRequest>(json: &[u8]) -> Result<M, JsonError> {
+    let bytes = to_protobuf(M::SIGNAL, json)?;
+    M::decode(bytes.as_slice()).map_err(|e| JsonError::Decode(e.into()))
+}
+
+/// OTLP/JSON of `signal`'s export request as its protobuf encoding.
+pub(crate) fn to_protobuf(signal: crate::Signal, json: &[u8]) -> Result<Vec<u8>, JsonError> {
+    let schema = match signal {
+        crate::Signal::Traces => &transcode::TRACES,
+        crate::Signal::Metrics => &transcode::METRICS,
+        crate::Signal::Logs => &transcode::LOGS,
+    };
+    let mut out = transcode::Out {
+        // Protobuf is rarely larger than its JSON; starting at a quarter avoids most regrowth
+        // without reserving more than a small body needs.
+        buf: Vec::with_capacity(json.len() / 4),
+        bad_id: None,
+    };
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let parsed = transcode::transcode(schema, &mut out, &mut de).and_then(|()| de.end());
+    match (parsed, out.bad_id) {
+        (Ok(()), _) => Ok(out.buf),
+        (Err(_), Some((id, len))) => Err(JsonError::IdLength { id, len }),
+        (Err(e), None) => Err(e.into()),
+    }
 }
 
 /// Prints a request as OTLP/JSON.
 pub fn to_json<M: Serialize>(message: &M) -> Result<String, JsonError> {
     Ok(serde_json::to_string(message)?)
-}
-
-fn camel_case_keys(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            if map.keys().any(|k| k.contains('_')) {
-                let old = std::mem::take(map);
-                for (k, mut v) in old {
-                    camel_case_keys(&mut v);
-                    map.insert(to_camel(&k), v);
-                }
-            } else {
-                for v in map.values_mut() {
-                    camel_case_keys(v);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(camel_case_keys),
-        _ => {}
-    }
-}
-
-fn to_camel(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    let mut upper = false;
-    for c in key.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

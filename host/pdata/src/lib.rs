@@ -8,9 +8,9 @@
 
 #![forbid(unsafe_code)]
 
-mod ids;
 mod json;
 pub mod lazy;
+mod transcode;
 mod wire;
 
 use std::fmt;
@@ -722,24 +722,12 @@ impl Batch {
     }
 
     /// Parses an OTLP/JSON export request of `signal`.
+    ///
+    /// The JSON is transcoded to protobuf and then validated like received protobuf, so the
+    /// batch starts encoded and costs no more memory than protobuf of the same data.
     pub fn from_json(signal: Signal, json: &[u8]) -> Result<Batch, JsonError> {
-        Ok(match signal {
-            Signal::Traces => {
-                let m = from_json(json)?;
-                ids::traces(&m)?;
-                Batch::Traces(TracesBatch::from_message(m))
-            }
-            Signal::Metrics => {
-                let m = from_json(json)?;
-                ids::metrics(&m)?;
-                Batch::Metrics(MetricsBatch::from_message(m))
-            }
-            Signal::Logs => {
-                let m = from_json(json)?;
-                ids::logs(&m)?;
-                Batch::Logs(LogsBatch::from_message(m))
-            }
-        })
+        let bytes = json::to_protobuf(signal, json)?;
+        Ok(Batch::from_encoded(signal, Bytes::from(bytes))?)
     }
 }
 

@@ -453,3 +453,355 @@ fn ids_of_the_wrong_length_are_refused() {
     let good = json.replace("\"0102\"", "\"0102030405060708090a0b0c0d0e0f10\"");
     assert!(Batch::from_json(Signal::Traces, good.as_bytes()).is_ok());
 }
+
+fn every_value() -> Vec<KeyValue> {
+    use proto::common::v1::{ArrayValue, KeyValueList};
+    let v = |value| AnyValue { value: Some(value) };
+    vec![
+        kv("s", "text \"quoted\" é"),
+        KeyValue {
+            key: "b".into(),
+            value: Some(v(any_value::Value::BoolValue(true))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "i".into(),
+            value: Some(v(any_value::Value::IntValue(-9_007_199_254_740_993))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "d".into(),
+            value: Some(v(any_value::Value::DoubleValue(-0.125))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "bytes".into(),
+            value: Some(v(any_value::Value::BytesValue(vec![0, 1, 254, 255, 7]))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "a".into(),
+            value: Some(v(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![
+                    v(any_value::Value::IntValue(0)),
+                    v(any_value::Value::StringValue(String::new())),
+                ],
+            }))),
+            ..Default::default()
+        },
+        KeyValue {
+            key: "kv".into(),
+            value: Some(v(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![kv("inner", "x")],
+            }))),
+            ..Default::default()
+        },
+    ]
+}
+
+fn every_resource() -> Resource {
+    Resource {
+        attributes: every_value(),
+        dropped_attributes_count: 3,
+        entity_refs: vec![proto::common::v1::EntityRef {
+            schema_url: "u".into(),
+            r#type: "service".into(),
+            id_keys: vec!["service.name".into(), "service.namespace".into()],
+            description_keys: vec!["d".into()],
+        }],
+    }
+}
+
+fn every_scope() -> proto::common::v1::InstrumentationScope {
+    proto::common::v1::InstrumentationScope {
+        name: "scope".into(),
+        version: "1.2".into(),
+        attributes: vec![kv("sa", "sv")],
+        dropped_attributes_count: 4,
+    }
+}
+
+fn every_trace_field() -> ExportTraceServiceRequest {
+    use proto::trace::v1::{Status, span};
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(every_resource()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(every_scope()),
+                spans: vec![
+                    Span {
+                        trace_id: (1..=16).collect(),
+                        span_id: (1..=8).collect(),
+                        trace_state: "a=b".into(),
+                        parent_span_id: (9..=16).collect(),
+                        flags: 0x301,
+                        name: "op".into(),
+                        kind: 3,
+                        start_time_unix_nano: u64::MAX,
+                        end_time_unix_nano: 1_700_000_000_000_000_001,
+                        attributes: every_value(),
+                        dropped_attributes_count: 5,
+                        events: vec![span::Event {
+                            time_unix_nano: 7,
+                            name: "ev".into(),
+                            attributes: vec![kv("e", "f")],
+                            dropped_attributes_count: 6,
+                        }],
+                        dropped_events_count: 7,
+                        links: vec![span::Link {
+                            trace_id: vec![0xab; 16],
+                            span_id: vec![0xcd; 8],
+                            trace_state: "c=d".into(),
+                            attributes: vec![kv("l", "m")],
+                            dropped_attributes_count: 8,
+                            flags: 0x100,
+                        }],
+                        dropped_links_count: 9,
+                        status: Some(Status {
+                            message: "bad".into(),
+                            code: 2,
+                        }),
+                    },
+                    Span::default(),
+                ],
+                schema_url: "scope-schema".into(),
+            }],
+            schema_url: "resource-schema".into(),
+        }],
+    }
+}
+
+fn every_log_field() -> ExportLogsServiceRequest {
+    use proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(every_resource()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(every_scope()),
+                log_records: vec![
+                    LogRecord {
+                        time_unix_nano: 1,
+                        observed_time_unix_nano: 2,
+                        severity_number: 17,
+                        severity_text: "ERROR".into(),
+                        body: Some(every_value().swap_remove(6).value.unwrap_or_default()),
+                        attributes: every_value(),
+                        dropped_attributes_count: 3,
+                        flags: 1,
+                        trace_id: vec![2; 16],
+                        span_id: vec![3; 8],
+                        event_name: "evt".into(),
+                    },
+                    LogRecord::default(),
+                ],
+                schema_url: "s".into(),
+            }],
+            schema_url: "r".into(),
+        }],
+    }
+}
+
+fn every_metric_field() -> ExportMetricsServiceRequest {
+    use proto::metrics::v1::*;
+    let exemplar = Exemplar {
+        filtered_attributes: vec![kv("x", "y")],
+        time_unix_nano: 11,
+        span_id: vec![4; 8],
+        trace_id: vec![5; 16],
+        value: Some(exemplar::Value::AsInt(-3)),
+    };
+    let number = |value| NumberDataPoint {
+        attributes: every_value(),
+        start_time_unix_nano: 1,
+        time_unix_nano: 2,
+        exemplars: vec![exemplar.clone()],
+        flags: 1,
+        value: Some(value),
+    };
+    let metric = |name: &str, data| Metric {
+        name: name.into(),
+        description: "d".into(),
+        unit: "ms".into(),
+        metadata: vec![kv("m", "n")],
+        data: Some(data),
+    };
+    let buckets = exponential_histogram_data_point::Buckets {
+        offset: -4,
+        bucket_counts: vec![0, 1, u64::MAX],
+    };
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(every_resource()),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(every_scope()),
+                metrics: vec![
+                    metric(
+                        "g",
+                        metric::Data::Gauge(Gauge {
+                            data_points: vec![number(number_data_point::Value::AsDouble(1.5))],
+                        }),
+                    ),
+                    metric(
+                        "s",
+                        metric::Data::Sum(Sum {
+                            data_points: vec![number(number_data_point::Value::AsInt(i64::MIN))],
+                            aggregation_temporality: 2,
+                            is_monotonic: true,
+                        }),
+                    ),
+                    metric(
+                        "h",
+                        metric::Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                attributes: vec![kv("h", "i")],
+                                start_time_unix_nano: 1,
+                                time_unix_nano: 2,
+                                count: 3,
+                                sum: Some(0.0),
+                                bucket_counts: vec![1, 0, 2],
+                                explicit_bounds: vec![0.5, 2.0],
+                                exemplars: vec![exemplar.clone()],
+                                flags: 1,
+                                min: Some(-1.5),
+                                max: Some(-3.0),
+                            }],
+                            aggregation_temporality: 1,
+                        }),
+                    ),
+                    metric(
+                        "e",
+                        metric::Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![ExponentialHistogramDataPoint {
+                                attributes: vec![kv("e", "f")],
+                                start_time_unix_nano: 1,
+                                time_unix_nano: 2,
+                                count: 3,
+                                sum: Some(4.5),
+                                scale: -2,
+                                zero_count: 1,
+                                positive: Some(buckets.clone()),
+                                negative: Some(buckets),
+                                flags: 0,
+                                exemplars: vec![exemplar],
+                                min: Some(0.0),
+                                max: Some(9.0),
+                                zero_threshold: 1e-9,
+                            }],
+                            aggregation_temporality: 2,
+                        }),
+                    ),
+                    metric(
+                        "q",
+                        metric::Data::Summary(Summary {
+                            data_points: vec![SummaryDataPoint {
+                                attributes: vec![kv("q", "r")],
+                                start_time_unix_nano: 1,
+                                time_unix_nano: 2,
+                                count: 3,
+                                sum: 6.5,
+                                quantile_values: vec![summary_data_point::ValueAtQuantile {
+                                    quantile: 0.99,
+                                    value: 12.0,
+                                }],
+                                flags: 1,
+                            }],
+                        }),
+                    ),
+                ],
+                schema_url: "s".into(),
+            }],
+            schema_url: "r".into(),
+        }],
+    }
+}
+
+/// Every OTLP field printed by opentelemetry-proto's serde reads back identically, in
+/// lowerCamelCase and in snake_case, so the schema the transcoder follows has every field's
+/// number and type right. (serde_json prints NaN and infinities as `null`, so the values
+/// here are finite; their string forms are read in the next test.)
+fn json_reads_back<M: OtlpRequest + serde::Serialize + fmt::Debug>(msg: M) {
+    let json = to_json(&msg).unwrap();
+    let back: M = from_json(json.as_bytes()).unwrap();
+    assert_eq!(back.encode_to_vec(), msg.encode_to_vec(), "{json}");
+    let batch = Batch::from_json(M::SIGNAL, json.as_bytes()).unwrap();
+    assert_eq!(batch.item_count(), msg.count_items());
+    let snake = snake_keys(&json);
+    assert_ne!(snake, json);
+    let back: M = from_json(snake.as_bytes()).unwrap();
+    assert_eq!(back.encode_to_vec(), msg.encode_to_vec(), "{snake}");
+}
+
+/// Rewrites every object key to snake_case.
+fn snake_keys(json: &str) -> String {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let old = std::mem::take(map);
+                for (k, mut v) in old {
+                    walk(&mut v);
+                    let mut snake = String::new();
+                    for c in k.chars() {
+                        if c.is_ascii_uppercase() {
+                            snake.push('_');
+                            snake.push(c.to_ascii_lowercase());
+                        } else {
+                            snake.push(c);
+                        }
+                    }
+                    map.insert(snake, v);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    walk(&mut v);
+    v.to_string()
+}
+
+#[test]
+fn json_reads_back_every_field_of_every_signal() {
+    json_reads_back(every_trace_field());
+    json_reads_back(every_log_field());
+    json_reads_back(every_metric_field());
+}
+
+#[test]
+fn json_accepts_numbers_as_strings_and_ignores_unknown_fields() {
+    let json = r#"{"resourceSpans":[{"unknown":{"deep":[1,{"x":null}]},"scopeSpans":[{"spans":[
+        {"traceId":"0102030405060708090A0B0C0D0E0F10","spanId":"","name":null,
+         "kind":"2","startTimeUnixNano":1700000000000000000,"endTimeUnixNano":"1700000000000000001",
+         "droppedAttributesCount":"4","status":{"code":2},
+         "attributes":[{"key":"i","value":{"intValue":-5}},{"key":"d","value":{"doubleValue":"Infinity"}}]}
+    ]}]}]}"#;
+    let m: ExportTraceServiceRequest = from_json(json.as_bytes()).unwrap();
+    let span = &m.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.trace_id, (1..=16).collect::<Vec<u8>>());
+    assert!(span.span_id.is_empty());
+    assert_eq!(span.kind, 2);
+    assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
+    assert_eq!(span.end_time_unix_nano, 1_700_000_000_000_000_001);
+    assert_eq!(span.dropped_attributes_count, 4);
+    assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
+    assert_eq!(
+        span.attributes[0].value.as_ref().unwrap().value,
+        Some(any_value::Value::IntValue(-5))
+    );
+    assert_eq!(
+        span.attributes[1].value.as_ref().unwrap().value,
+        Some(any_value::Value::DoubleValue(f64::INFINITY))
+    );
+
+    for bad in [
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"x"}]}]}]}"#,
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"droppedAttributesCount":-1}]}]}]}"#,
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":3}]}]}]}"#,
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz02030405060708090a0b0c0d0e0f10"}]}]}]}"#,
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{}]}]}]} trailing"#,
+        r#"{"resourceSpans":{}}"#,
+    ] {
+        let e = Batch::from_json(Signal::Traces, bad.as_bytes()).unwrap_err();
+        assert!(matches!(e, JsonError::Json { .. }), "{bad}: {e:?}");
+    }
+}

@@ -54,11 +54,22 @@ struct State {
     closed: bool,
 }
 
+/// Wait before a read that found the storage reopening is tried again.
+const READ_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Why a record could not be read.
+enum Unread {
+    /// The record is damaged (its bytes, if any could be read, and why).
+    Corrupt(Vec<u8>, CorruptRecord),
+    /// The storage is being reopened; the record is fine.
+    Unavailable(StorageError),
+}
+
 /// An opened queue keyspace.
 pub(crate) struct Client {
     pub(crate) store: Arc<Store>,
-    pub(crate) data: fjall::Keyspace,
-    pub(crate) quarantine: fjall::Keyspace,
+    pub(crate) data: crate::storage::KsName,
+    pub(crate) quarantine: crate::storage::KsName,
 }
 
 /// A request taken by a worker.
@@ -144,7 +155,7 @@ impl PersistentQueue {
         let scanned = self
             .tasks
             .spawn_blocking(move || -> Result<_, StorageError> {
-                let (data, quarantine) = opener.open_queue(&name)?;
+                let (data, _) = opener.open_queue(&name)?;
                 let mut good = Vec::new();
                 let mut bad = Vec::new();
                 for guard in data.iter() {
@@ -156,15 +167,15 @@ impl PersistentQueue {
                         Err(why) => bad.push((k.to_vec(), v.to_vec(), why)),
                     }
                 }
-                Ok((data, quarantine, good, bad, sizer))
+                Ok((good, bad, sizer))
             })
             .await
             .map_err(|e| StorageError(format!("load task failed: {e}")))??;
-        let (data, quarantine, good, bad, sizer) = scanned;
+        let (good, bad, sizer) = scanned;
         let client = Arc::new(Client {
             store: store.clone(),
-            data,
-            quarantine,
+            data: self.name.as_str().into(),
+            quarantine: format!("{}.quarantine", self.name).into(),
         });
         let quarantined = bad.len() as u64;
         for (key, value, why) in bad {
@@ -252,6 +263,12 @@ impl PersistentQueue {
             return Err(too_large(self.sizer, size, self.capacity));
         }
         let client = self.client()?;
+        if !client.store.writable() {
+            self.obs.enqueue_failed(items);
+            return Err(ConsumeError::retryable(
+                "sending queue: storage cannot be written (disk full or I/O error); retrying to reopen it",
+            ));
+        }
         let value = record::encode(&batch);
         let bytes = value.len() as u64;
         let (tx, rx) = oneshot::channel();
@@ -465,21 +482,25 @@ impl PersistentQueue {
             return Some(b);
         }
         let client = self.client().ok()?;
-        let ks = client.data.clone();
+        let store = client.store.clone();
+        let name = client.data.clone();
         let seq = taken.seq;
         let signal = self.signal;
         let read = self
             .tasks
-            .spawn_blocking(move || match ks.get(record::key(seq)) {
-                Ok(Some(v)) => match record::decode(&v, signal) {
-                    Ok(b) => Ok(Some(b)),
-                    Err(why) => Err((v.to_vec(), why)),
-                },
-                Ok(None) => Ok(None),
-                Err(e) => Err((
-                    Vec::new(),
-                    CorruptRecord::Payload(format!("unreadable: {e}")),
-                )),
+            .spawn_blocking(move || {
+                let ks = store.keyspace(&name).map_err(Unread::Unavailable)?;
+                match ks.get(record::key(seq)) {
+                    Ok(Some(v)) => match record::decode(&v, signal) {
+                        Ok(b) => Ok(Some(b)),
+                        Err(why) => Err(Unread::Corrupt(v.to_vec(), why)),
+                    },
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(Unread::Corrupt(
+                        Vec::new(),
+                        CorruptRecord::Payload(format!("unreadable: {e}")),
+                    )),
+                }
             })
             .await;
         match read {
@@ -489,10 +510,18 @@ impl PersistentQueue {
                 self.finish(taken, false).await;
                 None
             }
-            Ok(Err((value, why))) => {
+            Ok(Err(Unread::Corrupt(value, why))) => {
                 self.quarantine_record(&client, record::key(seq).to_vec(), value, &why)
                     .await;
                 self.finish(taken, false).await;
+                None
+            }
+            Ok(Err(Unread::Unavailable(e))) => {
+                // The database is being reopened after a write failure: the record is
+                // intact, so it goes back to the front of the queue for a later attempt.
+                tracing::debug!(queue = %self.name, error = %e, "persistent queue: read deferred");
+                tokio::time::sleep(READ_RETRY).await;
+                self.requeue(taken);
                 None
             }
             Err(e) => {
@@ -502,6 +531,20 @@ impl PersistentQueue {
                 None
             }
         }
+    }
+
+    /// Puts a taken request back, to be handed out again.
+    fn requeue(&self, taken: &Taken) {
+        let mut st = self.state.lock();
+        st.ready.insert(
+            taken.seq,
+            Meta {
+                cached: None,
+                ..taken.meta.clone()
+            },
+        );
+        drop(st);
+        self.items.notify_one();
     }
 
     /// The request is done (delivered, or given up and counted): delete it from disk.

@@ -36,7 +36,15 @@ struct Settings {
     limit: usize,
     encodings: Option<Vec<String>>,
     response_headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// Where large bodies are decompressed and decoded, off the async workers.
+    tasks: wasmcol_core::Tasks,
 }
+
+/// An uncompressed body up to this size is decoded where it arrived; anything larger, and
+/// every compressed body (a few KiB of zstd can inflate to the full limit), goes to the
+/// blocking pool, since parsing 20 MiB of JSON takes long enough to stall every other
+/// connection served by the same worker.
+const DECODE_INLINE_MAX: usize = 256 << 10;
 
 pub(crate) async fn start(
     cfg: &HttpServerConfig,
@@ -68,6 +76,7 @@ pub(crate) async fn start(
         limit,
         encodings: cfg.compression_algorithms.clone(),
         response_headers,
+        tasks: tasks.clone(),
     });
     let handler: Handler = Arc::new(move |req| {
         let ingest = ingest.clone();
@@ -200,15 +209,7 @@ async fn handle(
             return error_response(format, tonic::Code::InvalidArgument, &msg);
         }
     };
-    let body = match decompress(encoding, body, s.limit) {
-        Ok(b) => b,
-        Err(e) => return error_response(format, tonic::Code::InvalidArgument, &e.to_string()),
-    };
-    let batch = match format {
-        Format::Proto => Batch::from_encoded(signal, body).map_err(|e| e.to_string()),
-        Format::Json => Batch::from_json(signal, &body).map_err(|e| e.to_string()),
-    };
-    let batch = match batch {
+    let batch = match decode(s, signal, format, encoding, body).await {
         Ok(b) => b,
         Err(msg) => return error_response(format, tonic::Code::InvalidArgument, &msg),
     };
@@ -222,6 +223,32 @@ async fn handle(
         }
         Err(e) => consume_error_response(format, &e),
     }
+}
+
+/// Decompresses and decodes a body; a large or compressed one on the blocking pool.
+async fn decode(
+    s: &Settings,
+    signal: Signal,
+    format: Format,
+    encoding: Encoding,
+    body: Bytes,
+) -> Result<Batch, String> {
+    let limit = s.limit;
+    let inline = encoding == Encoding::Identity && body.len() <= DECODE_INLINE_MAX;
+    let work = move || {
+        let body = decompress(encoding, body, limit).map_err(|e| e.to_string())?;
+        match format {
+            Format::Proto => Batch::from_encoded(signal, body).map_err(|e| e.to_string()),
+            Format::Json => Batch::from_json(signal, &body).map_err(|e| e.to_string()),
+        }
+    };
+    if inline {
+        return work();
+    }
+    s.tasks
+        .spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(format!("decoding the request failed: {e}")))
 }
 
 /// 408 for a body that did not arrive within `read_timeout`; the connection is closed, as
