@@ -6,6 +6,8 @@
 
 mod common;
 mod delivery_support;
+mod seed_configs;
+mod tls_support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,42 +21,29 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use parking_lot::Mutex;
+use seed_configs::{Launch, seed_000_gateway, seed_000_region};
+use tls_support::Pki;
 use wasmcol_testkit::spans::request;
 
 /// The configured batch timeout; every assertion on time keeps a wide margin below it.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `examples/quickstart.yaml` as shipped, with loopback ports chosen by the OS, the batch
-/// timeout raised to 10 s, and the debug exporter replaced by an OTLP exporter (default
-/// sending queue) to `backend`.
-fn quickstart(backend: &Backend) -> String {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/quickstart.yaml"
-    ))
-    .unwrap();
-    [
-        ("localhost:4317", "127.0.0.1:0"),
-        ("localhost:4318", "127.0.0.1:0"),
-        ("localhost:13133", "127.0.0.1:0"),
-        ("    timeout: 1s", "    timeout: 10s"),
-        (
-            "  debug:\n    verbosity: basic",
-            &format!(
-                "  otlp:\n    endpoint: {}\n    tls:\n      insecure: true",
-                backend.endpoint()
-            ),
-        ),
-        ("exporters: [debug]", "exporters: [otlp]"),
-    ]
-    .iter()
-    .fold(text, |t, (from, to)| {
-        assert!(
-            t.contains(from),
-            "quickstart.yaml no longer contains {from:?}"
-        );
-        t.replace(from, to)
-    })
+/// timeout raised to 10 s, and the traces pipeline exporting through an OTLP exporter
+/// (default sending queue) to `backend` instead of the debug exporter.
+fn quickstart(backend: &Backend) -> Collector {
+    Launch::example("quickstart.yaml")
+        .set("receivers.otlp.protocols.grpc.endpoint=127.0.0.1:0")
+        .set("receivers.otlp.protocols.http.endpoint=127.0.0.1:0")
+        .set("extensions.health_check.endpoint=127.0.0.1:0")
+        .set(format!(
+            "processors.batch.timeout={}s",
+            BATCH_TIMEOUT.as_secs()
+        ))
+        .set(format!("exporters.otlp.endpoint={}", backend.endpoint()))
+        .set("exporters.otlp.tls.insecure=true")
+        .set("service.pipelines.traces.exporters=[otlp]")
+        .start()
 }
 
 /// The SDK's OTLP exporter, timing every export call.
@@ -83,12 +72,60 @@ impl SpanExporter for Timed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_exports_return_before_the_batch_timeout_and_are_merged() {
     let backend = Backend::start().await;
-    let collector = Collector::start(&quickstart(&backend));
+    let collector = quickstart(&backend);
+    sdk_rounds_are_answered_and_merged(&collector.grpc_url("otlp"), &backend, "quickstart").await;
+    drop(collector);
+}
+
+/// Scenario: the same application sends through seed 000's US-East region collector from
+/// `examples/` (memory limiter, region tag plugin, batch, two exporters with persistent
+/// queues: plaintext to the local backend, mTLS + zstd to the EU-West gateway, itself seed
+/// 000's gateway config), with the region's batch timeout set to 10 s.
+/// Guarantees: every export call returns well before the batch timeout (answered once the
+/// spans are durably in both persistent queues), the local backend receives merged exports
+/// carrying spans of several calls, and every span reaches both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_exports_through_seed_000_region_return_before_the_batch_timeout_and_are_merged() {
+    let pki = Pki::generate();
+    let local = Backend::start().await;
+    let remote = Backend::start().await;
+    let gateway = seed_000_gateway(pki.dir.path(), &remote).start();
+    let queues = tempfile::tempdir().unwrap();
+    let region = seed_000_region(
+        pki.dir.path(),
+        &local,
+        &gateway.grpc["otlp"].to_string(),
+        queues.path(),
+    )
+    .set(format!(
+        "processors.batch.timeout={}s",
+        BATCH_TIMEOUT.as_secs()
+    ))
+    .start();
+    sdk_rounds_are_answered_and_merged(&region.grpc_url("otlp"), &local, "seed 000 region").await;
+    assert!(
+        remote.wait_for_spans(ROUNDS * PER_ROUND).await,
+        "every span reaches the other region's gateway backend too"
+    );
+    drop(region);
+    drop(gateway);
+}
+
+/// Rounds of spans the SDK application sends, flushing after each.
+const ROUNDS: usize = 5;
+/// Spans per round.
+const PER_ROUND: usize = 40;
+
+/// Sends [`ROUNDS`] rounds of [`PER_ROUND`] spans with the opentelemetry-otlp SDK (one
+/// exporter, batch span processor) to `endpoint`, flushing after each round; asserts that
+/// every export call returned well before [`BATCH_TIMEOUT`], that `backend` got every span,
+/// and that at least one export to it carried spans of several calls.
+async fn sdk_rounds_are_answered_and_merged(endpoint: &str, backend: &Backend, what: &str) {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let exporter = Timed {
         inner: opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(collector.grpc_url("otlp"))
+            .with_endpoint(endpoint)
             .build()
             .unwrap(),
         calls: calls.clone(),
@@ -98,12 +135,10 @@ async fn sdk_exports_return_before_the_batch_timeout_and_are_merged() {
             opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build(),
         )
         .build();
-    let rounds = 5;
-    let per_round = 40;
     let started = Instant::now();
-    for round in 0..rounds {
+    for round in 0..ROUNDS {
         let tracer = provider.tracer("e2e-ack");
-        for i in 0..per_round {
+        for i in 0..PER_ROUND {
             tracer.in_span(format!("call-{round}-{i}"), |_| {});
         }
         let p = provider.clone();
@@ -114,16 +149,19 @@ async fn sdk_exports_return_before_the_batch_timeout_and_are_merged() {
     }
     let sending = started.elapsed();
     let durations = calls.lock().clone();
-    assert!(durations.len() >= rounds, "export calls: {durations:?}");
+    assert!(
+        durations.len() >= ROUNDS,
+        "{what}: export calls: {durations:?}"
+    );
     for d in &durations {
         assert!(
             *d < BATCH_TIMEOUT / 4,
-            "an export call took {d:?} with a {BATCH_TIMEOUT:?} batch timeout: {durations:?}"
+            "{what}: an export call took {d:?} with a {BATCH_TIMEOUT:?} batch timeout: {durations:?}"
         );
     }
     assert!(
-        backend.wait_for_spans(rounds * per_round).await,
-        "all spans arrive"
+        backend.wait_for_spans(ROUNDS * PER_ROUND).await,
+        "{what}: all spans arrive"
     );
     let rounds_per_export: Vec<usize> = backend.with(|r| {
         r.traces
@@ -141,15 +179,14 @@ async fn sdk_exports_return_before_the_batch_timeout_and_are_merged() {
     });
     assert!(
         rounds_per_export.iter().any(|n| *n >= 2),
-        "no export carried spans of several calls: {rounds_per_export:?} (sending took {sending:?})"
+        "{what}: no export carried spans of several calls: {rounds_per_export:?} (sending took {sending:?})"
     );
     eprintln!(
-        "sdk e2e: {} export calls, slowest {:?}; backend exports carried rounds {rounds_per_export:?}",
+        "sdk e2e through {what}: {} export calls, slowest {:?}; backend exports carried rounds {rounds_per_export:?}",
         durations.len(),
         durations.iter().max()
     );
     let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
-    drop(collector);
 }
 
 fn persistent_batching_config(backend: &Backend, storage: &std::path::Path) -> String {

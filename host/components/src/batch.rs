@@ -49,7 +49,6 @@ use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, Consumer, ConsumerRef, Counter, CreateContext,
     Histogram, Lifecycle, Processor, ProcessorFactory, Signal, Tasks,
 };
-use wasmcol_pdata::DecodeError;
 
 /// `processors: batch:` with upstream's keys and defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -402,49 +401,30 @@ impl Inner {
             .spawn(async move { me.flush(entries, trigger).await });
     }
 
-    /// Merges `entries` into one batch and lists their senders in merge order. A sender whose
-    /// batch cannot be merged is answered with a permanent error here.
+    /// Merges `entries` into one batch and lists their senders in merge order.
     fn merge(&self, entries: Vec<Entry>) -> (Option<Batch>, VecDeque<Owner>) {
-        // Requests still in their received encoding are merged by concatenating their bytes:
-        // an export request is a single repeated field, and protobuf defines concatenated
-        // messages as merged ones. Nothing is decoded or re-encoded on this path.
-        if entries.len() > 1 && entries.iter().all(|e| e.batch.is_encoded()) {
-            let len = entries.iter().map(|e| e.batch.encoded_len()).sum();
-            let mut buf = bytes::BytesMut::with_capacity(len);
-            for e in &entries {
-                buf.extend_from_slice(&e.batch.encoded());
-            }
-            if let Ok(merged) = Batch::from_encoded(self.signal, buf.freeze()) {
-                let owners = entries.into_iter().map(Owner::from).collect();
-                return (Some(merged), owners);
-            }
-            // A request that does not validate: merge one by one below, which isolates it.
-        }
-        let mut owners = VecDeque::with_capacity(entries.len());
-        let mut merged: Option<Batch> = None;
-        let single = entries.len() == 1;
-        for mut e in entries {
-            // Decoding each batch before merging means a batch that does not decode is refused
-            // on its own and cannot spoil the merged one. Receivers validate bytes on arrival,
-            // so this is a safeguard; a lone batch is not decoded at all and keeps its bytes.
-            if !single && let Err(err) = decode(&mut e.batch) {
-                let _ = e.reply.send(Err(ConsumeError::permanent(err.to_string())));
-                continue;
-            }
-            let (batch, owner) = e.split();
-            let appended = match merged.as_mut() {
-                None => {
-                    merged = Some(batch);
-                    Ok(())
+        // Requests are merged by concatenating their wire bytes: an export request is a
+        // single repeated field, and protobuf defines concatenated messages as merged ones.
+        // Received batches were validated on arrival and a batch a processor changed is
+        // encoded once here (it would be encoded for the export anyway), so nothing is
+        // decoded, re-encoded or scanned again on this path; a lone batch keeps its form.
+        if entries.len() <= 1 {
+            return match entries.into_iter().next() {
+                Some(e) => {
+                    let (batch, owner) = e.split();
+                    (Some(batch), VecDeque::from([owner]))
                 }
-                Some(m) => m.append(batch),
+                None => (None, VecDeque::new()),
             };
-            match appended {
-                Ok(()) => owners.push_back(owner),
-                Err(err) => owner.refuse(ConsumeError::permanent(err.to_string())),
-            }
         }
-        (merged, owners)
+        let batches: Vec<Batch> = entries
+            .iter()
+            .map(|e| e.batch.clone().into_encoded())
+            .collect();
+        let merged = Batch::concat(self.signal, &batches);
+        drop(batches);
+        let owners = entries.into_iter().map(Owner::from).collect();
+        (Some(merged), owners)
     }
 
     /// Merges `entries`, sends the result in parts of at most `max_size` items and answers
@@ -524,14 +504,6 @@ impl Inner {
         // rather than leave its senders waiting.
         let entries = self.state.lock().take();
         self.flush(entries, Trigger::Timeout).await;
-    }
-}
-
-fn decode(b: &mut Batch) -> Result<(), DecodeError> {
-    match b {
-        Batch::Traces(p) => p.message_mut().map(|_| ()),
-        Batch::Metrics(p) => p.message_mut().map(|_| ()),
-        Batch::Logs(p) => p.message_mut().map(|_| ()),
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod json;
 pub mod lazy;
+mod split;
 mod transcode;
 mod wire;
 
@@ -549,8 +550,23 @@ impl<M: OtlpRequest> Payload<M> {
     }
 
     /// Splits off at most `max` items from the front; `None` when the batch is small enough.
+    ///
+    /// A batch still in its wire form is split over its bytes (both halves stay encoded and
+    /// nothing is decoded); a decoded one is split as a message.
     pub fn split_front(&mut self, max: usize) -> Result<Option<Self>, DecodeError> {
-        if self.item_count() <= max {
+        let items = self.item_count();
+        if items <= max {
+            return Ok(None);
+        }
+        if let Repr::Encoded { bytes, .. } = &*self.repr {
+            let weight = match M::SIGNAL {
+                Signal::Metrics => split::Weight::MetricPoints,
+                Signal::Traces | Signal::Logs => split::Weight::One,
+            };
+            if let Some(cut) = split::split_front(bytes, items, max, weight)? {
+                *self = Payload::from_validated(cut.rest, items - cut.front_items);
+                return Ok(Some(Payload::from_validated(cut.front, cut.front_items)));
+            }
             return Ok(None);
         }
         Ok(self

@@ -805,3 +805,99 @@ fn json_accepts_numbers_as_strings_and_ignores_unknown_fields() {
         assert!(matches!(e, JsonError::Json { .. }), "{bad}: {e:?}");
     }
 }
+
+/// Splits `batch` repeatedly at `max` items and returns the parts.
+fn parts<M: OtlpRequest>(mut batch: Payload<M>, max: usize) -> Vec<Payload<M>> {
+    let mut out = Vec::new();
+    while let Some(front) = batch.split_front(max).unwrap() {
+        out.push(front);
+    }
+    out.push(batch);
+    out
+}
+
+#[test]
+fn encoded_logs_split_over_their_bytes_like_the_decoded_split() {
+    let record = |i: u8| proto::logs::v1::LogRecord {
+        severity_text: format!("r{i}"),
+        trace_id: vec![i; 16],
+        ..Default::default()
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: (0..2u8)
+            .map(|r| proto::logs::v1::ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", &format!("svc{r}"))],
+                    ..Default::default()
+                }),
+                scope_logs: (0..3u8)
+                    .map(|s| proto::logs::v1::ScopeLogs {
+                        log_records: (0..5).map(|i| record(r * 100 + s * 10 + i)).collect(),
+                        schema_url: format!("scope{s}"),
+                        ..Default::default()
+                    })
+                    .collect(),
+                schema_url: format!("res{r}"),
+            })
+            .collect(),
+    };
+    for max in [1, 4, 5, 11, 15, 29] {
+        let encoded = parts(
+            LogsBatch::from_encoded(Bytes::from(logs.encode_to_vec())).unwrap(),
+            max,
+        );
+        let decoded = parts(LogsBatch::from_message(logs.clone()), max);
+        assert!(encoded.iter().all(LogsBatch::is_encoded), "max {max}");
+        let sizes: Vec<usize> = encoded.iter().map(LogsBatch::item_count).collect();
+        assert!(sizes.iter().all(|n| *n <= max), "max {max}: {sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 30);
+        let messages = |p: &[LogsBatch]| -> Vec<ExportLogsServiceRequest> {
+            p.iter().map(|b| b.to_message().unwrap()).collect()
+        };
+        assert_eq!(messages(&encoded), messages(&decoded), "max {max}");
+        // The counts carried without a scan are the true ones.
+        for p in &encoded {
+            assert_eq!(p.item_count(), p.to_message().unwrap().count_items());
+        }
+    }
+}
+
+#[test]
+fn encoded_metrics_split_between_metrics_by_data_points() {
+    use proto::metrics::v1::{Gauge, Metric, NumberDataPoint, metric};
+    let gauge = |name: &str, points: usize| Metric {
+        name: name.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint::default(); points],
+        })),
+        ..Default::default()
+    };
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![proto::metrics::v1::ResourceMetrics {
+            scope_metrics: vec![proto::metrics::v1::ScopeMetrics {
+                metrics: vec![gauge("a", 3), gauge("b", 3), gauge("c", 5), gauge("d", 1)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let batch = MetricsBatch::from_encoded(Bytes::from(metrics.encode_to_vec())).unwrap();
+    let got = parts(batch, 4);
+    assert!(got.iter().all(MetricsBatch::is_encoded));
+    // A metric's points stay together; one larger than the limit goes alone.
+    let sizes: Vec<usize> = got.iter().map(MetricsBatch::item_count).collect();
+    assert_eq!(sizes, [3, 3, 5, 1]);
+    let names: Vec<Vec<String>> = got
+        .iter()
+        .map(|b| {
+            let m = b.to_message().unwrap();
+            assert_eq!(b.item_count(), m.count_items());
+            m.resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| s.metrics.iter().map(|m| m.name.clone()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(names, [["a"], ["b"], ["c"], ["d"]]);
+}

@@ -453,3 +453,101 @@ async fn hands_on_at_once_when_downstream_queues() {
     let held = BatchProcessor::new(&c, &cfg, Signal::Traces, Sink::new());
     assert!(!held.answers_on_enqueue());
 }
+
+/// Three resources (with schema URLs), each with two scopes of seven spans.
+fn tree() -> wasmcol_pdata::ExportTraceServiceRequest {
+    let mut req = wasmcol_pdata::ExportTraceServiceRequest::default();
+    for r in 0..3 {
+        let mut rs = spans_message(&format!("r{r}"), 7).resource_spans.remove(0);
+        rs.schema_url = format!("https://schema/r{r}");
+        let mut second = rs.scope_spans[0].clone();
+        for s in &mut second.spans {
+            s.name = format!("second-{}", s.name);
+        }
+        second.schema_url = format!("https://schema/r{r}/scope");
+        rs.scope_spans.push(second);
+        req.resource_spans.push(rs);
+    }
+    req
+}
+
+/// The parts the decoded (prost) split makes of `req` at `max` items each.
+fn prost_parts(req: &wasmcol_pdata::ExportTraceServiceRequest, max: usize) -> Vec<Batch> {
+    let mut rest = TracesBatch::from_message(req.clone());
+    let mut parts = Vec::new();
+    while let Some(part) = rest.split_front(max).unwrap() {
+        parts.push(Batch::Traces(part));
+    }
+    parts.push(Batch::Traces(rest));
+    parts
+}
+
+/// Scenario: a received (encoded) request of 42 spans in three resources of two scopes each
+/// passes a batch with `send_batch_max_size` 10, 7 (a scope boundary), 3 and 50.
+/// Guarantees: the parts have the exact sizes, stay in their wire form (split over the bytes,
+/// nothing decoded), and decode to exactly the requests the decoded split makes: same
+/// resources, scopes, schema URLs and spans, in order.
+#[tokio::test(start_paused = true)]
+async fn encoded_batches_split_over_their_bytes() {
+    let req = tree();
+    let bytes = TracesBatch::from_message(req.clone()).encoded();
+    for (max, sizes) in [
+        (10, vec![10, 10, 10, 10, 2]),
+        (7, vec![7; 6]),
+        (3, vec![3; 14]),
+        (50, vec![42]),
+    ] {
+        let c = ctx(Kind::Processor, "batch");
+        let sink = Sink::new();
+        let p = started(&c, &config(max as u32, max as u32, Duration::ZERO), &sink).await;
+        let encoded = Batch::Traces(TracesBatch::from_encoded(bytes.clone()).unwrap());
+        p.consume(encoded).await.unwrap();
+        assert_eq!(sink.sizes(), sizes, "max {max}");
+        let got = sink.received.lock().clone();
+        for part in &got {
+            assert!(part.is_encoded(), "max {max}: a part was decoded to split");
+        }
+        let want: Vec<_> = prost_parts(&req, max)
+            .iter()
+            .map(|b| match b {
+                Batch::Traces(t) => t.to_message().unwrap(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let got: Vec<_> = got
+            .iter()
+            .map(|b| match b {
+                Batch::Traces(t) => t.to_message().unwrap(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(got, want, "max {max}");
+    }
+}
+
+/// Scenario: a received (encoded) request and one a processor changed (decoded) are merged,
+/// then split by `send_batch_max_size`.
+/// Guarantees: the merged parts are in wire form: the decoded one is encoded once and
+/// concatenated, and the received one is never decoded (decoding both to merge them is what
+/// multiplied memory ~70x for large batches).
+#[tokio::test(start_paused = true)]
+async fn mixed_batches_merge_and_split_without_decoding() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(12, 8, Duration::from_secs(1)), &sink).await;
+    let received = Batch::Traces(
+        TracesBatch::from_encoded(TracesBatch::from_message(spans_message("a", 6)).encoded())
+            .unwrap(),
+    );
+    let (a, b) = tokio::join!(p.consume(received), p.consume(spans("d", 6)));
+    assert_eq!((a, b), (Ok(()), Ok(())));
+    assert_eq!(sink.sizes(), [8, 4]);
+    for part in sink.received.lock().iter() {
+        assert!(part.is_encoded(), "merged or split by decoding");
+    }
+    let want: Vec<String> = (0..6)
+        .map(|i| format!("a-{i}"))
+        .chain((0..6).map(|i| format!("d-{i}")))
+        .collect();
+    assert_eq!(sink.names(), want);
+}
