@@ -1,4 +1,4 @@
-//! The `load_balancing` exporter (traces): splits each request by routing key over the ring
+//! The `load_balancing` exporter (traces and logs): splits each request by routing key over the ring
 //! and hands every part to its backend's own `otlp` exporter chain (queue, retry, timeout
 //! from `protocol.otlp`). The request is answered once every part is answered — once every
 //! part is enqueued, with the backends' default queues.
@@ -20,9 +20,9 @@ use wasmcol_core::{
     Batch, BuildError, ChainBuilder, ComponentError, ConsumeError, CreateContext, Exporter,
     ExporterFactory, ExporterParts, Lifecycle, Sender, Signal, Tasks,
 };
-use wasmcol_pdata::TracesBatch;
+use wasmcol_pdata::{LogsBatch, TracesBatch};
 
-use crate::{Config, Resolver, Ring, RouteError, RoutingKey, split_traces};
+use crate::{Config, Resolver, Ring, RouteError, RoutingKey, split_logs, split_traces};
 
 /// Port added to a backend named without one, as upstream.
 const DEFAULT_PORT: &str = "4317";
@@ -37,7 +37,7 @@ pub struct LoadBalancingFactory {
 
 impl ExporterFactory for LoadBalancingFactory {
     fn signals(&self) -> &[Signal] {
-        &[Signal::Traces]
+        &[Signal::Traces, Signal::Logs]
     }
 
     fn create(
@@ -70,7 +70,7 @@ impl ExporterFactory for LoadBalancingFactory {
         {
             template_errors.push(KeyError::new(
                 "routing_key",
-                "not supported by wasmcol yet for traces (use traceID or service)",
+                "not supported by wasmcol yet (use traceID or service)",
             ));
         }
         let checked = match checked {
@@ -380,19 +380,33 @@ impl Lifecycle for LoadBalancer {
 impl Sender for LoadBalancer {
     async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
         let lb = &self.0;
-        let Batch::Traces(traces) = batch else {
-            return Err(ConsumeError::permanent(
-                "load_balancing: only traces are supported",
-            ));
-        };
-        let req = traces
-            .into_message()
-            .map_err(|e| ConsumeError::permanent(e.to_string()))?;
         let (ring, backends) = {
             let s = lb.state.read();
             (s.ring.clone(), s.backends.clone())
         };
-        let parts = split_traces(req, &lb.routing, &ring).map_err(|e| match e {
+        let decode = |e: wasmcol_pdata::DecodeError| ConsumeError::permanent(e.to_string());
+        let routed = match batch {
+            Batch::Traces(t) => split_traces(t.into_message().map_err(decode)?, &lb.routing, &ring)
+                .map(|parts| {
+                    parts
+                        .into_iter()
+                        .map(|(k, v)| (k, Batch::Traces(TracesBatch::from_message(v))))
+                        .collect::<Vec<_>>()
+                }),
+            Batch::Logs(l) => split_logs(l.into_message().map_err(decode)?, &lb.routing, &ring)
+                .map(|parts| {
+                    parts
+                        .into_iter()
+                        .map(|(k, v)| (k, Batch::Logs(LogsBatch::from_message(v))))
+                        .collect()
+                }),
+            Batch::Metrics(_) => {
+                return Err(ConsumeError::permanent(
+                    "load_balancing: metrics are not supported yet",
+                ));
+            }
+        };
+        let parts = routed.map_err(|e| match e {
             RouteError::NoBackends => {
                 ConsumeError::retryable("load_balancing: no backends available")
             }
@@ -407,9 +421,7 @@ impl Sender for LoadBalancer {
                     )));
                 };
                 let started = Instant::now();
-                let result = exporter
-                    .consume(Batch::Traces(TracesBatch::from_message(part)))
-                    .await;
+                let result = exporter.consume(part).await;
                 lb.metrics.latency(&endpoint_of(&name), started.elapsed());
                 match &result {
                     Ok(()) => lb.metrics.outcome_ok.inc(),

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use wasmcol_pdata::ExportTraceServiceRequest;
 use wasmcol_pdata::proto::common::v1::any_value::Value as AnyValue;
+use wasmcol_pdata::proto::logs::v1::{ResourceLogs, ScopeLogs};
 use wasmcol_pdata::proto::resource::v1::Resource;
 use wasmcol_pdata::proto::trace::v1::{ResourceSpans, ScopeSpans};
+use wasmcol_pdata::{ExportLogsServiceRequest, ExportTraceServiceRequest};
 
 use crate::{Ring, RoutingKey};
 
@@ -21,7 +22,7 @@ pub enum RouteError {
     #[error("unable to get service name")]
     NoServiceName,
     /// A routing key this signal's splitter does not handle yet.
-    #[error("routing_key {0:?} is not supported for traces yet")]
+    #[error("routing_key {0:?} is not supported for this signal yet")]
     Unsupported(RoutingKey),
 }
 
@@ -98,6 +99,89 @@ fn split_by_trace(
             .push(ResourceSpans {
                 resource: resource.clone(),
                 scope_spans: scopes.into_values().collect(),
+                schema_url: schema_url.clone(),
+            });
+    }
+    Ok(())
+}
+
+/// Splits `req` into one request per backend of `ring`. By `traceID`, each log record goes
+/// to its trace's backend, and a record without a trace id to a random one (as upstream:
+/// not every log belongs to a trace); by `service`, each resource goes whole.
+pub fn split_logs(
+    req: ExportLogsServiceRequest,
+    key: &RoutingKey,
+    ring: &Ring,
+) -> Result<BTreeMap<String, ExportLogsServiceRequest>, RouteError> {
+    if ring.is_empty() {
+        return Err(RouteError::NoBackends);
+    }
+    let mut out: BTreeMap<String, ExportLogsServiceRequest> = BTreeMap::new();
+    for rl in req.resource_logs {
+        match key {
+            RoutingKey::Service => {
+                let name = service_name(rl.resource.as_ref()).ok_or(RouteError::NoServiceName)?;
+                let backend = ring
+                    .endpoint_for(name.as_bytes())
+                    .ok_or(RouteError::NoBackends)?;
+                out.entry(backend.to_owned())
+                    .or_default()
+                    .resource_logs
+                    .push(rl);
+            }
+            RoutingKey::TraceId => split_logs_by_trace(rl, ring, &mut out)?,
+            other => return Err(RouteError::Unsupported(other.clone())),
+        }
+    }
+    Ok(out)
+}
+
+/// Moves each log record of `rl` to its trace's backend, under one copy of its resource and
+/// scope per backend.
+fn split_logs_by_trace(
+    rl: ResourceLogs,
+    ring: &Ring,
+    out: &mut BTreeMap<String, ExportLogsServiceRequest>,
+) -> Result<(), RouteError> {
+    let ResourceLogs {
+        resource,
+        scope_logs,
+        schema_url,
+    } = rl;
+    let mut parts: BTreeMap<&str, BTreeMap<usize, ScopeLogs>> = BTreeMap::new();
+    for (index, sl) in scope_logs.into_iter().enumerate() {
+        let ScopeLogs {
+            scope,
+            log_records,
+            schema_url: scope_schema,
+        } = sl;
+        for record in log_records {
+            let backend = if record.trace_id.iter().all(|&b| b == 0) {
+                ring.endpoint_for(&rand::random::<[u8; 16]>())
+            } else {
+                ring.endpoint_for(&record.trace_id)
+            }
+            .ok_or(RouteError::NoBackends)?;
+            parts
+                .entry(backend)
+                .or_default()
+                .entry(index)
+                .or_insert_with(|| ScopeLogs {
+                    scope: scope.clone(),
+                    log_records: Vec::new(),
+                    schema_url: scope_schema.clone(),
+                })
+                .log_records
+                .push(record);
+        }
+    }
+    for (backend, scopes) in parts {
+        out.entry(backend.to_owned())
+            .or_default()
+            .resource_logs
+            .push(ResourceLogs {
+                resource: resource.clone(),
+                scope_logs: scopes.into_values().collect(),
                 schema_url: schema_url.clone(),
             });
     }
@@ -212,6 +296,69 @@ mod tests {
         }
         joined.sort();
         assert_eq!(joined, all);
+    }
+
+    /// Scenario: 100 log records under two services, half with a trace id (of 10 traces)
+    /// and half without, split by trace id; then by service.
+    /// Guarantees: nothing lost or duplicated; a record with a trace id is at the ring's
+    /// backend for it; by service each resource goes whole to its service's backend.
+    #[test]
+    fn logs_route_by_trace_id_or_service() {
+        use wasmcol_pdata::proto::logs::v1::LogRecord;
+        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
+        let logs = |svc: &str, base: u8| ResourceLogs {
+            resource: resource(svc),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..50u8)
+                    .map(|i| LogRecord {
+                        trace_id: if i % 2 == 0 {
+                            vec![i % 10 + 1; 16]
+                        } else {
+                            Vec::new()
+                        },
+                        severity_text: format!("{base}-{i}"),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let req = || ExportLogsServiceRequest {
+            resource_logs: vec![logs("checkout", 1), logs("cart", 2)],
+        };
+        let texts = |r: &ExportLogsServiceRequest| -> Vec<(Vec<u8>, String)> {
+            r.resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .flat_map(|sl| &sl.log_records)
+                .map(|l| (l.trace_id.clone(), l.severity_text.clone()))
+                .collect()
+        };
+        let mut all = texts(&req());
+        all.sort();
+        let parts = split_logs(req(), &RoutingKey::TraceId, &ring).unwrap();
+        let mut joined = Vec::new();
+        for (backend, part) in &parts {
+            for (trace, text) in texts(part) {
+                if !trace.is_empty() {
+                    assert_eq!(ring.endpoint_for(&trace), Some(backend.as_str()));
+                }
+                joined.push((trace, text));
+            }
+        }
+        joined.sort();
+        assert_eq!(joined, all);
+        let parts = split_logs(req(), &RoutingKey::Service, &ring).unwrap();
+        for svc in ["checkout", "cart"] {
+            let part = &parts[ring.endpoint_for(svc.as_bytes()).unwrap()];
+            let whole = part
+                .resource_logs
+                .iter()
+                .find(|rl| service_name(rl.resource.as_ref()) == Some(svc))
+                .unwrap();
+            assert_eq!(whole.scope_logs[0].log_records.len(), 50);
+        }
     }
 
     /// Scenario: the same request split by service; then a resource without service.name;
