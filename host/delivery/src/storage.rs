@@ -310,6 +310,8 @@ fn reopening() -> StorageError {
     StorageError("storage is being reopened after a write failure".into())
 }
 
+/// First wait between two attempts to reopen a poisoned database.
+const REOPEN_FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 /// Longest wait between two attempts to reopen a poisoned database.
 const REOPEN_MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -324,6 +326,10 @@ fn writer(store: Arc<Store>, mut rx: mpsc::Receiver<Op>, fsync: bool, stats: Wri
     // reopened; keys of failed puts are deleted then too, as their callers were told the
     // write failed and a half-written record must not come back.
     let mut redo: Vec<Op> = Vec::new();
+    // Failed commits in a row: a disk that is still nearly full lets the reopen's probe
+    // through but not the next group commit, so the wait before reopening grows with the
+    // streak instead of starting short each time.
+    let mut streak = 0u32;
     let mut closing = false;
     while !closing {
         let Some(first) = rx.blocking_recv() else {
@@ -370,8 +376,11 @@ fn writer(store: Arc<Store>, mut rx: mpsc::Receiver<Op>, fsync: bool, stats: Wri
                 _ => {}
             }
         }
-        if result.is_err() && !closing {
-            closing = reopen(&store, &mut rx, &mut redo);
+        if result.is_ok() {
+            streak = 0;
+        } else if !closing {
+            streak = streak.saturating_add(1);
+            closing = reopen(&store, &mut rx, &mut redo, streak);
         }
     }
     if let Some(db) = store.db.read().as_ref()
@@ -449,6 +458,32 @@ fn commit(
     result
 }
 
+/// Waits `d`, answering ops that arrive meanwhile with an error (deletes kept for after the
+/// reopen). Returns true when `Close` arrived.
+fn wait_answering(rx: &mut mpsc::Receiver<Op>, redo: &mut Vec<Op>, d: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + d;
+    while std::time::Instant::now() < until {
+        while let Ok(op) = rx.try_recv() {
+            match op {
+                Op::Put { ks, key, done, .. } => {
+                    redo.push(Op::Delete {
+                        ks,
+                        key: key.to_vec(),
+                    });
+                    done(Err(reopening()));
+                }
+                Op::Sync(tx) => {
+                    let _ = tx.send(Err(reopening()));
+                }
+                Op::Close => return true,
+                op => redo.push(op),
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
 /// Writes (and deletes) a small record, so a database is declared writable again only once
 /// a write reaches the file, not as soon as it opens on a disk that is still full.
 fn probe(db: Database) -> fjall::Result<Database> {
@@ -467,10 +502,17 @@ fn probe(db: Database) -> fjall::Result<Database> {
 /// Closes the poisoned database and opens it again from disk, with back-off, until that
 /// works. Ops arriving meanwhile are answered with an error (deletes kept for later).
 /// Returns true when `Close` arrived instead.
-fn reopen(store: &Store, rx: &mut mpsc::Receiver<Op>, redo: &mut Vec<Op>) -> bool {
-    let mut backoff = std::time::Duration::from_millis(100);
+fn reopen(store: &Store, rx: &mut mpsc::Receiver<Op>, redo: &mut Vec<Op>, streak: u32) -> bool {
+    let mut backoff = REOPEN_FIRST_BACKOFF
+        .saturating_mul(1 << streak.saturating_sub(1).min(6))
+        .min(REOPEN_MAX_BACKOFF);
+    let mut first = true;
     let mut attempts = 0u32;
     loop {
+        if first && streak > 1 && wait_answering(rx, redo, backoff) {
+            return true;
+        }
+        first = false;
         // Every handle must go for fjall to release its lock: the store's, and any a reader
         // holds for a moment.
         drop(store.db.write().take());
@@ -483,7 +525,7 @@ fn reopen(store: &Store, rx: &mut mpsc::Receiver<Op>, redo: &mut Vec<Op>) -> boo
                 *store.db.write() = Some(db);
                 store.writable.store(true, Ordering::Release);
                 tracing::warn!(
-                    attempts,
+                    failed_attempts = attempts,
                     "file_storage: database reopened after a write failure; accepting writes again"
                 );
                 return false;
@@ -495,25 +537,8 @@ fn reopen(store: &Store, rx: &mut mpsc::Receiver<Op>, redo: &mut Vec<Op>) -> boo
                 }
             }
         }
-        let until = std::time::Instant::now() + backoff;
-        while std::time::Instant::now() < until {
-            while let Ok(op) = rx.try_recv() {
-                match op {
-                    Op::Put { ks, key, done, .. } => {
-                        redo.push(Op::Delete {
-                            ks,
-                            key: key.to_vec(),
-                        });
-                        done(Err(reopening()));
-                    }
-                    Op::Sync(tx) => {
-                        let _ = tx.send(Err(reopening()));
-                    }
-                    Op::Close => return true,
-                    op => redo.push(op),
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        if wait_answering(rx, redo, backoff) {
+            return true;
         }
         backoff = (backoff * 2).min(REOPEN_MAX_BACKOFF);
     }
