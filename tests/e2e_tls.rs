@@ -91,10 +91,9 @@ async fn seed_000_two_regions_over_mtls() {
     let local = Backend::start().await;
     let remote = Backend::start().await;
     // The seed's batch timeouts stay. Four senders together fill exactly one batch (1024
-    // spans), so neither batch processor waits for its timeout. (wasmcol's batch processor
-    // answers a sender only once its items are exported, so a partial batch at the gateway
-    // holds the region's export call for the gateway's 10s timeout, longer than the
-    // exporter's 5s attempt timeout; see `seed_000_partial_batch_is_forwarded_once`.)
+    // spans). Both tiers answer on enqueue (their exporters queue), so no sender waits for
+    // a batch timeout either way; `seed_000_partial_batch_is_forwarded_once` covers a
+    // partial batch.
     let gateway = start_gateway(&pki, &remote, "10s");
     let gateway_addr = gateway.grpc["otlp"];
     assert!(gateway_addr.ip().is_loopback());
