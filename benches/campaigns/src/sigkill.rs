@@ -279,7 +279,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let backend_port = listener.local_addr()?.port();
     let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(backend.clone()).max_decoding_message_size(64 << 20))
+        .add_service(
+            // The otlp_grpc exporter compresses with gzip unless told otherwise.
+            TraceServiceServer::new(backend.clone())
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+                .max_decoding_message_size(64 << 20),
+        )
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     tokio::spawn(server);
 
