@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
-mod compression;
+pub mod compression;
 pub mod exporter;
 pub mod receiver;
 mod status;
