@@ -87,13 +87,19 @@ fn has_key(item: &[u8], attr_field: u64, key: &[u8]) -> Option<bool> {
         if f.number != attr_field || f.wire != LEN {
             continue;
         }
+        // The key is what prost would decode: the last field 1, or "" when none is written
+        // (an empty string is a default, so an encoder leaves it out).
         let kv = &item[f.payload];
         let mut p = 0;
+        let mut found: &[u8] = &[];
         while p < kv.len() {
             let g = next_field(kv, &mut p)?;
-            if g.number == 1 && g.wire == LEN && &kv[g.payload] == key {
-                return Some(true);
+            if g.number == 1 && g.wire == LEN {
+                found = &kv[g.payload];
             }
+        }
+        if found == key {
+            return Some(true);
         }
     }
     Some(false)
@@ -190,6 +196,46 @@ mod tests {
             }
         }
         assert_eq!(ScopeSpans::decode(bytes).unwrap(), want);
+    }
+
+    /// Found by the `plugin_host` fuzz target (`fuzz/regressions/plugin_host/splice-empty-key`):
+    /// an attribute with the empty key has no key field on the wire, and a key written twice
+    /// counts only by its last occurrence. Both must be judged as prost decodes them.
+    #[test]
+    fn keys_are_read_as_prost_decodes_them() {
+        let empty = KeyValue {
+            key: String::new(),
+            value: Some(AnyValue { value: None }),
+            ..Default::default()
+        };
+        let scope = ScopeSpans {
+            spans: vec![Span {
+                attributes: vec![empty.clone()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (bytes, changed) =
+            insert_everywhere(&scope.encode_to_vec(), 2, 9, "", &empty.encode_to_vec()).unwrap();
+        assert_eq!(changed, 0);
+        assert_eq!(ScopeSpans::decode(bytes).unwrap(), scope);
+
+        // A KeyValue whose key is written twice, "a" then "b": prost keeps "b".
+        let twice: Vec<u8> = [&[0x0a, 0x01, b'a'][..], &[0x0a, 0x01, b'b'][..]].concat();
+        let span_bytes: Vec<u8> = [&[0x4a, twice.len() as u8][..], &twice[..]].concat();
+        let scope_bytes: Vec<u8> = [&[0x12, span_bytes.len() as u8][..], &span_bytes[..]].concat();
+        let decoded = ScopeSpans::decode(&scope_bytes[..]).unwrap();
+        assert_eq!(decoded.spans[0].attributes[0].key, "b");
+        let new = kv("a", "x");
+        let (_, changed) =
+            insert_everywhere(&scope_bytes, 2, 9, "a", &new.encode_to_vec()).unwrap();
+        assert_eq!(
+            changed, 1,
+            "the span has no attribute \"a\" as prost reads it"
+        );
+        let (_, changed) =
+            insert_everywhere(&scope_bytes, 2, 9, "b", &new.encode_to_vec()).unwrap();
+        assert_eq!(changed, 0);
     }
 
     #[test]
