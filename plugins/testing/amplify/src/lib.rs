@@ -48,7 +48,12 @@ impl Processor for Amplify {
 
     fn process_traces(&mut self, t: Traces<'_>) -> Result<Outcome, ProcessError> {
         for k in 0..self.keys {
-            t.set_all(self.level, &format!("amp.{k}"), &self.value, SetMode::Upsert);
+            t.set_all(
+                self.level,
+                &format!("amp.{k}"),
+                &self.value,
+                SetMode::Upsert,
+            );
         }
         Ok(Outcome::Forward)
     }
