@@ -19,6 +19,7 @@ const BUNDLED: &[(&str, &str)] = &[
         "PROBABILISTIC_SAMPLER",
         "wasmcol_plugin_probabilistic_sampler",
     ),
+    ("TAIL_SAMPLING", "wasmcol_plugin_tail_sampling"),
 ];
 
 /// Plugins only tests use: (const name, artifact stem).
@@ -31,6 +32,8 @@ const FOR_TESTS: &[(&str, &str)] = &[
     ("SANDBOX", "wasmcol_test_sandbox"),
     ("SLEEP", "wasmcol_test_sleep"),
     ("AMPLIFY", "wasmcol_test_amplify"),
+    ("V010", "wasmcol_test_v010"),
+    ("KEEP", "wasmcol_test_keep"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -1,5 +1,5 @@
 //! The component side of the contract (compiled for `wasm32` only): bindings generated from
-//! `wit/plugin.wit`, the batch handles wrapped in the SDK's traits, and the glue that the
+//! `wit/v0.2.0/plugin.wit` (which uses the `types` and `batch` interfaces of 0.1.0), the batch handles wrapped in the SDK's traits, and the glue that the
 //! [`crate::export_processor!`] macro plugs a [`crate::Processor`] into.
 
 #![allow(unsafe_code)]
@@ -11,7 +11,7 @@ use crate::ops::{
     BatchOps, ItemRef, Level, LogInfo, LogOps, MetricKind, MetricOps, PointInfo, ScopeInfo,
     ScopeRef, SetMode, Signal, SpanInfo, Target, TraceOps,
 };
-use crate::processor::{Outcome, ProcessError, Processor};
+use crate::processor::{Decision, Outcome, ProcessError, Processor};
 use crate::view::{Logs, Metrics, Traces};
 use crate::{LogLevel, Value};
 
@@ -20,15 +20,19 @@ use crate::{LogLevel, Value};
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "processor",
+        path: "../wit/v0.2.0",
+        world: "wasmcol:plugin/processor@0.2.0",
+        generate_all,
         pub_export_macro: true,
         export_macro_name: "__wasmcol_export_world",
     });
 }
 
-use bindings::wasmcol::plugin::batch as wb;
-use bindings::wasmcol::plugin::types as wt;
+use bindings::wasmcol::plugin0_1_0::batch as wb;
+use bindings::wasmcol::plugin0_1_0::types as wt;
+use bindings::wasmcol::plugin0_2_0::batch_ext as bx;
+use bindings::wasmcol::plugin0_2_0::telemetry as tm;
+use bindings::wasmcol::plugin0_2_0::types as t2;
 
 pub use bindings::Guest;
 
@@ -112,7 +116,7 @@ fn mode(m: SetMode) -> wt::SetMode {
 pub struct Handle<'a, T>(pub &'a T);
 
 macro_rules! batch_ops {
-    ($res:ty) => {
+    ($res:ty, $context:path, $remove_all:path) => {
         impl BatchOps for Handle<'_, $res> {
             fn resource_count(&self) -> u32 {
                 self.0.resource_count()
@@ -183,13 +187,58 @@ macro_rules! batch_ops {
             fn replace_from_otlp(&self, otlp: &[u8]) -> Result<(), String> {
                 self.0.replace_from_otlp(otlp)
             }
+            fn remove_attribute_all(&self, l: Level, key: &str) -> u32 {
+                $remove_all(self.0, level(l), key)
+            }
+            fn context(&self, key: &str) -> Vec<String> {
+                $context(self.0, key)
+            }
         }
     };
 }
 
-batch_ops!(wb::TraceBatch);
-batch_ops!(wb::MetricBatch);
-batch_ops!(wb::LogBatch);
+batch_ops!(
+    wb::TraceBatch,
+    bx::trace_context,
+    bx::trace_remove_attribute_all
+);
+batch_ops!(
+    wb::MetricBatch,
+    bx::metric_context,
+    bx::metric_remove_attribute_all
+);
+batch_ops!(
+    wb::LogBatch,
+    bx::log_context,
+    bx::log_remove_attribute_all
+);
+
+fn labels(l: &[(&str, &str)]) -> Vec<t2::Label> {
+    l.iter()
+        .map(|(k, v)| t2::Label {
+            key: (*k).to_owned(),
+            value: (*v).to_owned(),
+        })
+        .collect()
+}
+
+pub(crate) fn counter_add(name: &str, help: &str, l: &[(&str, &str)], value: u64) {
+    tm::counter_add(name, help, &labels(l), value);
+}
+
+pub(crate) fn gauge_set(name: &str, help: &str, l: &[(&str, &str)], value: f64) {
+    tm::gauge_set(name, help, &labels(l), value);
+}
+
+pub(crate) fn histogram_record(
+    name: &str,
+    help: &str,
+    l: &[(&str, &str)],
+    bounds: &[f64],
+    value: f64,
+) {
+    tm::histogram_record(name, help, &labels(l), bounds, value);
+}
 
 impl TraceOps for Handle<'_, wb::TraceBatch> {
     fn span(&self, at: ItemRef) -> SpanInfo {
@@ -285,7 +334,7 @@ pub fn configure<P: Processor>(
     slot: &'static std::thread::LocalKey<RefCell<Option<P>>>,
     json: String,
     signal: wt::Signal,
-) -> Result<(), Vec<bindings::ConfigError>> {
+) -> Result<t2::Settings, Vec<bindings::ConfigError>> {
     let signal = match signal {
         wt::Signal::Traces => Signal::Traces,
         wt::Signal::Metrics => Signal::Metrics,
@@ -293,8 +342,15 @@ pub fn configure<P: Processor>(
     };
     match crate::processor::configure::<P>(&json, signal) {
         Ok(p) => {
+            let hold = p.hold_traces().map(|h| t2::TraceHold {
+                decision_wait_ms: h.decision_wait_ms,
+                num_traces: h.num_traces,
+                sampled_cache_size: h.sampled_cache_size,
+                non_sampled_cache_size: h.non_sampled_cache_size,
+                drop_pending_on_shutdown: h.drop_pending_on_shutdown,
+            });
             slot.with(|s| *s.borrow_mut() = Some(p));
-            Ok(())
+            Ok(t2::Settings { hold_traces: hold })
         }
         Err(ConfigErrors(errors)) => Err(errors
             .into_iter()
@@ -363,7 +419,29 @@ pub fn tick<P: Processor>(slot: &'static std::thread::LocalKey<RefCell<Option<P>
     })
 }
 
+/// `decide-trace` for processor `P`.
+pub fn decide_trace<P: Processor>(
+    slot: &'static std::thread::LocalKey<RefCell<Option<P>>>,
+    batch: &wb::TraceBatch,
+    first: u64,
+    now: u64,
+) -> Result<t2::Decision, bindings::ProcessError> {
+    let h = Handle(batch);
+    slot.with(|s| match s.borrow_mut().as_mut() {
+        Some(p) => match p.decide_trace(Traces::new(&h), first, now) {
+            Ok(Decision::Sampled) => Ok(t2::Decision::Sampled),
+            Ok(Decision::NotSampled) => Ok(t2::Decision::NotSampled),
+            Err(ProcessError::Permanent(m)) => Err(bindings::ProcessError::Permanent(m)),
+            Err(ProcessError::Retryable(m)) => Err(bindings::ProcessError::Retryable(m)),
+        },
+        None => Err(bindings::ProcessError::Permanent(
+            "the plugin was not configured".into(),
+        )),
+    })
+}
+
 pub use bindings::ProcessError as WitProcessError;
+pub use t2::{Decision as WitDecision, Settings as WitSettings};
 /// Types the export macro names.
 pub use bindings::{ConfigError as WitConfigError, Outcome as WitOutcome, PluginInfo};
 pub use wb::{LogBatch, MetricBatch, TraceBatch};

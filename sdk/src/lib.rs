@@ -1,7 +1,7 @@
 //! Write [wasmcol](https://github.com/wasmcol/wasmcol) processor plugins in Rust.
 //!
 //! A plugin is a WebAssembly component built with `cargo build --target wasm32-wasip2
-//! --release`. The collector keeps each batch on its side and lends the plugin a handle; the
+//! --release`; it implements the contract `wasmcol:plugin@0.2.0` (`wit/v0.2.0/plugin.wit`). The collector keeps each batch on its side and lends the plugin a handle; the
 //! plugin reads and edits the batch through host calls (see `wit/plugin.wit`). This crate
 //! hides that: implement [`Processor`] with a typed `Config`, use the views ([`Traces`],
 //! [`Metrics`], [`Logs`]) to walk resources, scopes and items and to get and set attributes,
@@ -130,6 +130,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod guest;
 pub mod log;
+pub mod metrics;
 pub mod ops;
 pub mod processor;
 pub mod testing;
@@ -142,7 +143,7 @@ pub use ops::{
     BatchOps, EventRef, ItemRef, Level, LogInfo, LogOps, MetricKind, MetricOps, PointInfo,
     ScopeInfo, ScopeRef, SetMode, Signal, SpanInfo, Target, TraceOps,
 };
-pub use processor::{Outcome, ProcessError, Processor};
+pub use processor::{Decision, Outcome, ProcessError, Processor, TraceHold};
 pub use value::Value;
 pub use view::{Attributes, Logs, Metrics, Point, Record, Resource, Scope, Span, Traces};
 
@@ -168,7 +169,7 @@ macro_rules! export_processor {
                 fn configure(
                     config_json: ::std::string::String,
                     signal: $crate::guest::WitSignal,
-                ) -> ::std::result::Result<(), ::std::vec::Vec<$crate::guest::WitConfigError>> {
+                ) -> ::std::result::Result<$crate::guest::WitSettings, ::std::vec::Vec<$crate::guest::WitConfigError>> {
                     $crate::guest::configure::<$ty>(&__WASMCOL_INSTANCE, config_json, signal)
                 }
                 fn process_traces(
@@ -191,6 +192,14 @@ macro_rules! export_processor {
                 }
                 fn tick(now_unix_nano: u64) {
                     $crate::guest::tick::<$ty>(&__WASMCOL_INSTANCE, now_unix_nano)
+                }
+                fn decide_trace(
+                    trace: &$crate::guest::TraceBatch,
+                    first_arrival_unix_nano: u64,
+                    now_unix_nano: u64,
+                ) -> ::std::result::Result<$crate::guest::WitDecision, $crate::guest::WitProcessError>
+                {
+                    $crate::guest::decide_trace::<$ty>(&__WASMCOL_INSTANCE, trace, first_arrival_unix_nano, now_unix_nano)
                 }
             }
             $crate::guest::bindings::__wasmcol_export_world!(__WasmcolGlue with_types_in $crate::guest::bindings);

@@ -175,7 +175,8 @@ pub struct LogInfo {
     pub event_name: String,
 }
 
-/// Methods every batch handle has. See the WIT (`wit/plugin.wit`) for the exact semantics.
+/// Methods every batch handle has. See the WIT (`wit/plugin.wit`, `wit/v0.2.0/plugin.wit`)
+/// for the exact semantics.
 pub trait BatchOps {
     /// Number of resources.
     fn resource_count(&self) -> u32;
@@ -207,6 +208,11 @@ pub trait BatchOps {
     fn to_otlp(&self) -> Vec<u8>;
     /// Replaces the batch with OTLP protobuf.
     fn replace_from_otlp(&self, otlp: &[u8]) -> Result<(), String>;
+    /// Removes `key` from every set of `level`; how many sets had it (contract 0.2.0).
+    fn remove_attribute_all(&self, level: Level, key: &str) -> u32;
+    /// The values of request context `key` the batch arrived with: a request header (lower
+    /// case, e.g. `x-tenant`) or `auth.<attribute>`; empty when absent (contract 0.2.0).
+    fn context(&self, key: &str) -> Vec<String>;
 }
 
 /// A batch of spans.

@@ -15,6 +15,30 @@ pub enum Outcome {
     Drop,
 }
 
+/// How the host should hold spans by trace for [`Processor::decide_trace`] (tail sampling).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceHold {
+    /// From a trace's first span to its decision, milliseconds.
+    pub decision_wait_ms: u64,
+    /// Traces held at most; the oldest is evicted (and counted) when a new one arrives.
+    pub num_traces: u32,
+    /// Trace IDs decided sampled remembered after they leave the buffer (0: off).
+    pub sampled_cache_size: u32,
+    /// Trace IDs decided not sampled remembered likewise (0: off).
+    pub non_sampled_cache_size: u32,
+    /// Drop undecided traces on shutdown instead of deciding them.
+    pub drop_pending_on_shutdown: bool,
+}
+
+/// A decision on a held trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward the trace.
+    Sampled,
+    /// Drop it.
+    NotSampled,
+}
+
 /// Why a batch could not be processed. The host applies the processor's `on_error` policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessError {
@@ -83,6 +107,26 @@ pub trait Processor: Sized + 'static {
     /// Called periodically with the wall-clock time, for processors that keep state.
     fn tick(&mut self, now_unix_nano: u64) {
         let _ = now_unix_nano;
+    }
+
+    /// Asks the host to hold spans by trace and call [`Processor::decide_trace`] once per
+    /// trace instead of `process_traces` (asked once, after [`Processor::new`]). The host
+    /// then runs a single instance, so state in `self` is shared by every decision.
+    fn hold_traces(&self) -> Option<TraceHold> {
+        None
+    }
+
+    /// Decides one held trace: `trace` holds every span held for it.
+    /// `first_arrival_unix_nano` is when its first span arrived; `now_unix_nano` the time of
+    /// the decision.
+    fn decide_trace(
+        &mut self,
+        trace: Traces<'_>,
+        first_arrival_unix_nano: u64,
+        now_unix_nano: u64,
+    ) -> Result<Decision, ProcessError> {
+        let _ = (trace, first_arrival_unix_nano, now_unix_nano);
+        Ok(Decision::Sampled)
     }
 }
 

@@ -125,6 +125,7 @@ impl MemItem for MemLog {
 #[derive(Debug, Default)]
 pub struct MemBatch<I> {
     data: RefCell<MemData<I>>,
+    context: RefCell<Vec<(String, Vec<String>)>>,
 }
 
 /// In-memory spans.
@@ -191,6 +192,7 @@ impl<I> MemBatch<I> {
     /// An empty batch.
     pub fn new() -> Self {
         MemBatch {
+            context: RefCell::default(),
             data: RefCell::new(MemData {
                 resources: Vec::new(),
             }),
@@ -200,6 +202,7 @@ impl<I> MemBatch<I> {
     /// Wraps existing data.
     pub fn from_data(data: MemData<I>) -> Self {
         MemBatch {
+            context: RefCell::default(),
             data: RefCell::new(data),
         }
     }
@@ -502,6 +505,36 @@ impl<I: MemItem> BatchOps for MemBatch<I> {
     }
     fn replace_from_otlp(&self, _otlp: &[u8]) -> Result<(), String> {
         Err("replace_from_otlp is not available in the in-memory test harness".into())
+    }
+    fn remove_attribute_all(&self, level: Level, key: &str) -> u32 {
+        self.each_set(level, |a| {
+            let before = a.len();
+            a.retain(|(k, _)| k != key);
+            a.len() != before
+        })
+        .into_iter()
+        .filter(|c| *c)
+        .count() as u32
+    }
+    fn context(&self, key: &str) -> Vec<String> {
+        self.context
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect()
+    }
+}
+
+impl<I> MemBatch<I> {
+    /// Adds request context `key` with `values`, as a request header or the authenticator
+    /// would give it.
+    pub fn with_context(self, key: &str, values: &[&str]) -> Self {
+        self.context.borrow_mut().push((
+            key.to_owned(),
+            values.iter().map(|v| (*v).to_owned()).collect(),
+        ));
+        self
     }
 }
 

@@ -195,6 +195,17 @@ macro_rules! batch_common {
                 items(self.ops).map(move |at| $item { ops, at })
             }
 
+            /// Removes `key` from every set of `level` in one host call; how many had it.
+            pub fn remove_all(&self, level: Level, key: &str) -> u32 {
+                self.ops.remove_attribute_all(level, key)
+            }
+
+            /// The values of request context `key` (a request header such as `x-tenant`, or
+            /// `auth.<attribute>`); empty when absent.
+            pub fn context(&self, key: &str) -> Vec<String> {
+                self.ops.context(key)
+            }
+
             /// Sets `key` on every set of `level` in one host call; how many changed.
             pub fn set_all(&self, level: Level, key: &str, value: &Value, mode: SetMode) -> u32 {
                 self.ops.set_attribute_all(level, key, value, mode)

@@ -15,6 +15,20 @@ use wasmcol_pdata::{DecodeError, Payload, metric_points};
 pub struct HostBatch<K: ScopeAccess> {
     pub(crate) lazy: LazyRequest<K>,
     pub(crate) modified: bool,
+    /// The request context the batch came with (see [`request_context`]).
+    pub(crate) context: RequestContext,
+}
+
+/// Request metadata by key (a header name, or `auth.<attribute>`), each with its values.
+pub type RequestContext = Vec<(String, Vec<String>)>;
+
+/// The request context `batch` carries, for the plugins' `*-context` calls (WIT 0.2.0).
+///
+/// Batches carry no request metadata yet, so this is empty; once they do, this one function
+/// reads it (header names lower case, the authenticator's attributes as `auth.<name>`).
+pub fn request_context(batch: &wasmcol_pdata::Batch) -> RequestContext {
+    let _ = batch;
+    Vec::new()
 }
 
 /// The trace handle's host type.
@@ -200,7 +214,17 @@ impl<K: ScopeAccess> HostBatch<K> {
         Ok(HostBatch {
             lazy: LazyRequest::from_payload(p)?,
             modified: false,
+            context: Vec::new(),
         })
+    }
+
+    /// Lends a decoded request.
+    pub(crate) fn from_message(req: K::Request) -> Self {
+        HostBatch {
+            lazy: LazyRequest::from_message(req),
+            modified: false,
+            context: Vec::new(),
+        }
     }
 
     /// Whether any call changed the batch.

@@ -19,10 +19,10 @@ use wasmtime::{Store, Trap};
 
 use crate::batch::{HostBatch, ScopeAccess};
 use crate::bindings::wasmcol::plugin::types as wt;
-use crate::bindings::{self, Processor as PluginBindings, ProcessorPre};
+use crate::bindings::{self, Processor as PluginBindings, ProcessorPre, v2};
 use crate::epoch::EpochHandle;
 use crate::error::CallError;
-use crate::store::StoreState;
+use crate::store::{PluginTelemetry, StoreState};
 
 /// Per-call limits.
 #[derive(Clone, Debug)]
@@ -68,6 +68,72 @@ pub struct PluginConfigError {
     pub message: String,
 }
 
+/// How the host drives a configured plugin (what a 0.2.0 `configure` returns; a 0.1.0
+/// plugin gets the default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Hold spans by trace and call `decide-trace` (tail sampling).
+    pub hold: Option<TraceHold>,
+}
+
+/// How spans are held by trace for a deciding plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceHold {
+    /// From a trace's first span to its decision.
+    pub decision_wait: Duration,
+    /// Traces held at most.
+    pub num_traces: usize,
+    /// Trace IDs decided sampled remembered after they leave the buffer.
+    pub sampled_cache: usize,
+    /// Trace IDs decided not sampled remembered likewise.
+    pub non_sampled_cache: usize,
+    /// Drop undecided traces on shutdown instead of deciding them.
+    pub drop_pending_on_shutdown: bool,
+}
+
+/// The compiled and linked component, for either version of the contract.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// `wasmcol:plugin@0.1.0`.
+    V1(ProcessorPre<StoreState>),
+    /// `wasmcol:plugin@0.2.0`.
+    V2(v2::ProcessorPre<StoreState>),
+}
+
+/// An instance's exports, for either version.
+#[derive(Clone)]
+enum Bindings {
+    V1(Arc<PluginBindings>),
+    V2(Arc<v2::Processor>),
+}
+
+fn outcome_v2(
+    r: Result<v2::Outcome, v2::ProcessError>,
+) -> Result<bindings::Outcome, bindings::ProcessError> {
+    match r {
+        Ok(v2::Outcome::Forward) => Ok(bindings::Outcome::Forward),
+        Ok(v2::Outcome::Drop) => Ok(bindings::Outcome::Drop),
+        Err(v2::ProcessError::Permanent(m)) => Err(bindings::ProcessError::Permanent(m)),
+        Err(v2::ProcessError::Retryable(m)) => Err(bindings::ProcessError::Retryable(m)),
+    }
+}
+
+fn plugin_error(e: v2::ProcessError) -> CallError {
+    match e {
+        v2::ProcessError::Permanent(message) => CallError::Plugin {
+            permanent: true,
+            message,
+        },
+        v2::ProcessError::Retryable(message) => CallError::Plugin {
+            permanent: false,
+            message,
+        },
+    }
+}
+
+/// One trace lent to `decide-trace`.
+pub(crate) type TraceView = HostBatch<wasmcol_pdata::lazy::TracesKind>;
+
 /// What a successful `process` call produced.
 pub enum Processed {
     /// Forward this batch.
@@ -87,7 +153,7 @@ fn wit_signal(s: Signal) -> wt::Signal {
 /// One plugin instance with its store. Not shared: a processor keeps a pool of them.
 pub struct Instance {
     store: Store<StoreState>,
-    bindings: Option<Arc<PluginBindings>>,
+    bindings: Option<Bindings>,
     limits: Limits,
     epoch: EpochHandle,
 }
@@ -98,7 +164,7 @@ impl Instance {
     /// Instantiates `pre` in `store` (whose limits are `limits`) under the call deadline.
     pub(crate) async fn new(
         store: Store<StoreState>,
-        pre: ProcessorPre<StoreState>,
+        pre: Pre,
         limits: Limits,
         epoch: EpochHandle,
     ) -> Result<Instance, CallError> {
@@ -108,11 +174,34 @@ impl Instance {
             limits,
             epoch,
         };
-        let bindings = inst
-            .guarded(|store| Box::pin(async move { pre.instantiate_async(store).await }))
-            .await?;
-        inst.bindings = Some(Arc::new(bindings));
+        let bindings = match pre {
+            Pre::V1(pre) => Bindings::V1(Arc::new(
+                inst.guarded(|store| Box::pin(async move { pre.instantiate_async(store).await }))
+                    .await?,
+            )),
+            Pre::V2(pre) => Bindings::V2(Arc::new(
+                inst.guarded(|store| Box::pin(async move { pre.instantiate_async(store).await }))
+                    .await?,
+            )),
+        };
+        inst.bindings = Some(bindings);
         Ok(inst)
+    }
+
+    /// Sends the plugin's own metrics (WIT 0.2.0) to `metrics`, labelled with `processor`,
+    /// under names starting `otelcol_processor_<plugin>_`.
+    pub(crate) fn set_telemetry(&mut self, metrics: wasmcol_core::Metrics, processor: &str, plugin: &str) {
+        self.store.data_mut().telemetry = Some(PluginTelemetry {
+            metrics,
+            processor: Arc::from(processor),
+            prefix: format!("otelcol_processor_{plugin}_"),
+            warned: false,
+        });
+    }
+
+    /// Whether the component implements `wasmcol:plugin@0.2.0`.
+    pub fn is_v2(&self) -> bool {
+        matches!(self.bindings, Some(Bindings::V2(_)))
     }
 
     /// Runs `f` under the deadline (and fuel) and classifies failures.
@@ -168,7 +257,7 @@ impl Instance {
         }
     }
 
-    fn bindings(&self) -> Result<Arc<PluginBindings>, CallError> {
+    fn bindings(&self) -> Result<Bindings, CallError> {
         self.bindings
             .clone()
             .ok_or_else(|| CallError::Trap("instance is not initialised".into()))
@@ -176,10 +265,23 @@ impl Instance {
 
     /// Calls `info`.
     pub async fn info(&mut self) -> Result<PluginInfo, CallError> {
-        let b = self.bindings()?;
-        let info = self
-            .guarded(|s| Box::pin(async move { b.call_info(s).await }))
-            .await?;
+        let info = match self.bindings()? {
+            Bindings::V1(b) => {
+                self.guarded(|s| Box::pin(async move { b.call_info(s).await }))
+                    .await?
+            }
+            Bindings::V2(b) => {
+                let i = self
+                    .guarded(|s| Box::pin(async move { b.call_info(s).await }))
+                    .await?;
+                bindings::PluginInfo {
+                    name: i.name,
+                    version: i.version,
+                    signals: i.signals,
+                    config_schema: i.config_schema,
+                }
+            }
+        };
         Ok(PluginInfo {
             name: info.name,
             version: info.version,
@@ -201,62 +303,146 @@ impl Instance {
         &mut self,
         config_json: &str,
         signal: Signal,
-    ) -> Result<Result<(), Vec<PluginConfigError>>, CallError> {
-        let b = self.bindings()?;
+    ) -> Result<Result<Settings, Vec<PluginConfigError>>, CallError> {
         let json = config_json.to_owned();
-        let r = self
-            .guarded(|s| {
-                Box::pin(async move { b.call_configure(s, &json, wit_signal(signal)).await })
-            })
-            .await?;
-        Ok(r.map_err(|errors| {
+        let sig = wit_signal(signal);
+        let errors = |errors: Vec<(String, String)>| {
             errors
                 .into_iter()
-                .map(|e| PluginConfigError {
-                    path: e.path,
-                    message: e.message,
-                })
+                .map(|(path, message)| PluginConfigError { path, message })
                 .collect()
-        }))
+        };
+        Ok(match self.bindings()? {
+            Bindings::V1(b) => self
+                .guarded(|s| Box::pin(async move { b.call_configure(s, &json, sig).await }))
+                .await?
+                .map(|()| Settings::default())
+                .map_err(|e| errors(e.into_iter().map(|e| (e.path, e.message)).collect())),
+            Bindings::V2(b) => self
+                .guarded(|s| Box::pin(async move { b.call_configure(s, &json, sig).await }))
+                .await?
+                .map(|s| Settings {
+                    hold: s.hold_traces.map(|h| TraceHold {
+                        decision_wait: Duration::from_millis(h.decision_wait_ms),
+                        num_traces: h.num_traces as usize,
+                        sampled_cache: h.sampled_cache_size as usize,
+                        non_sampled_cache: h.non_sampled_cache_size as usize,
+                        drop_pending_on_shutdown: h.drop_pending_on_shutdown,
+                    }),
+                })
+                .map_err(|e| errors(e.into_iter().map(|e| (e.path, e.message)).collect())),
+        })
     }
 
     /// Calls `tick`.
     pub async fn tick(&mut self, now_unix_nano: u64) -> Result<(), CallError> {
-        let b = self.bindings()?;
-        self.guarded(|s| Box::pin(async move { b.call_tick(s, now_unix_nano).await }))
-            .await
+        match self.bindings()? {
+            Bindings::V1(b) => {
+                self.guarded(|s| Box::pin(async move { b.call_tick(s, now_unix_nano).await }))
+                    .await
+            }
+            Bindings::V2(b) => {
+                self.guarded(|s| Box::pin(async move { b.call_tick(s, now_unix_nano).await }))
+                    .await
+            }
+        }
+    }
+
+    /// Asks a 0.2.0 plugin that holds traces to decide one: `trace` holds its spans. True
+    /// when sampled. The view comes back whatever happened (the host keeps it even when the
+    /// plugin traps), with any edits the plugin made.
+    pub(crate) async fn decide_trace(
+        &mut self,
+        trace: TraceView,
+        first_arrival_unix_nano: u64,
+        now_unix_nano: u64,
+    ) -> (Result<bool, CallError>, Option<TraceView>) {
+        let b = match self.bindings() {
+            Ok(Bindings::V2(b)) => b,
+            Ok(Bindings::V1(_)) => {
+                let e = CallError::Trap(
+                    "a wasmcol:plugin@0.1.0 component cannot decide held traces".into(),
+                );
+                return (Err(e), Some(trace));
+            }
+            Err(e) => return (Err(e), Some(trace)),
+        };
+        let res = match self.store.data_mut().table.push(trace) {
+            Ok(res) => res,
+            Err(e) => return (Err(CallError::Trap(e.to_string())), None),
+        };
+        let rep = res.rep();
+        let result = self
+            .guarded(|s| {
+                Box::pin(async move {
+                    b.call_decide_trace(
+                        s,
+                        Resource::new_borrow(rep),
+                        first_arrival_unix_nano,
+                        now_unix_nano,
+                    )
+                    .await
+                })
+            })
+            .await;
+        let trace = self.store.data_mut().table.delete(res).ok();
+        let decision = match result {
+            Ok(Ok(d)) => Ok(d == v2::Decision::Sampled),
+            Ok(Err(e)) => Err(plugin_error(e)),
+            Err(e) => Err(e),
+        };
+        (decision, trace)
     }
 
     /// Processes one batch. A batch the plugin did not change is forwarded as it came (an
     /// encoded batch keeps its bytes; nothing is re-encoded).
     pub async fn process(&mut self, batch: Batch) -> Result<Processed, CallError> {
+        let context = crate::batch::request_context(&batch);
         match batch {
             Batch::Traces(p) => {
                 let original = p.is_encoded().then(|| p.clone());
-                let hb = HostBatch::new(p).map_err(|e| CallError::Trap(e.to_string()))?;
+                let mut hb = HostBatch::new(p).map_err(|e| CallError::Trap(e.to_string()))?;
+                hb.context = context;
                 let (outcome, hb) = self
                     .run(hb, |b, s, r| {
-                        Box::pin(async move { b.call_process_traces(s, r).await })
+                        Box::pin(async move {
+                            match b {
+                                Bindings::V1(b) => b.call_process_traces(s, r).await,
+                                Bindings::V2(b) => b.call_process_traces(s, r).await.map(outcome_v2),
+                            }
+                        })
                     })
                     .await?;
                 finish(outcome, hb, original, Batch::Traces)
             }
             Batch::Metrics(p) => {
                 let original = p.is_encoded().then(|| p.clone());
-                let hb = HostBatch::new(p).map_err(|e| CallError::Trap(e.to_string()))?;
+                let mut hb = HostBatch::new(p).map_err(|e| CallError::Trap(e.to_string()))?;
+                hb.context = context;
                 let (outcome, hb) = self
                     .run(hb, |b, s, r| {
-                        Box::pin(async move { b.call_process_metrics(s, r).await })
+                        Box::pin(async move {
+                            match b {
+                                Bindings::V1(b) => b.call_process_metrics(s, r).await,
+                                Bindings::V2(b) => b.call_process_metrics(s, r).await.map(outcome_v2),
+                            }
+                        })
                     })
                     .await?;
                 finish(outcome, hb, original, Batch::Metrics)
             }
             Batch::Logs(p) => {
                 let original = p.is_encoded().then(|| p.clone());
-                let hb = HostBatch::new(p).map_err(|e| CallError::Trap(e.to_string()))?;
+                let mut hb = HostBatch::new(p).map_err(|e| CallError::Trap(e.to_string()))?;
+                hb.context = context;
                 let (outcome, hb) = self
                     .run(hb, |b, s, r| {
-                        Box::pin(async move { b.call_process_logs(s, r).await })
+                        Box::pin(async move {
+                            match b {
+                                Bindings::V1(b) => b.call_process_logs(s, r).await,
+                                Bindings::V2(b) => b.call_process_logs(s, r).await.map(outcome_v2),
+                            }
+                        })
                     })
                     .await?;
                 finish(outcome, hb, original, Batch::Logs)
@@ -269,7 +455,7 @@ impl Instance {
         &mut self,
         hb: HostBatch<K>,
         call: impl for<'a> FnOnce(
-            Arc<PluginBindings>,
+            Bindings,
             &'a mut Store<StoreState>,
             Resource<HostBatch<K>>,
         )

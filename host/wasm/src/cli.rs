@@ -32,9 +32,10 @@ pub async fn inspect(runtime: &Runtime, path: &str) -> Result<String, CliError> 
     let p = load(runtime, path).await?;
     let signals: Vec<&str> = p.info.signals.iter().map(|s| s.as_str()).collect();
     Ok(format!(
-        "name: {}\nversion: {}\nsignals: {}\nsha256: {}\nsize: {} bytes\nconfig schema: {}\n",
+        "name: {}\nversion: {}\ncontract: wasmcol:plugin@{}\nsignals: {}\nsha256: {}\nsize: {} bytes\nconfig schema: {}\n",
         p.info.name,
         p.info.version,
+        p.contract(),
         signals.join(", "),
         p.sha256,
         p.size,
@@ -96,7 +97,10 @@ pub async fn run(
                         .join("\n")
                 )));
             }
-            Ok(Ok(())) => {}
+            Ok(Ok(settings)) if settings.hold.is_some() => {
+                return decide_each(&mut inst, batch).await;
+            }
+            Ok(Ok(_)) => {}
         }
         inst.process(batch)
             .await
@@ -108,4 +112,43 @@ pub async fn run(
             .map_err(|e| CliError(e.to_string()))?),
         Processed::Forward(b) => b.to_json().map_err(|e| CliError(e.to_string())),
     }
+}
+
+/// `plugin run` for a plugin that holds traces: every trace of the input is decided at once
+/// (as if its `decision_wait` had elapsed) and the sampled ones are printed.
+async fn decide_each(inst: &mut crate::call::Instance, batch: Batch) -> Result<String, CliError> {
+    let Batch::Traces(p) = batch else {
+        return Err(CliError("a plugin that holds traces takes spans".into()));
+    };
+    let message = p.into_message().map_err(|e| CliError(e.to_string()))?;
+    let mut traces: Vec<(crate::hold::TraceId, Vec<_>)> = Vec::new();
+    for (id, part) in crate::hold::split(message.resource_spans) {
+        match traces.iter_mut().find(|(t, _)| *t == id) {
+            Some((_, parts)) => parts.push(part),
+            None => traces.push((id, vec![part])),
+        }
+    }
+    let mut kept = Vec::new();
+    for (_, parts) in traces {
+        let view = crate::batch::HostBatch::from_message(wasmcol_pdata::ExportTraceServiceRequest {
+            resource_spans: parts,
+        });
+        let (decision, back) = inst.decide_trace(view, 0, 0).await;
+        if decision.map_err(|e| CliError(e.to_string()))?
+            && let Some(back) = back
+        {
+            let m = back
+                .into_payload()
+                .and_then(|p| p.into_message())
+                .map_err(|e| CliError(e.to_string()))?;
+            kept.extend(m.resource_spans);
+        }
+    }
+    Batch::Traces(wasmcol_pdata::Payload::from_message(
+        wasmcol_pdata::ExportTraceServiceRequest {
+            resource_spans: kept,
+        },
+    ))
+    .to_json()
+    .map_err(|e| CliError(e.to_string()))
 }

@@ -63,6 +63,12 @@ fn linker(engine: &Engine) -> Result<Linker<StoreState>, LoadError> {
         .map_err(|e| LoadError::Runtime(e.to_string()))?;
     PluginBindings::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut l, |s| s)
         .map_err(|e| LoadError::Runtime(e.to_string()))?;
+    // 0.2.0 uses 0.1.0's `types` and `batch` and the same `log`: adding its world defines
+    // those again with the same host functions, which shadowing allows.
+    l.allow_shadowing(true);
+    crate::bindings::v2::Processor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut l, |s| s)
+        .map_err(|e| LoadError::Runtime(e.to_string()))?;
+    l.allow_shadowing(false);
     Ok(l)
 }
 

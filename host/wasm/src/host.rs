@@ -341,6 +341,30 @@ impl<K: ScopeAccess> HostBatch<K> {
         Ok(out)
     }
 
+    /// Removes `key` from every attribute set of `level`; how many sets had it.
+    pub(crate) fn remove_attribute_all(&mut self, level: wt::Level, key: &str) -> R<u32> {
+        let mut changed = 0u32;
+        self.each(level, &mut |attrs| {
+            let before = attrs.len();
+            attrs.retain(|kv| kv.key != key);
+            changed += u32::from(attrs.len() != before);
+        })?;
+        self.modified |= changed > 0;
+        Ok(changed)
+    }
+
+    /// The values of request context `key` (header names are matched without case).
+    pub(crate) fn context_values(&self, key: &str, cap: &mut MemoryCap) -> R<Vec<String>> {
+        let out: Vec<String> = self
+            .context
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect();
+        cap.fits(out.iter().map(|v| v.len() + std::mem::size_of::<String>()).sum())?;
+        Ok(out)
+    }
+
     fn retain(&mut self, keep: Vec<bool>) -> R<u32> {
         self.lazy.decode_all().map_err(decode_err)?;
         let mut n = 0usize;

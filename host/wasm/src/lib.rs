@@ -2,7 +2,9 @@
 //! (`attributes`, `resource`, `probabilistic_sampler`) and the `wasm` processor for an
 //! operator's own component.
 //!
-//! A plugin implements `wit/plugin.wit` (`wasmcol:plugin/processor@0.1.0`). The binary
+//! A plugin implements `wit/plugin.wit` (`wasmcol:plugin/processor@0.1.0`) or
+//! `wit/v0.2.0/plugin.wit` (`@0.2.0`: request context, `remove-attribute-all`, its own
+//! metrics, and held traces decided one by one, which `hold` buffers natively). The binary
 //! creates one [`Runtime`] and hands it to [`register`]. Building a plugin processor only
 //! parses its config; its `prepare` step reads the file and compiles the component on the
 //! blocking pool (cached on disk by content hash and engine settings), instantiates it from
@@ -34,7 +36,9 @@ mod bindings;
 mod cache;
 mod engine;
 mod epoch;
+mod hold;
 mod host;
+mod host_v2;
 mod pool;
 mod splice;
 mod store;
@@ -47,7 +51,7 @@ use wasmcol_core::{
 };
 
 pub use cache::sha256_hex;
-pub use call::{Instance, Limits, PluginConfigError, PluginInfo, Processed};
+pub use call::{Instance, Limits, PluginConfigError, PluginInfo, Processed, Settings, TraceHold};
 pub use config::{OnError, WasmConfig};
 pub use engine::MAX_MEMORY_MIB;
 pub use error::{CallError, LoadError};
@@ -65,6 +69,7 @@ pub mod bundled {
             "attributes" => Some(ATTRIBUTES),
             "resource" => Some(RESOURCE),
             "probabilistic_sampler" => Some(PROBABILISTIC_SAMPLER),
+            "tail_sampling" => Some(TAIL_SAMPLING),
             _ => None,
         }
     }
@@ -163,6 +168,13 @@ pub fn register(r: &mut Registry, runtime: Arc<Runtime>) {
             bundled::PROBABILISTIC_SAMPLER,
             &[Signal::Traces, Signal::Logs],
         ),
+    );
+    r.register(
+        "tail_sampling",
+        &[],
+        "Keeps or drops whole traces by policy after decision_wait; spans wait in a native \
+         per-trace buffer (bundled WebAssembly plugin, WIT 0.2.0).",
+        bundled(bundled::TAIL_SAMPLING, &[Signal::Traces]),
     );
     r.register(
         "wasm",

@@ -4,8 +4,7 @@ use std::time::Instant;
 
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::ProcessorPre;
-use crate::call::{Instance, Limits, PluginInfo};
+use crate::call::{Instance, Limits, PluginInfo, Pre};
 use crate::engine::MAX_MEMORY_MIB;
 use crate::epoch::EpochHandle;
 use crate::error::CallError;
@@ -13,7 +12,7 @@ use crate::store::StoreState;
 
 /// A loaded plugin: compiled and pre-linked, ready to instantiate.
 pub struct Plugin {
-    pub(crate) pre: ProcessorPre<StoreState>,
+    pub(crate) pre: Pre,
     pub(crate) engine: Engine,
     /// Compiled for the fuel-metering engine: every store then needs fuel.
     pub(crate) fuel: bool,
@@ -24,6 +23,16 @@ pub struct Plugin {
     pub size: usize,
     /// What the plugin reported from `info`.
     pub info: PluginInfo,
+}
+
+impl Plugin {
+    /// The contract version the component implements (`0.1.0` or `0.2.0`).
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            Pre::V1(_) => "0.1.0",
+            Pre::V2(_) => "0.2.0",
+        }
+    }
 }
 
 impl Plugin {

@@ -20,11 +20,16 @@ use crate::plugin::Plugin;
 use crate::pool::{Pool, Pooled, TICK_EVERY};
 use crate::runtime::Runtime;
 
+mod held;
+
+use held::{Held, Maker};
+
 const DURATION_BOUNDS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5,
 ];
 
+#[derive(Clone)]
 struct PluginMetrics {
     calls: Counter,
     duration: Histogram,
@@ -135,6 +140,8 @@ pub struct Spec {
 struct Prepared {
     plugin: Arc<Plugin>,
     pool: Arc<Pool>,
+    /// The per-trace buffer, for a plugin that holds traces (WIT 0.2.0 `hold-traces`).
+    held: Option<Arc<Held>>,
 }
 
 /// A processor backed by a plugin.
@@ -147,6 +154,8 @@ pub struct PluginProcessor {
     stopped: AtomicBool,
     tasks: Tasks,
     metrics: PluginMetrics,
+    /// Where the plugin's own metrics go.
+    registry: wasmcol_core::Metrics,
 }
 
 /// Instances per processor: one per core, so every pipeline worker can run the plugin at
@@ -210,6 +219,7 @@ impl PluginProcessor {
         let id = ctx.id.to_string();
         Ok(Arc::new(PluginProcessor {
             metrics: PluginMetrics::new(ctx, &id),
+            registry: ctx.metrics.clone(),
             id,
             signal,
             next,
@@ -266,33 +276,57 @@ impl PluginProcessor {
             .instantiate(&self.spec.limits, &self.id)
             .await
             .map_err(|e| format!("cannot start the plugin: {e}"))?;
-        match inst.configure(&self.spec.config_json, self.signal).await {
-            Err(e) => Err(format!("cannot start the plugin: {e}")),
-            Ok(Err(errors)) => Err(config_errors(self.spec.config_prefix, errors)),
-            Ok(Ok(())) => Ok(Prepared {
+        inst.set_telemetry(self.registry.clone(), &self.id, &plugin.info.name);
+        let settings = match inst.configure(&self.spec.config_json, self.signal).await {
+            Err(e) => return Err(format!("cannot start the plugin: {e}")),
+            Ok(Err(errors)) => return Err(config_errors(self.spec.config_prefix, errors)),
+            Ok(Ok(settings)) => settings,
+        };
+        let Some(hold) = settings.hold else {
+            return Ok(Prepared {
                 plugin,
                 pool: Arc::new(Pool::new(reservation, inst)),
-            }),
+                held: None,
+            });
+        };
+        if self.signal != Signal::Traces {
+            return Err(format!(
+                "plugin {:?} holds traces and cannot serve a {} pipeline",
+                plugin.info.name, self.signal
+            ));
+        }
+        // One instance decides every trace, so the plugin's state (rate limits) is one.
+        drop(reservation);
+        let reservation = self.spec.runtime.reserve(1)?;
+        let pool = Arc::new(Pool::new(reservation, inst));
+        let held = Held::new(
+            hold,
+            pool.clone(),
+            self.maker(&plugin),
+            self.next.clone(),
+            self.spec.on_error,
+            self.metrics.clone(),
+        );
+        Ok(Prepared {
+            plugin,
+            pool,
+            held: Some(Arc::new(held)),
+        })
+    }
+
+    fn maker(&self, plugin: &Arc<Plugin>) -> Maker {
+        Maker {
+            plugin: plugin.clone(),
+            limits: self.spec.limits.clone(),
+            config_json: self.spec.config_json.clone(),
+            id: self.id.clone(),
+            registry: self.registry.clone(),
+            signal: self.signal,
         }
     }
 
-    async fn new_instance(&self, plugin: &Plugin) -> Result<Instance, CallError> {
-        let mut inst = plugin.instantiate(&self.spec.limits, &self.id).await?;
-        match inst.configure(&self.spec.config_json, self.signal).await? {
-            Ok(()) => Ok(inst),
-            // The same config was accepted when the processor was prepared.
-            Err(errors) => Err(CallError::Plugin {
-                permanent: true,
-                message: format!(
-                    "the plugin refused its config on a new instance: {}",
-                    errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.path, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            }),
-        }
+    async fn new_instance(&self, plugin: &Arc<Plugin>) -> Result<Instance, CallError> {
+        self.maker(plugin).instance().await
     }
 
     /// Runs the batch through an instance of the pool. Under `on_error: refuse`, a trap or
@@ -300,7 +334,7 @@ impl PluginProcessor {
     /// whether the data alone makes the plugin fail (permanent) or not (the fresh instance's
     /// result is used).
     async fn call(&self, batch: Batch) -> Result<Processed, Failure> {
-        let Some(Prepared { plugin, pool }) = self.prepared.get() else {
+        let Some(Prepared { plugin, pool, .. }) = self.prepared.get() else {
             return Err(CallError::Plugin {
                 permanent: false,
                 message: "the processor was not prepared".into(),
@@ -431,6 +465,9 @@ impl Consumer for PluginProcessor {
                 self.signal
             )));
         }
+        if let Some(held) = self.prepared.get().and_then(|p| p.held.as_ref()) {
+            return self.hold(held, batch).await;
+        }
         let items = batch.item_count();
         // Batches are copy-on-write: keeping the original costs a reference count.
         let original = (self.spec.on_error == OnError::Pass).then(|| batch.clone());
@@ -448,7 +485,8 @@ impl Consumer for PluginProcessor {
     // A plugin call finishes before the data moves on, so whether the sender is answered on
     // enqueue is decided by what follows it.
     fn answers_on_enqueue(&self) -> bool {
-        self.next.answers_on_enqueue()
+        // Held spans are answered once held, as upstream's tail sampling does.
+        self.prepared.get().is_some_and(|p| p.held.is_some()) || self.next.answers_on_enqueue()
     }
 
     fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
@@ -470,6 +508,9 @@ impl Lifecycle for PluginProcessor {
         let Some(prepared) = self.prepared.get() else {
             return Err(ComponentError::new("started before it was prepared"));
         };
+        if let Some(held) = &prepared.held {
+            self.start_deciding(held.clone());
+        }
         let pool = prepared.pool.clone();
         let token = self.tasks.token();
         self.tasks.spawn(async move {
@@ -490,6 +531,10 @@ impl Lifecycle for PluginProcessor {
         self.stopped.store(true, Ordering::Release);
         self.tasks.stop_by_deadline().await;
         if let Some(p) = self.prepared.get() {
+            if let Some(held) = &p.held {
+                // What is still held is decided on what arrived (or dropped, counted).
+                self.decide(held, true).await;
+            }
             p.pool.close();
         }
         Ok(())

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
-use crate::bindings::ProcessorPre;
+use crate::bindings::{ProcessorPre, v2};
 use crate::cache::{CompileCache, sha256_hex};
-use crate::call::{Limits, PluginInfo};
+use crate::call::{Limits, PluginInfo, Pre};
 use crate::engine::{Engines, POOL_INSTANCES};
 use crate::epoch::Epoch;
 use crate::error::LoadError;
@@ -133,7 +133,13 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
-        let pre = ProcessorPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        // A component exports one world: 0.2.0's (it has `decide-trace`) or 0.1.0's.
+        let pre = match v2::ProcessorPre::new(pre.clone()) {
+            Ok(p) => Pre::V2(p),
+            Err(_) => Pre::V1(
+                ProcessorPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))?,
+            ),
+        };
         let mut plugin = Plugin {
             pre,
             engine: set.engine.clone(),

@@ -19,6 +19,19 @@ pub struct StoreState {
     pub(crate) label: Arc<str>,
     /// What the plugin wrote to stderr (a panic message, typically), for trap reports.
     pub(crate) stderr: MemoryOutputPipe,
+    /// Where the plugin's own metrics go (WIT 0.2.0 `telemetry`); none for the loader.
+    pub(crate) telemetry: Option<PluginTelemetry>,
+}
+
+/// The registry a plugin's metrics go to, and the names it may use.
+pub(crate) struct PluginTelemetry {
+    pub(crate) metrics: wasmcol_core::Metrics,
+    /// The processor id, added to every series as the `processor` label.
+    pub(crate) processor: Arc<str>,
+    /// Names must start with this: `otelcol_processor_<plugin name>_`.
+    pub(crate) prefix: String,
+    /// A refused name was logged already (once per instance is enough).
+    pub(crate) warned: bool,
 }
 
 impl StoreState {
@@ -40,6 +53,7 @@ impl StoreState {
             timed_out: false,
             label: Arc::from(label),
             stderr,
+            telemetry: None,
         }
     }
 }

@@ -1250,3 +1250,239 @@ async fn runtime_shutdown_stops_the_epoch_thread_and_refuses_calls() {
     let e = inst.tick(2).await.unwrap_err();
     assert!(e.to_string().contains("shut down"), "{e}");
 }
+
+/// A component built against the released `wasmcol:plugin@0.1.0` (not with the SDK, which
+/// targets 0.2.0) still loads and runs; the bundled plugins are 0.2.0 components.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_0_1_0_components_still_load_and_run() {
+    let rt = runtime();
+    let old = rt
+        .load(Bytes::from(std::fs::read(test_paths::V010).unwrap()), false)
+        .await
+        .unwrap();
+    assert_eq!(old.contract(), "0.1.0");
+    assert_eq!(old.info.name, "test_v010");
+    let new = rt
+        .load(Bytes::from_static(wasmcol_wasm::bundled::ATTRIBUTES), false)
+        .await
+        .unwrap();
+    assert_eq!(new.contract(), "0.2.0");
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build("wasm", "wasm/old", &wasm_yaml(test_paths::V010, ""), &m, out.clone())
+        .await
+        .unwrap();
+    p.consume(encoded(&request(3, 1, 1))).await.unwrap();
+    let got = out.traces();
+    let spans = &got[0].resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans.len(), 3);
+    assert!(spans.iter().all(|s| get(&s.attributes, "contract") == Some("0.1.0")));
+}
+
+fn status_span(trace: u8, span: u8, code: i32) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![span; 8],
+        status: (code != 0).then(|| wasmcol_pdata::proto::trace::v1::Status {
+            code,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn spans_of(spans: Vec<Span>) -> Batch {
+    encoded(&ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+fn trace_ids(out: &Capture) -> Vec<(u8, u8)> {
+    out.traces()
+        .iter()
+        .flat_map(|r| r.resource_spans.iter())
+        .flat_map(|r| r.scope_spans.iter())
+        .flat_map(|s| s.spans.iter())
+        .map(|s| (s.trace_id[0], s.span_id[0]))
+        .collect()
+}
+
+/// `tail_sampling` through its factory: the sender is answered once spans are held; after
+/// `decision_wait` the ERROR trace goes on whole and the other is dropped; late spans follow
+/// the decision while the trace is remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_sampling_holds_spans_and_forwards_decided_traces_whole() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "tail_sampling",
+        "tail_sampling",
+        "decision_wait: 100ms\npolicies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n",
+        &m,
+        out.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(p.answers_on_enqueue(), "held spans are answered once held");
+    p.start().await.unwrap();
+    p.consume(spans_of(vec![status_span(1, 1, 0), status_span(2, 1, 0)]))
+        .await
+        .unwrap();
+    p.consume(spans_of(vec![status_span(1, 2, 2), status_span(2, 2, 1)]))
+        .await
+        .unwrap();
+    assert!(out.batches.lock().is_empty(), "nothing leaves before decision_wait");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while out.spans() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut got = trace_ids(&out);
+    got.sort();
+    assert_eq!(got, vec![(1, 1), (1, 2)]);
+    // Late spans: the sampled trace's goes on at once, the dropped trace's is dropped.
+    p.consume(spans_of(vec![status_span(1, 3, 0), status_span(2, 3, 0)]))
+        .await
+        .unwrap();
+    assert_eq!(trace_ids(&out).last(), Some(&(1, 3)));
+    assert_eq!(out.spans(), 3);
+    let global = |s| {
+        counter(
+            &m,
+            "otelcol_processor_tail_sampling_global_count_traces_sampled",
+            &[("processor", "tail_sampling"), ("sampled", s)],
+        )
+    };
+    assert_eq!((global("true"), global("false")), (1, 1));
+    p.shutdown().await.unwrap();
+}
+
+/// A decision that traps loses nothing silently: under `refuse` it is tried on a fresh
+/// instance and, failing again, the trace is forwarded; under `drop` it is dropped and
+/// counted. Both are counted as plugin errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trapping_decision_forwards_under_refuse_and_counts_under_drop() {
+    for (on_error, forwarded) in [("refuse", 2usize), ("drop", 0)] {
+        let m = Metrics::new();
+        let out = Arc::new(Capture::default());
+        let p = build(
+            "wasm",
+            "wasm/trap",
+            &wasm_yaml(
+                test_paths::TRAP,
+                &format!("config: {{ every: 1, hold: true }}\non_error: {on_error}\n"),
+            ),
+            &m,
+            out.clone(),
+        )
+        .await
+        .unwrap();
+        p.start().await.unwrap();
+        p.consume(spans_of(vec![status_span(7, 1, 0), status_span(7, 2, 0)]))
+            .await
+            .unwrap();
+        let traps = || {
+            counter(
+                &m,
+                "wasmcol_plugin_errors",
+                &[("processor", "wasm/trap"), ("reason", "trap")],
+            )
+        };
+        let dropped = || counter(&m, "wasmcol_plugin_dropped_items", &[("processor", "wasm/trap")]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while out.spans() + (dropped() as usize) < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        p.shutdown().await.unwrap();
+        assert_eq!(out.spans(), forwarded, "on_error: {on_error}");
+        assert_eq!(dropped(), (2 - forwarded) as u64, "on_error: {on_error}");
+        assert!(traps() >= 1);
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// The measurement that placed tail sampling's buffer in the host (run by hand, in release
+/// for meaningful times: `cargo test --release --workspace --test plugins -- --ignored
+/// --nocapture buffer_placement`). 50,000 traces of 10 spans, in batches of 1,000 spans, go
+/// (a) into the host's per-trace buffer (`tail_sampling`, decision_wait 1h) and (b) into a
+/// plugin that keeps them itself (`test_keep`: one `to-otlp` copy per batch and nothing
+/// else, the least plugin-side buffering costs), under the default 128 MiB and under the
+/// 1024 MiB maximum. Prints time per span, memory growth and the plugin's memory failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn buffer_placement_measurement() {
+    let batches: Vec<Batch> = (0..500u64).map(|b| encoded(&request(1000, 10, b))).collect();
+    let bytes: usize = batches.iter().map(Batch::encoded_len).sum();
+    println!("input: 500,000 spans, {bytes} bytes encoded ({} B/span)", bytes / 500_000);
+    let m = Metrics::new();
+    let r0 = rss_bytes();
+    let t0 = std::time::Instant::now();
+    let p = build(
+        "tail_sampling",
+        "tail_sampling",
+        "decision_wait: 1h\nnum_traces: 50000\npolicies: [{name: all, type: always_sample}]\n",
+        &m,
+        Arc::new(Capture::default()),
+    )
+    .await
+    .unwrap();
+    for b in batches.iter().cloned() {
+        p.consume(b).await.unwrap();
+    }
+    let took = t0.elapsed();
+    println!(
+        "host buffer: {:.2} µs/span, RSS +{} MiB, dropped_too_early {}",
+        took.as_secs_f64() * 1e6 / 500_000.0,
+        rss_bytes().saturating_sub(r0) >> 20,
+        counter(
+            &m,
+            "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early",
+            &[("processor", "tail_sampling")]
+        )
+    );
+    drop(p);
+    for mib in [128u32, 1024] {
+        let m = Metrics::new();
+        let r0 = rss_bytes();
+        let p = build(
+            "wasm",
+            "wasm/keep",
+            &wasm_yaml(
+                test_paths::KEEP,
+                &format!("limits: {{memory_mib: {mib}}}\non_error: drop\n"),
+            ),
+            &m,
+            Arc::new(Capture::default()),
+        )
+        .await
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        for b in batches.iter().cloned() {
+            p.consume(b).await.unwrap();
+        }
+        let took = t0.elapsed();
+        println!(
+            "plugin buffer (memory_mib {mib}): {:.2} µs/span, RSS +{} MiB, batches failed on memory {}, spans lost {}",
+            took.as_secs_f64() * 1e6 / 500_000.0,
+            rss_bytes().saturating_sub(r0) >> 20,
+            counter(
+                &m,
+                "wasmcol_plugin_errors",
+                &[("processor", "wasm/keep"), ("reason", "memory")]
+            ),
+            counter(&m, "wasmcol_plugin_dropped_items", &[("processor", "wasm/keep")]),
+        );
+    }
+}
