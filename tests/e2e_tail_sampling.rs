@@ -110,7 +110,7 @@ fn span(i: u64, s: usize) -> Span {
         };
     Span {
         trace_id: trace_id(i).to_vec(),
-        span_id: ((i << 8) | s as u64 + 1).to_be_bytes().to_vec(),
+        span_id: ((i << 8) | (s as u64 + 1)).to_be_bytes().to_vec(),
         name: format!("span {s}"),
         start_time_unix_nano: start,
         end_time_unix_nano: end,
@@ -122,7 +122,10 @@ fn span(i: u64, s: usize) -> Span {
     }
 }
 
-fn request(traces: std::ops::Range<u64>, spans: std::ops::Range<usize>) -> ExportTraceServiceRequest {
+fn request(
+    traces: std::ops::Range<u64>,
+    spans: std::ops::Range<usize>,
+) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             scope_spans: vec![ScopeSpans {
@@ -150,7 +153,10 @@ async fn traces_are_kept_or_dropped_whole_by_policy() {
         .unwrap();
     const TRACES: u64 = 300;
     for chunk in (0..TRACES).step_by(100) {
-        client.export(request(chunk..chunk + 100, 0..2)).await.unwrap();
+        client
+            .export(request(chunk..chunk + 100, 0..2))
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for chunk in (0..TRACES).step_by(100) {
@@ -221,7 +227,10 @@ async fn num_traces_evictions_are_counted() {
         .unwrap();
     let series = r#"otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total{processor="tail_sampling"}"#;
     assert!(
-        eventually(WAIT, || async { collector.metric(series).await == Some(80.0) }).await,
+        eventually(WAIT, || async {
+            collector.metric(series).await == Some(80.0)
+        })
+        .await,
         "{}",
         collector.scrape().await
     );
@@ -229,10 +238,7 @@ async fn num_traces_evictions_are_counted() {
     let decided = r#"otelcol_processor_tail_sampling_global_count_traces_sampled_total{processor="tail_sampling",sampled="false"}"#;
     assert!(
         eventually(WAIT, || async {
-            let s = collector
-                .metric(decided)
-                .await
-                .unwrap_or(0.0);
+            let s = collector.metric(decided).await.unwrap_or(0.0);
             let k = collector
                 .metric(&decided.replace("\"false\"", "\"true\""))
                 .await

@@ -207,11 +207,7 @@ batch_ops!(
     bx::metric_context,
     bx::metric_remove_attribute_all
 );
-batch_ops!(
-    wb::LogBatch,
-    bx::log_context,
-    bx::log_remove_attribute_all
-);
+batch_ops!(wb::LogBatch, bx::log_context, bx::log_remove_attribute_all);
 
 fn labels(l: &[(&str, &str)]) -> Vec<t2::Label> {
     l.iter()
@@ -441,8 +437,8 @@ pub fn decide_trace<P: Processor>(
 }
 
 pub use bindings::ProcessError as WitProcessError;
-pub use t2::{Decision as WitDecision, Settings as WitSettings};
 /// Types the export macro names.
 pub use bindings::{ConfigError as WitConfigError, Outcome as WitOutcome, PluginInfo};
+pub use t2::{Decision as WitDecision, Settings as WitSettings};
 pub use wb::{LogBatch, MetricBatch, TraceBatch};
 pub use wt::Signal as WitSignal;

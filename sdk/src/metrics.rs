@@ -51,7 +51,13 @@ pub fn gauge_set(name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
 }
 
 /// Records `value` in histogram `name` with bucket upper `bounds` (used the first time).
-pub fn histogram_record(name: &str, help: &str, labels: &[(&str, &str)], bounds: &[f64], value: f64) {
+pub fn histogram_record(
+    name: &str,
+    help: &str,
+    labels: &[(&str, &str)],
+    bounds: &[f64],
+    value: f64,
+) {
     #[cfg(target_arch = "wasm32")]
     crate::guest::histogram_record(name, help, labels, bounds, value);
     #[cfg(not(target_arch = "wasm32"))]

@@ -190,7 +190,12 @@ impl Instance {
 
     /// Sends the plugin's own metrics (WIT 0.2.0) to `metrics`, labelled with `processor`,
     /// under names starting `otelcol_processor_<plugin>_`.
-    pub(crate) fn set_telemetry(&mut self, metrics: wasmcol_core::Metrics, processor: &str, plugin: &str) {
+    pub(crate) fn set_telemetry(
+        &mut self,
+        metrics: wasmcol_core::Metrics,
+        processor: &str,
+        plugin: &str,
+    ) {
         self.store.data_mut().telemetry = Some(PluginTelemetry {
             metrics,
             processor: Arc::from(processor),
@@ -408,7 +413,9 @@ impl Instance {
                         Box::pin(async move {
                             match b {
                                 Bindings::V1(b) => b.call_process_traces(s, r).await,
-                                Bindings::V2(b) => b.call_process_traces(s, r).await.map(outcome_v2),
+                                Bindings::V2(b) => {
+                                    b.call_process_traces(s, r).await.map(outcome_v2)
+                                }
                             }
                         })
                     })
@@ -424,7 +431,9 @@ impl Instance {
                         Box::pin(async move {
                             match b {
                                 Bindings::V1(b) => b.call_process_metrics(s, r).await,
-                                Bindings::V2(b) => b.call_process_metrics(s, r).await.map(outcome_v2),
+                                Bindings::V2(b) => {
+                                    b.call_process_metrics(s, r).await.map(outcome_v2)
+                                }
                             }
                         })
                     })

@@ -130,9 +130,10 @@ async fn decide_each(inst: &mut crate::call::Instance, batch: Batch) -> Result<S
     }
     let mut kept = Vec::new();
     for (_, parts) in traces {
-        let view = crate::batch::HostBatch::from_message(wasmcol_pdata::ExportTraceServiceRequest {
-            resource_spans: parts,
-        });
+        let view =
+            crate::batch::HostBatch::from_message(wasmcol_pdata::ExportTraceServiceRequest {
+                resource_spans: parts,
+            });
         let (decision, back) = inst.decide_trace(view, 0, 0).await;
         if decision.map_err(|e| CliError(e.to_string()))?
             && let Some(back) = back

@@ -361,7 +361,11 @@ impl<K: ScopeAccess> HostBatch<K> {
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
             .flat_map(|(_, v)| v.iter().cloned())
             .collect();
-        cap.fits(out.iter().map(|v| v.len() + std::mem::size_of::<String>()).sum())?;
+        cap.fits(
+            out.iter()
+                .map(|v| v.len() + std::mem::size_of::<String>())
+                .sum(),
+        )?;
         Ok(out)
     }
 

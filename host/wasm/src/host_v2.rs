@@ -99,7 +99,9 @@ impl telemetry::Host for StoreState {
         if let Some(t) = self.telemetry.as_mut()
             && let Some(l) = t.labels(&name, &labels)
         {
-            t.metrics.gauge(&name, &help, &borrowed(&l)).set(value as i64);
+            t.metrics
+                .gauge(&name, &help, &borrowed(&l))
+                .set(value as i64);
         }
         Ok(())
     }

@@ -136,9 +136,9 @@ impl Runtime {
         // A component exports one world: 0.2.0's (it has `decide-trace`) or 0.1.0's.
         let pre = match v2::ProcessorPre::new(pre.clone()) {
             Ok(p) => Pre::V2(p),
-            Err(_) => Pre::V1(
-                ProcessorPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))?,
-            ),
+            Err(_) => {
+                Pre::V1(ProcessorPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))?)
+            }
         };
         let mut plugin = Plugin {
             pre,

@@ -1269,14 +1269,24 @@ async fn contract_0_1_0_components_still_load_and_run() {
     assert_eq!(new.contract(), "0.2.0");
     let m = Metrics::new();
     let out = Arc::new(Capture::default());
-    let p = build("wasm", "wasm/old", &wasm_yaml(test_paths::V010, ""), &m, out.clone())
-        .await
-        .unwrap();
+    let p = build(
+        "wasm",
+        "wasm/old",
+        &wasm_yaml(test_paths::V010, ""),
+        &m,
+        out.clone(),
+    )
+    .await
+    .unwrap();
     p.consume(encoded(&request(3, 1, 1))).await.unwrap();
     let got = out.traces();
     let spans = &got[0].resource_spans[0].scope_spans[0].spans;
     assert_eq!(spans.len(), 3);
-    assert!(spans.iter().all(|s| get(&s.attributes, "contract") == Some("0.1.0")));
+    assert!(
+        spans
+            .iter()
+            .all(|s| get(&s.attributes, "contract") == Some("0.1.0"))
+    );
 }
 
 fn status_span(trace: u8, span: u8, code: i32) -> Span {
@@ -1337,7 +1347,10 @@ async fn tail_sampling_holds_spans_and_forwards_decided_traces_whole() {
     p.consume(spans_of(vec![status_span(1, 2, 2), status_span(2, 2, 1)]))
         .await
         .unwrap();
-    assert!(out.batches.lock().is_empty(), "nothing leaves before decision_wait");
+    assert!(
+        out.batches.lock().is_empty(),
+        "nothing leaves before decision_wait"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while out.spans() < 2 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1393,7 +1406,13 @@ async fn trapping_decision_forwards_under_refuse_and_counts_under_drop() {
                 &[("processor", "wasm/trap"), ("reason", "trap")],
             )
         };
-        let dropped = || counter(&m, "wasmcol_plugin_dropped_items", &[("processor", "wasm/trap")]);
+        let dropped = || {
+            counter(
+                &m,
+                "wasmcol_plugin_dropped_items",
+                &[("processor", "wasm/trap")],
+            )
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while out.spans() + (dropped() as usize) < 2 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1423,9 +1442,14 @@ fn rss_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn buffer_placement_measurement() {
-    let batches: Vec<Batch> = (0..500u64).map(|b| encoded(&request(1000, 10, b))).collect();
+    let batches: Vec<Batch> = (0..500u64)
+        .map(|b| encoded(&request(1000, 10, b)))
+        .collect();
     let bytes: usize = batches.iter().map(Batch::encoded_len).sum();
-    println!("input: 500,000 spans, {bytes} bytes encoded ({} B/span)", bytes / 500_000);
+    println!(
+        "input: 500,000 spans, {bytes} bytes encoded ({} B/span)",
+        bytes / 500_000
+    );
     let m = Metrics::new();
     let r0 = rss_bytes();
     let t0 = std::time::Instant::now();
@@ -1482,7 +1506,11 @@ async fn buffer_placement_measurement() {
                 "wasmcol_plugin_errors",
                 &[("processor", "wasm/keep"), ("reason", "memory")]
             ),
-            counter(&m, "wasmcol_plugin_dropped_items", &[("processor", "wasm/keep")]),
+            counter(
+                &m,
+                "wasmcol_plugin_dropped_items",
+                &[("processor", "wasm/keep")]
+            ),
         );
     }
 }

@@ -63,7 +63,9 @@ impl<'de> Deserialize<'de> for Duration {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(Duration(n)),
-            Raw::S(s) => parse_duration(&s).map(Duration).map_err(serde::de::Error::custom),
+            Raw::S(s) => parse_duration(&s)
+                .map(Duration)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

@@ -34,7 +34,10 @@ fn count_policy(policy: &str, sampled: bool) {
     counter_add(
         &format!("{PREFIX}count_traces_sampled"),
         "Count of traces that were sampled or not per sampling policy.",
-        &[("policy", policy), ("sampled", if sampled { "true" } else { "false" })],
+        &[
+            ("policy", policy),
+            ("sampled", if sampled { "true" } else { "false" }),
+        ],
         1,
     );
 }
@@ -108,7 +111,10 @@ impl TailSampling {
         let mut decisions = Vec::with_capacity(self.policies.len());
         for p in self.policies.iter_mut() {
             let d = p.rule.eval(t, now_ns);
-            count_policy(&p.name, matches!(d, Decision::Sampled | Decision::InvertSampled));
+            count_policy(
+                &p.name,
+                matches!(d, Decision::Sampled | Decision::InvertSampled),
+            );
             decisions.push(d);
             if d == Decision::Dropped {
                 break;

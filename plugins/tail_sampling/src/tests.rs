@@ -35,11 +35,16 @@ fn one_trace(spans: Vec<MemSpan>, resource: &[(&str, Value)]) -> MemTraces {
 }
 
 fn decide(p: &mut TailSampling, batch: &MemTraces) -> bool {
-    p.decide_trace(Traces::new(batch), 0, 5_000_000_000).unwrap() == HostDecision::Sampled
+    p.decide_trace(Traces::new(batch), 0, 5_000_000_000)
+        .unwrap()
+        == HostDecision::Sampled
 }
 
 fn build(policies: &str) -> TailSampling {
-    testing::build(&format!(r#"{{"decision_wait": "2s", "policies": {policies}}}"#)).unwrap()
+    testing::build(&format!(
+        r#"{{"decision_wait": "2s", "policies": {policies}}}"#
+    ))
+    .unwrap()
 }
 
 fn errors(json: &str) -> Vec<(String, String)> {
@@ -58,11 +63,15 @@ fn errors(json: &str) -> Vec<(String, String)> {
 fn probabilistic_hash_is_upstreams() {
     let id = hex16("4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(fnv1a64(&[b"default-hash-seed", &id]), 0xa545_33ba_2e49_70b5);
-    let mut p = build(r#"[{"name": "p", "type": "probabilistic", "probabilistic": {"sampling_percentage": 10}}]"#);
+    let mut p = build(
+        r#"[{"name": "p", "type": "probabilistic", "probabilistic": {"sampling_percentage": 10}}]"#,
+    );
     let batch = one_trace(vec![span("a").trace_id(id)], &[]);
     assert!(!decide(&mut p, &batch));
     // 70 % keeps it (a545… is about 64.5 % of the range).
-    let mut p = build(r#"[{"name": "p", "type": "probabilistic", "probabilistic": {"sampling_percentage": 70}}]"#);
+    let mut p = build(
+        r#"[{"name": "p", "type": "probabilistic", "probabilistic": {"sampling_percentage": 70}}]"#,
+    );
     assert!(decide(&mut p, &batch));
 }
 
@@ -82,11 +91,19 @@ fn latency_status_and_final_rules() {
         r#"[{"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
             {"name": "slow", "type": "latency", "latency": {"threshold_ms": 500}}]"#,
     );
-    assert!(decide(&mut p, &one_trace(vec![status(timed("a", 0, 10), 2)], &[])));
-    assert!(decide(&mut p, &one_trace(vec![timed("a", 0, 100), timed("b", 400, 500)], &[])));
+    assert!(decide(
+        &mut p,
+        &one_trace(vec![status(timed("a", 0, 10), 2)], &[])
+    ));
+    assert!(decide(
+        &mut p,
+        &one_trace(vec![timed("a", 0, 100), timed("b", 400, 500)], &[])
+    ));
     assert!(!decide(&mut p, &one_trace(vec![timed("a", 0, 499)], &[])));
     // Upper bound: strictly above the lower one.
-    let mut p = build(r#"[{"name": "l", "type": "latency", "latency": {"threshold_ms": 100, "upper_threshold_ms": 200}}]"#);
+    let mut p = build(
+        r#"[{"name": "l", "type": "latency", "latency": {"threshold_ms": 100, "upper_threshold_ms": 200}}]"#,
+    );
     assert!(!decide(&mut p, &one_trace(vec![timed("a", 0, 100)], &[])));
     assert!(decide(&mut p, &one_trace(vec![timed("a", 0, 200)], &[])));
 }
@@ -96,28 +113,58 @@ fn string_attribute_regex_and_invert_read_resources_and_spans() {
     let mut p = build(
         r#"[{"name": "s", "type": "string_attribute", "string_attribute": {"key": "service.name", "values": ["^check.*"], "enabled_regex_matching": true}}]"#,
     );
-    assert!(decide(&mut p, &one_trace(vec![span("a")], &[("service.name", Value::from("checkout"))])));
-    assert!(!decide(&mut p, &one_trace(vec![span("a")], &[("service.name", Value::from("cart"))])));
+    assert!(decide(
+        &mut p,
+        &one_trace(
+            vec![span("a")],
+            &[("service.name", Value::from("checkout"))]
+        )
+    ));
+    assert!(!decide(
+        &mut p,
+        &one_trace(vec![span("a")], &[("service.name", Value::from("cart"))])
+    ));
     let mut p = build(
         r#"[{"name": "s", "type": "string_attribute", "string_attribute": {"key": "env", "values": ["test"], "invert_match": true}}]"#,
     );
     // A missing key samples under invert_match; a match does not.
     assert!(decide(&mut p, &one_trace(vec![span("a")], &[])));
-    assert!(!decide(&mut p, &one_trace(vec![span("a").attr("env", "test")], &[])));
+    assert!(!decide(
+        &mut p,
+        &one_trace(vec![span("a").attr("env", "test")], &[])
+    ));
 }
 
 #[test]
 fn numeric_boolean_span_count_trace_state_and_flags() {
-    let mut p = build(r#"[{"name": "n", "type": "numeric_attribute", "numeric_attribute": {"key": "http.status_code", "min_value": 500, "max_value": 599}}]"#);
-    assert!(decide(&mut p, &one_trace(vec![span("a").attr("http.status_code", 503i64)], &[])));
-    assert!(!decide(&mut p, &one_trace(vec![span("a").attr("http.status_code", 200i64)], &[])));
-    let mut p = build(r#"[{"name": "b", "type": "boolean_attribute", "boolean_attribute": {"key": "debug", "value": true}}]"#);
-    assert!(decide(&mut p, &one_trace(vec![span("a").attr("debug", true)], &[])));
+    let mut p = build(
+        r#"[{"name": "n", "type": "numeric_attribute", "numeric_attribute": {"key": "http.status_code", "min_value": 500, "max_value": 599}}]"#,
+    );
+    assert!(decide(
+        &mut p,
+        &one_trace(vec![span("a").attr("http.status_code", 503i64)], &[])
+    ));
+    assert!(!decide(
+        &mut p,
+        &one_trace(vec![span("a").attr("http.status_code", 200i64)], &[])
+    ));
+    let mut p = build(
+        r#"[{"name": "b", "type": "boolean_attribute", "boolean_attribute": {"key": "debug", "value": true}}]"#,
+    );
+    assert!(decide(
+        &mut p,
+        &one_trace(vec![span("a").attr("debug", true)], &[])
+    ));
     let mut p = build(r#"[{"name": "c", "type": "span_count", "span_count": {"min_spans": 2}}]"#);
     assert!(!decide(&mut p, &one_trace(vec![span("a")], &[])));
     assert!(decide(&mut p, &one_trace(vec![span("a"), span("b")], &[])));
-    let mut p = build(r#"[{"name": "t", "type": "trace_state", "trace_state": {"key": "vendor", "values": ["keep"]}}]"#);
-    assert!(decide(&mut p, &one_trace(vec![span("a").trace_state("x=1,vendor=keep")], &[])));
+    let mut p = build(
+        r#"[{"name": "t", "type": "trace_state", "trace_state": {"key": "vendor", "values": ["keep"]}}]"#,
+    );
+    assert!(decide(
+        &mut p,
+        &one_trace(vec![span("a").trace_state("x=1,vendor=keep")], &[])
+    ));
     let mut p = build(r#"[{"name": "f", "type": "trace_flags"}]"#);
     let mut flagged = span("a");
     flagged.info.flags = 1;
@@ -133,16 +180,24 @@ fn and_drop_and_rate_limits() {
                 {"name": "h", "type": "string_attribute", "string_attribute": {"key": "http.route", "values": ["/health"]}}]}}]"#,
     );
     assert!(decide(&mut p, &one_trace(vec![span("a")], &[])));
-    assert!(!decide(&mut p, &one_trace(vec![span("a").attr("http.route", "/health")], &[])));
+    assert!(!decide(
+        &mut p,
+        &one_trace(vec![span("a").attr("http.route", "/health")], &[])
+    ));
     let mut p = build(
         r#"[{"name": "both", "type": "and", "and": {"and_sub_policy": [
                 {"name": "e", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
                 {"name": "c", "type": "span_count", "span_count": {"min_spans": 2}}]}}]"#,
     );
     assert!(!decide(&mut p, &one_trace(vec![status(span("a"), 2)], &[])));
-    assert!(decide(&mut p, &one_trace(vec![status(span("a"), 2), span("b")], &[])));
+    assert!(decide(
+        &mut p,
+        &one_trace(vec![status(span("a"), 2), span("b")], &[])
+    ));
     // 2 spans per second, burst 4: two 2-span traces pass, the third waits for tokens.
-    let mut p = build(r#"[{"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 2}}]"#);
+    let mut p = build(
+        r#"[{"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 2}}]"#,
+    );
     let t = one_trace(vec![span("a"), span("b")], &[]);
     assert!(decide(&mut p, &t));
     assert!(decide(&mut p, &t));
@@ -162,7 +217,10 @@ fn composite_shares_spans_per_second() {
     );
     let err = one_trace(vec![status(span("a"), 2), status(span("b"), 2)], &[]);
     assert!(decide(&mut p, &err));
-    assert!(!decide(&mut p, &err), "the errors share (2 spans/s) is used up");
+    assert!(
+        !decide(&mut p, &err),
+        "the errors share (2 spans/s) is used up"
+    );
     assert!(decide(&mut p, &one_trace(vec![span("a")], &[])));
 }
 
@@ -181,14 +239,30 @@ fn config_errors_are_upstreams_with_key_paths() {
     let want = [
         ("policies[0].name", "policy name cannot be empty"),
         ("policies[2].name", "duplicate policy name \"a\""),
-        ("policies[3].type", "failed to create policy evaluator for \"x\": unknown sampling policy type nope"),
-        ("policies[4].status_code.status_codes", "failed to create policy evaluator for \"s\": unknown status code \"BAD\", supported: OK, ERROR, UNSET"),
-        ("policies[6].and.and_sub_policy[0].type", "failed to create policy evaluator for \"n\": unknown sampling policy type drop"),
+        (
+            "policies[3].type",
+            "failed to create policy evaluator for \"x\": unknown sampling policy type nope",
+        ),
+        (
+            "policies[4].status_code.status_codes",
+            "failed to create policy evaluator for \"s\": unknown status code \"BAD\", supported: OK, ERROR, UNSET",
+        ),
+        (
+            "policies[6].and.and_sub_policy[0].type",
+            "failed to create policy evaluator for \"n\": unknown sampling policy type drop",
+        ),
     ];
     for (path, message) in want {
-        assert!(e.iter().any(|(p, m)| p == path && m == message), "missing {path}: {message} in {e:?}");
+        assert!(
+            e.iter().any(|(p, m)| p == path && m == message),
+            "missing {path}: {message} in {e:?}"
+        );
     }
-    assert!(e.iter().any(|(p, m)| p == "policies[5].type" && m.contains("ottl_condition is not supported")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|(p, m)| p == "policies[5].type" && m.contains("ottl_condition is not supported")),
+        "{e:?}"
+    );
     let e = errors(r#"{"decision_wait": "soon", "policies": []}"#);
     assert_eq!(e[0].0, "decision_wait");
     let e = errors(r#"{"num_traces": 0, "policies": [], "unknown_key": 1}"#);

@@ -14,15 +14,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use wasmcol_core::{Batch, ConsumeError, ConsumerRef, Counter, Gauge, Metrics};
-use wasmcol_pdata::proto::trace::v1::ResourceSpans;
-use wasmcol_pdata::{ExportTraceServiceRequest, Payload};
+use wasmcol_pdata::Payload;
 
 use super::{PluginMetrics, PluginProcessor};
 use crate::batch::HostBatch;
 use crate::call::{Instance, Limits, TraceHold};
 use crate::config::OnError;
 use crate::error::CallError;
-use crate::hold::{Buffer, Due};
+use crate::hold::{Buffer, Due, Part, join};
 use crate::plugin::Plugin;
 use crate::pool::{Pool, Pooled};
 
@@ -94,10 +93,7 @@ impl Maker {
     pub(super) async fn instance(&self) -> Result<Instance, CallError> {
         let mut inst = self.plugin.instantiate(&self.limits, &self.id).await?;
         inst.set_telemetry(self.registry.clone(), &self.id, &self.plugin.info.name);
-        match inst
-            .configure(&self.config_json, self.signal)
-            .await?
-        {
+        match inst.configure(&self.config_json, self.signal).await? {
             Ok(_) => Ok(inst),
             Err(errors) => Err(CallError::Plugin {
                 permanent: true,
@@ -180,7 +176,7 @@ impl Held {
         if got.forward.is_empty() {
             return Ok(());
         }
-        self.next.consume(traces(got.forward)).await
+        self.next.consume(traces(&got.forward)).await
     }
 
     /// Decides the due traces (every held one when `shutdown`) and forwards the sampled.
@@ -198,49 +194,58 @@ impl Held {
             };
             let late = self.buffer.lock().decided(id, sampled);
             if sampled {
-                spans += parts.iter().chain(&late).map(span_count).sum::<usize>();
+                spans += parts.iter().chain(&late).map(|p| p.spans).sum::<usize>();
                 out.extend(parts);
                 out.extend(late);
             }
             if spans >= FORWARD_SPANS {
-                self.forward(std::mem::take(&mut out)).await;
+                self.forward(&std::mem::take(&mut out)).await;
                 spans = 0;
             }
         }
         self.hm.on_memory.set(self.buffer.lock().len() as i64);
         if !out.is_empty() {
-            self.forward(out).await;
+            self.forward(&out).await;
         }
     }
 
-    async fn forward(&self, parts: Vec<ResourceSpans>) {
+    async fn forward(&self, parts: &[Part]) {
         if let Err(e) = self.next.consume(traces(parts)).await {
             tracing::warn!(processor = %self.maker.id, error = %e, "sampled traces refused downstream");
         }
     }
 
-    /// One decision, with `on_error` applied: whether to forward, and the trace's spans.
-    async fn decide_one(&self, d: Due) -> (bool, Vec<ResourceSpans>) {
-        let spans = d.spans;
-        let mut view = view(d.parts);
-        let mut tries = if self.on_error == OnError::Refuse { 2 } else { 1 };
+    /// One decision, with `on_error` applied: whether to forward, and the trace's spans
+    /// (as the plugin left them).
+    async fn decide_one(&self, d: Due) -> (bool, Vec<Part>) {
+        let (bytes, spans) = join(&d.parts);
+        let mut view = match HostBatch::new(Payload::from_validated(bytes, spans)) {
+            Ok(v) => v,
+            Err(e) => {
+                // Bytes the buffer encoded itself; forwarding them is all that is left.
+                tracing::warn!(processor = %self.maker.id, error = %e, "a held trace could not be lent to the plugin");
+                return (true, d.parts);
+            }
+        };
+        let mut tries = if self.on_error == OnError::Refuse {
+            2
+        } else {
+            1
+        };
         let error = loop {
             tries -= 1;
             let (result, back) = self.call(view, d.first_unix_nano).await;
             let Some(back) = back else {
-                // The host lost its own table entry: nothing left to forward.
-                return (false, Vec::new());
+                // The instance lost the view; the held bytes are still here.
+                break CallError::Trap("the trace view was lost in the call".into());
             };
             match result {
-                Ok(sampled) => return (sampled, parts(back)),
+                Ok(sampled) => return (sampled, after(back, d.parts)),
                 Err(e) if tries > 0 && e.may_be_the_data() => {
                     self.metrics.failed(&e);
                     view = back;
                 }
-                Err(e) => {
-                    view = back;
-                    break e;
-                }
+                Err(e) => break e,
             }
         };
         self.metrics.failed(&error);
@@ -249,7 +254,7 @@ impl Held {
             self.metrics.dropped.add(spans as u64);
             return (false, Vec::new());
         }
-        (true, parts(view))
+        (true, d.parts)
     }
 
     /// One `decide-trace` call on the processor's instance (a fresh one after a trap).
@@ -281,9 +286,7 @@ impl Held {
         let start = Instant::now();
         self.metrics.calls.inc();
         let (result, back) = p.inst.decide_trace(view, first, unix_nano()).await;
-        self.metrics
-            .duration
-            .observe(start.elapsed().as_secs_f64());
+        self.metrics.duration.observe(start.elapsed().as_secs_f64());
         match &result {
             Err(e) if e.poisons() => drop(p),
             _ => {
@@ -295,29 +298,25 @@ impl Held {
     }
 }
 
-fn span_count(rs: &ResourceSpans) -> usize {
-    rs.scope_spans.iter().map(|s| s.spans.len()).sum()
+fn traces(parts: &[Part]) -> Batch {
+    let (bytes, spans) = join(parts);
+    Batch::Traces(Payload::from_validated(bytes, spans))
 }
 
-fn traces(resource_spans: Vec<ResourceSpans>) -> Batch {
-    Batch::Traces(Payload::from_message(ExportTraceServiceRequest {
-        resource_spans,
-    }))
-}
-
-fn view(parts: Vec<ResourceSpans>) -> HostBatch<wasmcol_pdata::lazy::TracesKind> {
-    HostBatch::from_message(ExportTraceServiceRequest {
-        resource_spans: parts,
-    })
-}
-
-/// The spans of a view after the call, edits included.
-fn parts(view: HostBatch<wasmcol_pdata::lazy::TracesKind>) -> Vec<ResourceSpans> {
-    match view.into_payload().and_then(|p| p.into_message()) {
-        Ok(m) => m.resource_spans,
+/// The trace's spans after the decision: as held when the plugin changed nothing, else as
+/// the plugin left them.
+fn after(view: HostBatch<wasmcol_pdata::lazy::TracesKind>, held: Vec<Part>) -> Vec<Part> {
+    if !view.modified() {
+        return held;
+    }
+    match view.into_payload() {
+        Ok(p) => vec![Part {
+            spans: p.item_count(),
+            bytes: p.encoded(),
+        }],
         Err(e) => {
-            tracing::warn!(error = %e, "a held trace could not be re-read after its decision");
-            Vec::new()
+            tracing::warn!(error = %e, "a trace the plugin edited could not be re-encoded; forwarding it as held");
+            held
         }
     }
 }

@@ -68,7 +68,12 @@ impl Processor for Trap {
         })
     }
 
-    fn decide_trace(&mut self, _t: Traces<'_>, _first: u64, _now: u64) -> Result<Decision, ProcessError> {
+    fn decide_trace(
+        &mut self,
+        _t: Traces<'_>,
+        _first: u64,
+        _now: u64,
+    ) -> Result<Decision, ProcessError> {
         self.call();
         Ok(Decision::Sampled)
     }
