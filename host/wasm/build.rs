@@ -34,6 +34,7 @@ const FOR_TESTS: &[(&str, &str)] = &[
     ("AMPLIFY", "wasmcol_test_amplify"),
     ("V010", "wasmcol_test_v010"),
     ("KEEP", "wasmcol_test_keep"),
+    ("V020", "wasmcol_test_v020"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

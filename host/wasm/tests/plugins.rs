@@ -1514,3 +1514,45 @@ async fn buffer_placement_measurement() {
         );
     }
 }
+
+fn int_attr(attrs: &[KeyValue], k: &str) -> Option<i64> {
+    attrs
+        .iter()
+        .find(|a| a.key == k)
+        .and_then(|a| match &a.value {
+            Some(AnyValue {
+                value: Some(any_value::Value::IntValue(i)),
+            }) => Some(*i),
+            _ => None,
+        })
+}
+
+/// What contract 0.2.0 adds to batches, through a real component: `remove-attribute-all`
+/// takes the key off every span in one call, and the request context of a batch reads as
+/// what the batch carries (nothing yet: batches carry no request metadata today).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_0_2_0_removes_everywhere_and_reads_the_request_context() {
+    let m = Metrics::new();
+    let out = Arc::new(Capture::default());
+    let p = build(
+        "wasm",
+        "wasm/v020",
+        &wasm_yaml(
+            test_paths::V020,
+            "config: { key: http.method, context: x-tenant }\n",
+        ),
+        &m,
+        out.clone(),
+    )
+    .await
+    .unwrap();
+    p.consume(encoded(&request(4, 1, 3))).await.unwrap();
+    let got = out.traces();
+    let spans = &got[0].resource_spans[0].scope_spans[0].spans;
+    assert_eq!(spans.len(), 4);
+    for s in spans {
+        assert_eq!(get(&s.attributes, "http.method"), None);
+        assert_eq!(int_attr(&s.attributes, "removed"), Some(4));
+        assert_eq!(int_attr(&s.attributes, "context.values"), Some(0));
+    }
+}
