@@ -66,6 +66,15 @@ fn skip() -> bool {
     }
 }
 
+/// The start of a scenario: its clock, a runtime for the senders and the image built; `None`
+/// (having said why) where the tests cannot run.
+fn begin(test: &str) -> Option<(Instant, tokio::runtime::Runtime, Docker)> {
+    if skip() {
+        return None;
+    }
+    Some((Instant::now(), runtime(), Docker::new(test)))
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -306,22 +315,14 @@ fn region_collector(
     backend: &str,
     certs: &tempfile::TempDir,
 ) -> Spec {
-    let examples = repo_root().join("examples").display().to_string();
-    let volume = format!("queue-{name}");
+    let mut spec = seed_spec(name, network, certs, backend);
+    spec.mounts
+        .push((format!("queue-{name}"), s("/var/otel/queue")));
+    spec.env.extend([
+        (s("CROSS_REGION_GATEWAY"), format!("{gateway}:4317")),
+        (s("QUEUE_DIR"), s("/var/otel/queue")),
+    ]);
     Spec {
-        name: s(name),
-        network: s(network),
-        mounts: vec![
-            (examples, s("/examples")),
-            (certs.path().display().to_string(), s("/certs")),
-            (volume, s("/var/otel/queue")),
-        ],
-        env: vec![
-            (s("CERT_DIR"), s("/certs")),
-            (s("LOCAL_BACKEND"), format!("http://{backend}:4317")),
-            (s("CROSS_REGION_GATEWAY"), format!("{gateway}:4317")),
-            (s("QUEUE_DIR"), s("/var/otel/queue")),
-        ],
         publish: vec![4317, 8888],
         args: [
             "--config",
@@ -339,28 +340,38 @@ fn region_collector(
         ]
         .map(s)
         .to_vec(),
-        ..Spec::default()
+        ..spec
     }
 }
 
-/// Seed 000's gateway as shipped, its backend and certificates from the environment.
-fn gateway(name: &str, network: &str, backend: &str, certs: &tempfile::TempDir) -> Spec {
-    let examples = repo_root().join("examples").display().to_string();
+/// A seed 000 collector: `examples/` and the certificates mounted, `CERT_DIR` and
+/// `LOCAL_BACKEND` set.
+fn seed_spec(name: &str, network: &str, certs: &tempfile::TempDir, backend: &str) -> Spec {
     Spec {
         name: s(name),
         network: s(network),
         mounts: vec![
-            (examples, s("/examples")),
+            (
+                repo_root().join("examples").display().to_string(),
+                s("/examples"),
+            ),
             (certs.path().display().to_string(), s("/certs")),
         ],
         env: vec![
             (s("CERT_DIR"), s("/certs")),
             (s("LOCAL_BACKEND"), format!("http://{backend}:4317")),
         ],
+        ..Spec::default()
+    }
+}
+
+/// Seed 000's gateway as shipped, its backend and certificates from the environment.
+fn gateway(name: &str, network: &str, backend: &str, certs: &tempfile::TempDir) -> Spec {
+    Spec {
         args: ["--config", "/examples/seed-000-gateway-eu-west.yaml"]
             .map(s)
             .to_vec(),
-        ..Spec::default()
+        ..seed_spec(name, network, certs, backend)
     }
 }
 
@@ -389,12 +400,9 @@ fn check_attrs(got: &[Recorded], acked: &[u64], region: &str, forwarded: bool, b
 ///    volume: every acknowledged span reaches both backends.
 #[test]
 fn seed_000_two_regions_in_containers() {
-    if skip() {
+    let Some((t0, rt, d)) = begin("seed000") else {
         return;
-    }
-    let t0 = Instant::now();
-    let rt = runtime();
-    let d = Docker::new("seed000");
+    };
     let ca = tls_support::Ca::new("wasmcol e2e cross-region CA");
     let server = ca.server(&["gateway-a", "gateway-b"]);
     let client_leaf = ca.client("region collector");
@@ -591,12 +599,9 @@ fn sigkill(rt: &tokio::runtime::Runtime, d: &Docker) {
 /// primary and new spans go there.
 #[test]
 fn seed_001_failover_in_containers() {
-    if skip() {
+    let Some((t0, rt, d)) = begin("seed001") else {
         return;
-    }
-    let t0 = Instant::now();
-    let rt = runtime();
-    let d = Docker::new("seed001");
+    };
     let conf = host_dir(&[("backend.yaml", BACKEND)]);
     d.network("net");
     d.volume("queue");
@@ -634,7 +639,6 @@ fn seed_001_failover_in_containers() {
         publish: vec![4317, 8888],
         args,
         fast_healthcheck: true,
-        ..Spec::default()
     });
     d.wait_ready("aggregator", 1, WAIT);
     d.wait_ready("collector", 1, WAIT);

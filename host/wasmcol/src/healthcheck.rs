@@ -129,7 +129,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use std::io::Read as _;
     use std::net::TcpListener;
 
     /// A one-shot server on loopback that answers `answer` (or nothing, holding the
