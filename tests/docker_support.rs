@@ -114,6 +114,8 @@ pub struct Spec {
     pub args: Vec<String>,
     /// Run the image's HEALTHCHECK every second instead of every 10s.
     pub fast_healthcheck: bool,
+    /// More DNS names on its network (several containers may share one).
+    pub aliases: Vec<String>,
 }
 
 /// Everything one test run creates, removed on drop.
@@ -199,6 +201,9 @@ impl Docker {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        for alias in &spec.aliases {
+            a.extend(["--network-alias".into(), alias.clone()]);
+        }
         for (src, dst) in &spec.mounts {
             if src.starts_with('/') {
                 a.extend(["--volume".into(), format!("{src}:{dst}:ro")]);

@@ -218,6 +218,29 @@ fn wait_delivered(d: &Docker, backend: &str, want: &BTreeSet<u64>) -> Vec<Record
     }
 }
 
+/// Waits until every id in `want` has reached one of `backends`; returns what each recorded.
+fn wait_delivered_any(d: &Docker, backends: &[&str], want: &BTreeSet<u64>) -> Vec<Vec<Recorded>> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<Vec<Recorded>> = backends
+            .iter()
+            .map(|b| parse_recorded(&d.logs(b).0))
+            .collect();
+        let have: BTreeSet<u64> = got.iter().flatten().map(|r| r.id).collect();
+        let missing = want.difference(&have).count();
+        if missing == 0 {
+            return got;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{backends:?}: {missing} of {} acknowledged spans missing after {WAIT:?}",
+                want.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Arrivals per id of the ids in `range`.
 fn arrivals(got: &[Recorded], range: std::ops::Range<u64>) -> BTreeMap<u64, u32> {
     let mut m = BTreeMap::new();
@@ -639,6 +662,7 @@ fn seed_001_failover_in_containers() {
         publish: vec![4317, 8888],
         args,
         fast_healthcheck: true,
+        ..Spec::default()
     });
     d.wait_ready("aggregator", 1, WAIT);
     d.wait_ready("collector", 1, WAIT);
@@ -732,6 +756,117 @@ fn seed_001_failover_in_containers() {
         "after recovery: sent 500, delivered {} (dup {}) through the primary; total {:?}",
         arrivals(&got, 3_000_000..3_000_500).len(),
         duplicates(&got, 3_000_000..3_000_500),
+        t0.elapsed()
+    );
+}
+
+/// Scenario: seed 002's first tier (`examples/seed-002-lb-dns.yaml` as shipped, the DNS
+/// resolver's interval shortened to 1s) resolving Docker's embedded DNS: the gateways are
+/// recording backends sharing the network alias `gateways`.
+/// 1. Two gateways: every span arrives at one of them, and both get some.
+/// 2. Scale up under load: a third gateway joins the alias while spans stream in; the
+///    resolver finds it (it receives spans) and every acknowledged span arrives.
+/// 3. Scale down between loads: a gateway is stopped; once the resolver has dropped it, new
+///    spans all arrive at the two left.
+#[test]
+fn seed_002_lb_dns_in_containers() {
+    let Some((t0, rt, d)) = begin("seed002") else {
+        return;
+    };
+    let conf = host_dir(&[("backend.yaml", BACKEND)]);
+    d.network("net");
+    let gateway = |n: &str| Spec {
+        aliases: vec![s("gateways")],
+        ..recorder(n, "net", &conf)
+    };
+    d.start(&gateway("gateway-1"));
+    d.start(&gateway("gateway-2"));
+    d.start(&Spec {
+        name: s("lb"),
+        network: s("net"),
+        mounts: vec![(
+            repo_root().join("examples").display().to_string(),
+            s("/examples"),
+        )],
+        env: vec![(s("GATEWAYS"), s("gateways"))],
+        publish: vec![4317, 8888],
+        args: [
+            "--config",
+            "/examples/seed-002-lb-dns.yaml",
+            "--set",
+            "service.telemetry.metrics.address=0.0.0.0:8888",
+            "--set",
+            "exporters.loadbalancing.resolver.dns.interval=1s",
+        ]
+        .map(s)
+        .to_vec(),
+        ..Spec::default()
+    });
+    for c in ["gateway-1", "gateway-2", "lb"] {
+        d.wait_ready(c, 1, WAIT);
+    }
+    let lb = d.port("lb", 4317);
+    let m = d.port("lb", 8888);
+    let backends = |t: &str| series(t, "otelcol_loadbalancer_num_backends", "").unwrap_or(-1.0);
+    wait_metric(&rt, m, "two gateways resolved", |t| backends(t) == 2.0);
+
+    let acked = rt.block_on(send(lb, 1, 20, 50, 4));
+    assert_eq!(acked.len(), 1000);
+    let got = wait_delivered_any(
+        &d,
+        &["gateway-1", "gateway-2"],
+        &acked.iter().copied().collect(),
+    );
+    let shares: Vec<usize> = got.iter().map(|g| arrivals(g, 1..1001).len()).collect();
+    assert!(
+        shares.iter().all(|n| *n > 0),
+        "a gateway got nothing: {shares:?}"
+    );
+    eprintln!("lb, two gateways: sent 1000, acknowledged 1000, delivered {shares:?}");
+
+    let t = Instant::now();
+    let stream = Stream::start(&rt, lb, 1_000_000, 10, Duration::from_millis(10));
+    d.start(&gateway("gateway-3"));
+    d.wait_ready("gateway-3", 1, WAIT);
+    let deadline = Instant::now() + WAIT;
+    while parse_recorded(&d.logs("gateway-3").0).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the resolver never found gateway-3"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (sent, acked, failed) = stream.finish(&rt, 1_000_000);
+    let all = ["gateway-1", "gateway-2", "gateway-3"];
+    let got = wait_delivered_any(&d, &all, &acked.iter().copied().collect());
+    let range = 1_000_000..1_000_000 + sent;
+    let shares: Vec<usize> = got
+        .iter()
+        .map(|g| arrivals(g, range.clone()).len())
+        .collect();
+    let dup: u32 = got
+        .iter()
+        .map(|g| duplicates(g, range.clone()))
+        .sum::<u32>()
+        + (shares.iter().sum::<usize>() as u32).saturating_sub(acked.len() as u32);
+    eprintln!(
+        "lb, scale up under load: sent {sent} spans ({failed} requests failed), acknowledged {}, \
+         delivered {shares:?} (dup or unacknowledged {dup}), {:?}",
+        acked.len(),
+        t.elapsed()
+    );
+
+    d.container("stop", "gateway-1");
+    wait_metric(&rt, m, "gateway-1 dropped", |t| backends(t) == 2.0);
+    let acked = rt.block_on(send(lb, 2_000_000, 20, 50, 4));
+    assert_eq!(acked.len(), 1000);
+    let got = wait_delivered_any(&d, &all[1..], &acked.iter().copied().collect());
+    let shares: Vec<usize> = got
+        .iter()
+        .map(|g| arrivals(g, 2_000_000..2_001_000).len())
+        .collect();
+    eprintln!(
+        "lb, scaled down to two: sent 1000, acknowledged 1000, delivered {shares:?}; total {:?}",
         t0.elapsed()
     );
 }
