@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod components;
+mod healthcheck;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,6 +42,16 @@ enum Command {
     /// Inspect or try a plugin component.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// GET a URL (the `health_check` extension's) and exit 0 on a 2xx answer, non-zero with
+    /// the reason otherwise: a container's HEALTHCHECK without curl.
+    Healthcheck {
+        /// The URL, e.g. `http://127.0.0.1:13133/`.
+        #[arg(default_value = "http://127.0.0.1:13133/")]
+        url: String,
+        /// How long connecting and waiting for the status line may take, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +78,7 @@ fn main() -> ExitCode {
         Some(Command::Validate) => validate(&cli.config, &cli.set),
         Some(Command::Components) => list_components().map(|s| print!("{s}")),
         Some(Command::Plugin(cmd)) => plugin(cmd, &cli.config),
+        Some(Command::Healthcheck { url, timeout }) => health(&url, timeout),
         None => run(&cli.config, &cli.set),
     };
     match result {
@@ -108,6 +120,16 @@ fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
             println!("{out}");
         }
     }
+    Ok(())
+}
+
+fn health(url: &str, timeout: f64) -> anyhow::Result<()> {
+    let timeout = std::time::Duration::try_from_secs_f64(timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .with_context(|| format!("--timeout {timeout}: must be a positive number of seconds"))?;
+    let code = healthcheck::check(url, timeout)?;
+    println!("{url}: HTTP {code}");
     Ok(())
 }
 
