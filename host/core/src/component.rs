@@ -117,6 +117,12 @@ pub trait Exporter: crate::Consumer + Lifecycle {
     fn health(&self) -> Option<Arc<DeliveryHealth>> {
         None
     }
+
+    /// Requests queued or in flight, in the queue's sizer units; `None` without a queue.
+    /// The load balancer waits for a removed backend's queue to empty before stopping it.
+    fn pending(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A connector: an exporter in one pipeline and a receiver in others.
