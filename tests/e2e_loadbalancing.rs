@@ -368,3 +368,164 @@ service:
         Some(3.0)
     );
 }
+
+/// Scenario: two backends, no queue anywhere, exporter-level `retry_on_failure` on; one
+/// backend refuses (`UNAVAILABLE`) the first attempts of a request whose traces span both.
+/// Guarantees: the sender is answered once both parts are delivered, and the healthy
+/// backend receives its part exactly once: the retry re-sends only the failed part
+/// (upstream retries the whole request, so the healthy backend gets duplicates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_resends_only_the_failed_part() {
+    let healthy = Backend::start().await;
+    let flaky = Backend::start().await;
+    let names = [healthy.endpoint(), flaky.endpoint()];
+    let c = Collector::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    retry_on_failure:
+      initial_interval: 50ms
+      max_interval: 100ms
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+        sending_queue:
+          enabled: false
+        retry_on_failure:
+          enabled: false
+    resolver:
+      static:
+        hostnames: [{}]
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#,
+        names.join(", ")
+    ));
+    flaky.refuse(Some(tonic::Code::Unavailable));
+    let mut cl = client(c.grpc_url("otlp")).await;
+    let export = tokio::spawn(async move { cl.export(request(0, 100)).await });
+    assert!(
+        common::eventually(WAIT, || async { flaky.refused() >= 3 }).await,
+        "the refusing backend was not retried"
+    );
+    flaky.refuse(None);
+    export.await.unwrap().unwrap();
+    let ring = Ring::new(names.clone());
+    let mine = |b: &Backend| -> BTreeMap<u64, u32> {
+        (0u64..100)
+            .filter(|&i| {
+                let trace: Vec<u8> = [[0u8; 8], i.to_be_bytes()].concat();
+                ring.endpoint_for(&trace) == Some(b.endpoint().as_str())
+            })
+            .map(|i| (i, 1))
+            .collect()
+    };
+    assert!(!mine(&healthy).is_empty() && !mine(&flaky).is_empty());
+    assert_eq!(arrivals(&healthy), mine(&healthy), "healthy backend");
+    assert_eq!(arrivals(&flaky), mine(&flaky), "recovered backend");
+}
+
+/// Scenario: a metrics pipeline through `load_balancing` with `routing_key: metric` over
+/// three backends; one request with 12 metrics of one data point each.
+/// Guarantees: each metric arrives once, whole, at the backend upstream's ring gives its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_route_by_metric_name() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+    };
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let names: Vec<String> = backends.iter().map(Backend::endpoint).collect();
+    let c = Collector::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    routing_key: metric
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      static:
+        hostnames: [{}]
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#,
+        names.join(", ")
+    ));
+    let metric_names: Vec<String> = (0..12).map(|i| format!("http.server.m{i}")).collect();
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: metric_names
+                    .iter()
+                    .map(|n| Metric {
+                        name: n.clone(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: 1,
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut cl = MetricsServiceClient::connect(c.grpc_url("otlp"))
+        .await
+        .unwrap();
+    cl.export(req).await.unwrap();
+    let ring = Ring::new(names.clone());
+    let arrived = |b: &Backend| -> Vec<String> {
+        let mut got: Vec<String> = b.with(|r| {
+            r.metrics
+                .iter()
+                .flat_map(|m| &m.resource_metrics)
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| m.name.clone())
+                .collect()
+        });
+        got.sort();
+        got
+    };
+    for b in &backends {
+        let mut want: Vec<String> = metric_names
+            .iter()
+            .filter(|n| ring.endpoint_for(n.as_bytes()) == Some(b.endpoint().as_str()))
+            .cloned()
+            .collect();
+        want.sort();
+        assert!(
+            b.wait_until(WAIT, |r| r.metrics.len() >= usize::from(!want.is_empty()))
+                .await
+        );
+        assert_eq!(arrived(b), want, "backend {}", b.endpoint());
+    }
+}
