@@ -137,6 +137,16 @@ pub trait Extension: Lifecycle {
     fn endpoints(&self) -> Vec<crate::Endpoint> {
         Vec::new()
     }
+
+    /// The server side, for an authenticator extension receivers name in `auth`.
+    fn server_authenticator(&self) -> Option<Arc<dyn crate::auth::ServerAuthenticator>> {
+        None
+    }
+
+    /// The client side, for an authenticator extension exporters name in `auth`.
+    fn client_authenticator(&self) -> Option<Arc<dyn crate::auth::ClientAuthenticator>> {
+        None
+    }
 }
 
 /// The consumers a receiver feeds, per signal (only signals that have pipelines).
