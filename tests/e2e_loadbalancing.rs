@@ -172,3 +172,360 @@ service:
         assert!(err.contains(expected), "missing {expected:?} in {err}");
     }
 }
+
+/// A DNS server for one test: answers every A query with the current address list (and
+/// AAAA queries with none), so the collector's system resolver sees backends come and go.
+struct Dns {
+    answers: std::sync::Arc<parking_lot::Mutex<Vec<std::net::Ipv4Addr>>>,
+}
+
+impl Dns {
+    /// Serves on `addr` (port 53: resolv.conf cannot name another); `None` when it cannot bind.
+    async fn start(addr: &str, answers: &[std::net::Ipv4Addr]) -> Option<Dns> {
+        let sock = tokio::net::UdpSocket::bind(addr).await.ok()?;
+        let list = std::sync::Arc::new(parking_lot::Mutex::new(answers.to_vec()));
+        let shared = list.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let ips = shared.lock().clone();
+                if let Some(reply) = dns_reply(&buf[..n], &ips) {
+                    let _ = sock.send_to(&reply, from).await;
+                }
+            }
+        });
+        Some(Dns { answers: list })
+    }
+
+    fn set(&self, answers: &[std::net::Ipv4Addr]) {
+        *self.answers.lock() = answers.to_vec();
+    }
+}
+
+/// The reply to one DNS query: the question echoed, one A record per address (TTL 0).
+fn dns_reply(q: &[u8], ips: &[std::net::Ipv4Addr]) -> Option<Vec<u8>> {
+    if q.len() < 12 {
+        return None;
+    }
+    let mut i = 12;
+    while *q.get(i)? != 0 {
+        i += 1 + usize::from(q[i]);
+    }
+    let end = i + 5;
+    let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+    let ips = if qtype == 1 { ips } else { &[] };
+    let mut r = Vec::with_capacity(end + 16 * ips.len());
+    r.extend_from_slice(&q[..2]);
+    r.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    r.extend_from_slice(&u16::try_from(ips.len()).ok()?.to_be_bytes());
+    r.extend_from_slice(&[0, 0, 0, 0]);
+    r.extend_from_slice(q.get(12..end)?);
+    for ip in ips {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+        r.extend_from_slice(&ip.octets());
+    }
+    Some(r)
+}
+
+/// Scenario: the real binary's DNS resolver asks a DNS server of the test (a private
+/// `/etc/resolv.conf` in a mount namespace), which first answers nothing, then two gateways,
+/// then three;
+/// then one gateway refuses everything while spans keep coming (its queue holds them), and
+/// the DNS answer drops it.
+/// Guarantees: with nothing resolved the collector runs, counts the failures and answers
+/// `UNAVAILABLE`; every acknowledged span arrives, the refused ones through the gateways that
+/// remain (upstream tries them once and drops them); the removed gateway gets nothing after it
+/// began refusing; `num_backend_updates` counts the three rings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_backend_changes_lose_nothing() {
+    use std::net::Ipv4Addr;
+    let ip = |n: u8| Ipv4Addr::new(127, 0, 0, n);
+    let first = Backend::start_on("127.0.0.2:0".parse().unwrap()).await;
+    let port = first.addr.port();
+    let second = Backend::start_on(format!("127.0.0.3:{port}").parse().unwrap()).await;
+    let third = Backend::start_on(format!("127.0.0.4:{port}").parse().unwrap()).await;
+    let Some(dns) = Dns::start("127.0.0.77:53", &[]).await else {
+        eprintln!("SKIPPED: cannot bind a DNS server on 127.0.0.77:53 (needs root)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.77\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+        retry_on_failure:
+          initial_interval: 100ms
+          max_interval: 200ms
+    resolver:
+      dns:
+        hostname: gateways.wasmcol.test
+        port: {port}
+        interval: 100ms
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#
+    );
+    let Some(c) = Collector::start_with_resolv_conf(&yaml, &resolv) else {
+        eprintln!(
+            "SKIPPED: cannot give the collector its own resolv.conf (needs root and unshare)"
+        );
+        return;
+    };
+    let backends_are = |n: f64| {
+        let c = &c;
+        async move {
+            common::eventually(WAIT, || async {
+                c.metric(r#"otelcol_loadbalancer_num_backends{resolver="dns"}"#)
+                    .await
+                    == Some(n)
+            })
+            .await
+        }
+    };
+    // Nothing resolves yet: the collector runs, counts failed resolutions, and refuses data
+    // as retryable until a backend exists.
+    let mut cl = client(c.grpc_url("otlp")).await;
+    let refused = cl.export(request(1_000_000, 5)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        c.metric(r#"otelcol_loadbalancer_num_resolutions_total{resolver="dns",success="false"}"#)
+            .await
+            .is_some_and(|v| v >= 1.0)
+    );
+    dns.set(&[ip(2), ip(3)]);
+    assert!(backends_are(2.0).await, "two gateways not resolved");
+    let mut sent = 0u64;
+    for _ in 0..10 {
+        cl.export(request(sent, 50)).await.unwrap();
+        sent += 50;
+    }
+
+    dns.set(&[ip(2), ip(3), ip(4)]);
+    assert!(backends_are(3.0).await, "third gateway not added");
+    for _ in 0..10 {
+        cl.export(request(sent, 50)).await.unwrap();
+        sent += 50;
+    }
+    let all = [&first, &second, &third];
+    let delivered = |all: &[&Backend]| {
+        all.iter()
+            .flat_map(|b| arrivals(b).into_keys())
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    assert!(
+        common::eventually(WAIT, || async { delivered(&all).len() as u64 == sent }).await,
+        "spans sent before the gateway failed did not all arrive"
+    );
+    assert!(
+        !arrivals(&third).is_empty(),
+        "the added gateway got nothing"
+    );
+
+    // The second gateway now refuses: its share waits in its queue, acknowledged.
+    second.refuse(Some(tonic::Code::Unavailable));
+    let before_refusal = arrivals(&second);
+    for _ in 0..10 {
+        cl.export(request(sent, 50)).await.unwrap();
+        sent += 50;
+    }
+    assert!(
+        common::eventually(WAIT, || async { second.refused() > 0 }).await,
+        "the refusing gateway was never tried"
+    );
+    dns.set(&[ip(2), ip(4)]);
+    assert!(backends_are(2.0).await, "refusing gateway not removed");
+    assert!(
+        common::eventually(WAIT, || async { delivered(&all).len() as u64 == sent }).await,
+        "lost {} acknowledged spans after the gateway was removed",
+        sent - delivered(&all).len() as u64
+    );
+    assert_eq!(
+        arrivals(&second),
+        before_refusal,
+        "the removed gateway accepted spans while refusing"
+    );
+    assert_eq!(
+        c.metric(r#"otelcol_loadbalancer_num_backend_updates_total{resolver="dns"}"#)
+            .await,
+        Some(3.0)
+    );
+}
+
+/// Scenario: two backends, no queue anywhere, exporter-level `retry_on_failure` on; one
+/// backend refuses (`UNAVAILABLE`) the first attempts of a request whose traces span both.
+/// Guarantees: the sender is answered once both parts are delivered, and the healthy
+/// backend receives its part exactly once: the retry re-sends only the failed part
+/// (upstream retries the whole request, so the healthy backend gets duplicates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_resends_only_the_failed_part() {
+    let healthy = Backend::start().await;
+    let flaky = Backend::start().await;
+    let names = [healthy.endpoint(), flaky.endpoint()];
+    let c = Collector::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    retry_on_failure:
+      initial_interval: 50ms
+      max_interval: 100ms
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+        sending_queue:
+          enabled: false
+        retry_on_failure:
+          enabled: false
+    resolver:
+      static:
+        hostnames: [{}]
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#,
+        names.join(", ")
+    ));
+    flaky.refuse(Some(tonic::Code::Unavailable));
+    let mut cl = client(c.grpc_url("otlp")).await;
+    let export = tokio::spawn(async move { cl.export(request(0, 100)).await });
+    assert!(
+        common::eventually(WAIT, || async { flaky.refused() >= 3 }).await,
+        "the refusing backend was not retried"
+    );
+    flaky.refuse(None);
+    export.await.unwrap().unwrap();
+    let ring = Ring::new(names.clone());
+    let mine = |b: &Backend| -> BTreeMap<u64, u32> {
+        (0u64..100)
+            .filter(|&i| {
+                let trace: Vec<u8> = [[0u8; 8], i.to_be_bytes()].concat();
+                ring.endpoint_for(&trace) == Some(b.endpoint().as_str())
+            })
+            .map(|i| (i, 1))
+            .collect()
+    };
+    assert!(!mine(&healthy).is_empty() && !mine(&flaky).is_empty());
+    assert_eq!(arrivals(&healthy), mine(&healthy), "healthy backend");
+    assert_eq!(arrivals(&flaky), mine(&flaky), "recovered backend");
+}
+
+/// Scenario: a metrics pipeline through `load_balancing` with `routing_key: metric` over
+/// three backends; one request with 12 metrics of one data point each.
+/// Guarantees: each metric arrives once, whole, at the backend upstream's ring gives its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_route_by_metric_name() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+    };
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let names: Vec<String> = backends.iter().map(Backend::endpoint).collect();
+    let c = Collector::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    routing_key: metric
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      static:
+        hostnames: [{}]
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#,
+        names.join(", ")
+    ));
+    let metric_names: Vec<String> = (0..12).map(|i| format!("http.server.m{i}")).collect();
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: metric_names
+                    .iter()
+                    .map(|n| Metric {
+                        name: n.clone(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: 1,
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut cl = MetricsServiceClient::connect(c.grpc_url("otlp"))
+        .await
+        .unwrap();
+    cl.export(req).await.unwrap();
+    let ring = Ring::new(names.clone());
+    let arrived = |b: &Backend| -> Vec<String> {
+        let mut got: Vec<String> = b.with(|r| {
+            r.metrics
+                .iter()
+                .flat_map(|m| &m.resource_metrics)
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| m.name.clone())
+                .collect()
+        });
+        got.sort();
+        got
+    };
+    for b in &backends {
+        let mut want: Vec<String> = metric_names
+            .iter()
+            .filter(|n| ring.endpoint_for(n.as_bytes()) == Some(b.endpoint().as_str()))
+            .cloned()
+            .collect();
+        want.sort();
+        assert!(
+            b.wait_until(WAIT, |r| r.metrics.len() >= usize::from(!want.is_empty()))
+                .await
+        );
+        assert_eq!(arrived(b), want, "backend {}", b.endpoint());
+    }
+}

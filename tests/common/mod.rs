@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +97,37 @@ impl Collector {
             .arg("trap '' XFSZ && exec \"$0\" \"$@\"")
             .arg(env!("CARGO_BIN_EXE_wasmcol"));
         Self::spawn(cmd, dir, config_path, yaml.contains("telemetry:"), &[])
+    }
+
+    /// Like [`Collector::start`], in a private mount namespace whose `/etc/resolv.conf` is
+    /// `resolv_conf`, so the system resolver asks the test's own DNS server. `None` when this
+    /// machine cannot make one (it takes root and util-linux `unshare`).
+    pub fn start_with_resolv_conf(yaml: &str, resolv_conf: &Path) -> Option<Collector> {
+        let bind = "mount --bind \"$RESOLV\" /etc/resolv.conf";
+        let probe = Command::new("unshare")
+            .args(["--mount", "sh", "-c", bind])
+            .env("RESOLV", resolv_conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "sh", "-c"])
+            .arg(format!("{bind} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_wasmcol"))
+            .env("RESOLV", resolv_conf);
+        Some(Self::spawn(
+            cmd,
+            dir,
+            config_path,
+            yaml.contains("telemetry:"),
+            &[],
+        ))
     }
 
     /// Starts (again) on an existing config file, e.g. after a crash.

@@ -145,9 +145,13 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
-    /// Records a problem.
+    /// Records a problem, once: a component built for several signals or pipelines finds
+    /// the same problem each time.
     pub fn push(&mut self, location: impl Into<Location>, problem: impl Into<KeyError>) {
-        self.0.push(ConfigError::new(location, problem));
+        let e = ConfigError::new(location, problem);
+        if !self.0.contains(&e) {
+            self.0.push(e);
+        }
     }
 
     /// Records a problem in the body of component `id` of section `kind`.

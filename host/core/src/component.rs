@@ -117,6 +117,12 @@ pub trait Exporter: crate::Consumer + Lifecycle {
     fn health(&self) -> Option<Arc<DeliveryHealth>> {
         None
     }
+
+    /// Requests queued or in flight, in the queue's sizer units; `None` without a queue.
+    /// The load balancer waits for a removed backend's queue to empty before stopping it.
+    fn pending(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A connector: an exporter in one pipeline and a receiver in others.
@@ -130,6 +136,16 @@ pub trait Extension: Lifecycle {
     /// The addresses it will listen on once started (see [`Receiver::endpoints`]).
     fn endpoints(&self) -> Vec<crate::Endpoint> {
         Vec::new()
+    }
+
+    /// The server side, for an authenticator extension receivers name in `auth`.
+    fn server_authenticator(&self) -> Option<Arc<dyn crate::auth::ServerAuthenticator>> {
+        None
+    }
+
+    /// The client side, for an authenticator extension exporters name in `auth`.
+    fn client_authenticator(&self) -> Option<Arc<dyn crate::auth::ClientAuthenticator>> {
+        None
     }
 }
 

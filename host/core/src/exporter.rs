@@ -20,6 +20,14 @@ use crate::{
 pub trait Sender: Lifecycle {
     /// Sends once; the error says whether a retry may help.
     async fn send(&self, batch: Batch) -> Result<(), ConsumeError>;
+
+    /// True when an attempt no longer needs this sender's backend: the load balancer hands a
+    /// removed backend's requests to the backends that remain. Shutdown then gives queued
+    /// and waiting requests one more attempt instead of keeping them on disk or dropping
+    /// them, so nothing is stranded in a queue that will never be read again.
+    fn diverts(&self) -> bool {
+        false
+    }
 }
 
 /// What an exporter factory builds: the sender and the exporterhelper settings from its config.

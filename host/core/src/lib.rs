@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod component;
 pub mod conn_limits;
 pub mod consumer;

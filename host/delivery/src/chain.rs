@@ -542,4 +542,12 @@ impl Exporter for ChainExporter {
     fn health(&self) -> Option<Arc<DeliveryHealth>> {
         Some(self.delivery.health.clone())
     }
+
+    fn pending(&self) -> Option<u64> {
+        match &self.mode {
+            Mode::Sync => None,
+            Mode::Memory { queue, .. } => Some(queue.size()),
+            Mode::Persistent { queue, .. } => Some(queue.size()),
+        }
+    }
 }

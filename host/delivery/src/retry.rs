@@ -147,6 +147,9 @@ impl Delivery {
         let max_elapsed: Duration = self.retry.max_elapsed_time.into();
         let mut backoff = Backoff::new(&self.retry);
         loop {
+            // A diverting sender hands the request elsewhere without the backend, so even a
+            // persistent queue's attempt runs to its end at shutdown.
+            let abort_attempts = abort_attempts && !self.sender.diverts();
             let result = if abort_attempts {
                 tokio::select! {
                     biased;
@@ -167,6 +170,12 @@ impl Delivery {
                 return Outcome::Failed(err);
             }
             if stop.is_cancelled() {
+                if self.sender.diverts() {
+                    return match self.attempt(batch).await {
+                        Ok(()) => Outcome::Delivered,
+                        Err(e) => Outcome::Interrupted(e),
+                    };
+                }
                 return Outcome::Interrupted(err);
             }
             let delay = self.next_wait(&mut backoff, &err);
@@ -188,7 +197,7 @@ impl Delivery {
                 _ = tokio::time::sleep(delay) => false,
             };
             if interrupted {
-                if abort_attempts {
+                if abort_attempts && !self.sender.diverts() {
                     return Outcome::Interrupted(err);
                 }
                 // Draining at shutdown: upstream tries every remaining request once more.

@@ -1,28 +1,34 @@
-//! The `load_balancing` exporter (traces and logs): splits each request by routing key over the ring
-//! and hands every part to its backend's own `otlp` exporter chain (queue, retry, timeout
-//! from `protocol.otlp`). The request is answered once every part is answered — once every
-//! part is enqueued, with the backends' default queues.
+//! The `load_balancing` exporter (traces, metrics and logs): splits each request by routing
+//! key over the ring and hands every part to its backend's own `otlp` exporter chain (queue,
+//! retry, timeout from `protocol.otlp`). The request is answered once every part is answered
+//! — once every part is enqueued, with the backends' default queues.
 //!
 //! Backends come from the resolver: `static` once at start, `dns` at start and then every
-//! `interval` on a tracked task. A failed resolution keeps the last good ring and is counted. A vanished
-//! backend's exporter is shut down, which drains its queue to that backend within the
-//! shutdown deadline (upstream's behaviour; re-routing what it held is not done yet).
+//! `interval` on a tracked task. A failed resolution keeps the last good ring and is
+//! counted. A vanished backend's sender hands every later attempt back to the router, so its
+//! queue drains into the backends that remain; then its chain is stopped.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use wasmcol_config::exporterhelper::HelperConfig;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wasmcol_config::exporterhelper::{HelperConfig, RetryConfig};
 use wasmcol_config::{ComponentId, KeyError, Value};
 use wasmcol_core::{
     Batch, BuildError, ChainBuilder, ComponentError, ConsumeError, CreateContext, Exporter,
     ExporterFactory, ExporterParts, Lifecycle, Sender, Signal, Tasks,
 };
-use wasmcol_pdata::{LogsBatch, TracesBatch};
+use wasmcol_delivery::retry::Backoff;
+use wasmcol_pdata::{LogsBatch, MetricsBatch, TracesBatch};
 
-use crate::{Config, Resolver, Ring, RouteError, RoutingKey, split_logs, split_traces};
+use crate::{
+    Config, Resolver, Ring, RouteError, RoutingKey, split_logs, split_metrics, split_traces,
+};
 
 /// Port added to a backend named without one, as upstream.
 const DEFAULT_PORT: &str = "4317";
@@ -37,7 +43,7 @@ pub struct LoadBalancingFactory {
 
 impl ExporterFactory for LoadBalancingFactory {
     fn signals(&self) -> &[Signal] {
-        &[Signal::Traces, Signal::Logs]
+        &Signal::ALL
     }
 
     fn create(
@@ -66,11 +72,11 @@ impl ExporterFactory for LoadBalancingFactory {
             };
         let mut template_errors = template_errors;
         if let Ok(c) = &checked
-            && !matches!(c.routing, RoutingKey::TraceId | RoutingKey::Service)
+            && matches!(c.routing, RoutingKey::Attributes(_))
         {
             template_errors.push(KeyError::new(
                 "routing_key",
-                "not supported by wasmcol yet (use traceID or service)",
+                "attributes is not supported by wasmcol yet (use traceID, service, resource, metric or streamID)",
             ));
         }
         let checked = match checked {
@@ -88,7 +94,25 @@ impl ExporterFactory for LoadBalancingFactory {
         };
         let metrics = LbMetrics::new(ctx, resolver_label);
         let off = HelperConfig::disabled();
-        let sender = LoadBalancer(Arc::new(Inner {
+        // Upstream's exporter-level settings are off unless configured. Retry and timeout
+        // are applied by the router per part, not around the whole request.
+        let helper = HelperConfig {
+            timeout: cfg.timeout,
+            retry: cfg.retry_on_failure.unwrap_or(off.retry.clone()),
+            queue: cfg.sending_queue.unwrap_or(off.queue),
+        };
+        let errors: Vec<KeyError> = helper
+            .validate()
+            .into_iter()
+            .map(|m| match m.split_once(": ") {
+                Some((path, msg)) => KeyError::new(path, msg),
+                None => KeyError::new("", m),
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(BuildError(errors));
+        }
+        let sender = LoadBalancer(Arc::new_cyclic(|this| Inner {
             ctx: ctx.clone(),
             signal,
             template: checked.otlp,
@@ -97,16 +121,18 @@ impl ExporterFactory for LoadBalancingFactory {
             otlp: self.otlp.clone(),
             chain: self.chain.clone(),
             state: RwLock::new(State::default()),
+            retry: helper.retry.clone(),
+            timeout: helper.timeout.map(Duration::from),
             tasks,
             metrics,
+            this: this.clone(),
         }));
         Ok(ExporterParts {
             sender: Arc::new(sender),
-            // Upstream's exporter-level settings are off unless configured.
             helper: HelperConfig {
-                timeout: cfg.timeout,
-                retry: cfg.retry_on_failure.unwrap_or(off.retry),
-                queue: cfg.sending_queue.unwrap_or(off.queue),
+                timeout: None,
+                retry: off.retry,
+                queue: helper.queue,
             },
         })
     }
@@ -137,10 +163,21 @@ fn endpoint_of(name: &str) -> String {
     }
 }
 
+/// The backends in use and the ring over them.
 #[derive(Default)]
 struct State {
     ring: Arc<Ring>,
-    backends: BTreeMap<String, Arc<dyn Exporter>>,
+    backends: BTreeMap<String, Backend>,
+    /// Bumped on every ring change, so a routing round can tell that a retry may land
+    /// elsewhere.
+    generation: u64,
+}
+
+/// One backend: its delivery chain and the sender inside it.
+#[derive(Clone)]
+struct Backend {
+    exporter: Arc<dyn Exporter>,
+    sender: Arc<BackendSender>,
 }
 
 struct LbMetrics {
@@ -205,7 +242,8 @@ impl LbMetrics {
     }
 }
 
-/// The exporter's sender: one attempt routes a request over the current ring.
+/// The exporter's sender: routes a request over the current ring, retrying only the parts
+/// that failed, each time against the ring of that moment.
 struct LoadBalancer(Arc<Inner>);
 
 /// What the sender and its resolver task share.
@@ -218,72 +256,330 @@ struct Inner {
     otlp: Arc<dyn ExporterFactory>,
     chain: Arc<dyn ChainBuilder>,
     state: RwLock<State>,
+    /// Exporter-level `retry_on_failure`, applied per part by [`Inner::route`] rather than
+    /// around the whole request, so parts a backend accepted are not sent again.
+    retry: RetryConfig,
+    /// Exporter-level `timeout`, per routing round.
+    timeout: Option<Duration>,
     tasks: Tasks,
     metrics: LbMetrics,
+    /// Handed to each backend's sender so a removed backend can route through this.
+    this: Weak<Inner>,
+}
+
+/// How long a removed backend may take to hand its queue to the others before it is
+/// stopped anyway (its requests then get one last hand-off attempt each).
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// How often a draining backend's queue is looked at.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// Immediate re-routes after the ring changed under a failed part, before backoff applies.
+const RING_CHANGE_RETRIES: u32 = 3;
+
+/// A backend's sender: the `otlp` sender while the backend is in the ring; afterwards each
+/// attempt hands the request to the load balancer, which splits it over the current ring.
+/// So whatever a removed backend still holds (queued, persistent, or waiting for a retry)
+/// reaches the remaining backends instead of being tried once and dropped (upstream).
+struct BackendSender {
+    otlp: Arc<dyn Sender>,
+    removed: AtomicBool,
+    lb: Weak<Inner>,
+}
+
+impl BackendSender {
+    fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait]
+impl Lifecycle for BackendSender {
+    async fn prepare(&self) -> Result<(), ComponentError> {
+        self.otlp.prepare().await
+    }
+
+    async fn start(&self) -> Result<(), ComponentError> {
+        self.otlp.start().await
+    }
+
+    async fn shutdown(&self) -> Result<(), ComponentError> {
+        self.otlp.shutdown().await
+    }
+}
+
+#[async_trait]
+impl Sender for BackendSender {
+    async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if !self.is_removed() {
+            match self.otlp.send(batch.clone()).await {
+                Ok(()) => return Ok(()),
+                // Removed while this attempt failed: the others take it now.
+                Err(_) if self.is_removed() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.lb.upgrade() {
+            Some(lb) => lb.route(batch).await,
+            None => Err(ConsumeError::ShuttingDown),
+        }
+    }
+
+    fn diverts(&self) -> bool {
+        self.is_removed()
+    }
+}
+
+/// Why a routing round did not deliver everything.
+enum RoundError {
+    /// Retrying cannot help; reported as is.
+    Permanent(ConsumeError),
+    /// These parts failed and may succeed later (the first error says why).
+    Retry(Vec<Batch>, ConsumeError),
 }
 
 impl Inner {
     /// Builds and starts the exporter chain of one backend, with its own component id so a
     /// persistent queue gets its own keyspace per backend.
-    async fn backend(&self, name: &str) -> Result<Arc<dyn Exporter>, ComponentError> {
-        let id = ComponentId::new(
-            "otlp",
-            Some(&format!("{}/{}", self.ctx.id, endpoint_of(name))),
-        );
+    async fn backend(&self, name: &str) -> Result<Backend, ComponentError> {
+        let endpoint = endpoint_of(name);
+        let id = ComponentId::new("otlp", Some(&format!("{}/{endpoint}", self.ctx.id)));
         let ctx = CreateContext {
             id,
             ..self.ctx.clone()
         };
-        let body = with_endpoint(&self.template, &endpoint_of(name));
+        let body = with_endpoint(&self.template, &endpoint);
+        let mut sender = None;
         let built = self
             .otlp
             .create(&ctx, &body, self.signal)
-            .and_then(|parts| self.chain.build(&ctx, self.signal, parts))
+            .and_then(|mut parts| {
+                let wrapped = Arc::new(BackendSender {
+                    otlp: parts.sender,
+                    removed: AtomicBool::new(false),
+                    lb: self.this.clone(),
+                });
+                sender = Some(wrapped.clone());
+                parts.sender = wrapped;
+                self.chain.build(&ctx, self.signal, parts)
+            })
             .map_err(|e| ComponentError::new(format!("backend {name}: {e}")))?;
+        let sender =
+            sender.ok_or_else(|| ComponentError::new(format!("backend {name}: no sender")))?;
         built.start().await?;
-        Ok(built)
+        Ok(Backend {
+            exporter: built,
+            sender,
+        })
     }
 
-    /// Replaces the ring with one over `names`: starts exporters for new backends, and shuts
-    /// down the vanished ones' on a tracked task (their queues drain meanwhile).
+    /// Replaces the ring with one over `names`: starts exporters for new backends, and
+    /// drains the vanished ones into the new ring on a tracked task.
     async fn update(&self, mut names: Vec<String>) {
         names.sort();
         names.dedup();
-        if self.state.read().ring.endpoints() == names.as_slice() {
-            return;
-        }
-        let existing = self.state.read().backends.clone();
+        let existing = {
+            let s = self.state.read();
+            if s.ring.endpoints() == names.as_slice() {
+                return;
+            }
+            s.backends.clone()
+        };
         let mut backends = BTreeMap::new();
         for name in &names {
             match existing.get(name) {
-                Some(e) => {
-                    backends.insert(name.clone(), e.clone());
+                Some(b) => {
+                    backends.insert(name.clone(), b.clone());
                 }
                 None => match self.backend(name).await {
-                    Ok(e) => {
-                        backends.insert(name.clone(), e);
+                    Ok(b) => {
+                        backends.insert(name.clone(), b);
                     }
                     Err(e) => tracing::error!(error = %e, "load_balancing: backend not started"),
                 },
             }
         }
         let ring = Arc::new(Ring::new(backends.keys().cloned()));
-        let gone: Vec<Arc<dyn Exporter>> = existing
-            .iter()
-            .filter(|(k, _)| !backends.contains_key(*k))
-            .map(|(_, v)| v.clone())
+        let gone: Vec<(String, Backend)> = existing
+            .into_iter()
+            .filter(|(k, _)| !backends.contains_key(k))
             .collect();
         self.metrics.backends.set(backends.len() as i64);
         self.metrics.updates.inc();
         tracing::info!(resolver = self.metrics.resolver, backends = ?ring.endpoints(), "load_balancing: backends changed");
-        *self.state.write() = State { ring, backends };
-        for e in gone {
-            self.tasks.spawn(async move {
-                if let Err(err) = e.shutdown().await {
-                    tracing::warn!(error = %err, "load_balancing: removed backend did not drain");
-                }
-            });
+        {
+            let mut s = self.state.write();
+            s.ring = ring;
+            s.backends = backends;
+            s.generation += 1;
         }
+        // Only after the new ring is in place, so a hand-off never lands on a removed backend.
+        for (name, backend) in gone {
+            backend.sender.removed.store(true, Ordering::Release);
+            let stop = self.tasks.token();
+            self.tasks.spawn(drain(name, backend.exporter, stop));
+        }
+    }
+
+    /// Routes `batch` over the current ring until every part is accepted, retrying failed
+    /// parts alone (`retry_on_failure`), each retry split again over the ring of that moment.
+    async fn route(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let started = Instant::now();
+        let max_elapsed: Duration = self.retry.max_elapsed_time.into();
+        let mut backoff = Backoff::new(&self.retry);
+        let mut pending = vec![batch];
+        let mut ring_changes = 0;
+        let stop = self.tasks.token();
+        loop {
+            let generation = self.state.read().generation;
+            let round = match self.timeout.filter(|t| !t.is_zero()) {
+                Some(t) => tokio::time::timeout(t, self.round(pending))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(RoundError::Permanent(ConsumeError::retryable(format!(
+                            "load_balancing: export attempt timed out after {t:?}"
+                        ))))
+                    }),
+                None => self.round(pending).await,
+            };
+            let (failed, err) = match round {
+                Ok(()) => return Ok(()),
+                Err(RoundError::Permanent(e)) => return Err(e),
+                Err(RoundError::Retry(failed, err)) => (failed, err),
+            };
+            // The ring changed under the failed parts: they may now belong elsewhere.
+            if self.state.read().generation != generation && ring_changes < RING_CHANGE_RETRIES {
+                ring_changes += 1;
+                pending = failed;
+                continue;
+            }
+            if !self.retry.enabled || stop.is_cancelled() {
+                return Err(err);
+            }
+            let delay = backoff
+                .next_delay()
+                .max(err.retry_delay().unwrap_or_default());
+            if !max_elapsed.is_zero()
+                && started
+                    .elapsed()
+                    .checked_add(delay)
+                    .is_none_or(|at| at > max_elapsed)
+            {
+                return Err(ConsumeError::Retryable {
+                    message: format!("no more retries left: {err}"),
+                    retry_after: err.retry_delay(),
+                });
+            }
+            tracing::info!(error = %err, interval = ?delay, parts = failed.len(), "load_balancing: part failed; will route it again after interval");
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Err(err),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            pending = failed;
+        }
+    }
+
+    /// One routing round: splits every batch over the current ring and hands each part to
+    /// its backend, all at once.
+    async fn round(&self, batches: Vec<Batch>) -> Result<(), RoundError> {
+        let (ring, backends) = {
+            let s = self.state.read();
+            (s.ring.clone(), s.backends.clone())
+        };
+        let mut parts = Vec::new();
+        for batch in batches {
+            parts.extend(self.split(batch, &ring).map_err(RoundError::Permanent)?);
+        }
+        let sends = parts.into_iter().map(|(name, part)| {
+            let exporter = backends.get(&name).map(|b| b.exporter.clone());
+            async move {
+                let Some(exporter) = exporter else {
+                    let e =
+                        ConsumeError::retryable(format!("load_balancing: backend {name} is gone"));
+                    return Err((part, e));
+                };
+                let started = Instant::now();
+                let result = exporter.consume(part.clone()).await;
+                self.metrics.latency(&endpoint_of(&name), started.elapsed());
+                match result {
+                    Ok(()) => {
+                        self.metrics.outcome_ok.inc();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.metrics.outcome_failed.inc();
+                        Err((part, e))
+                    }
+                }
+            }
+        });
+        let mut failed = Vec::new();
+        let mut first = None;
+        for r in futures::future::join_all(sends).await {
+            match r {
+                Ok(()) => {}
+                Err((_, e @ ConsumeError::Permanent(_))) => return Err(RoundError::Permanent(e)),
+                Err((part, e)) => {
+                    failed.push(part);
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err(RoundError::Retry(failed, e)),
+        }
+    }
+
+    /// Splits `batch` into one part per backend of `ring`.
+    fn split(&self, batch: Batch, ring: &Ring) -> Result<Vec<(String, Batch)>, ConsumeError> {
+        let decode = |e: wasmcol_pdata::DecodeError| ConsumeError::permanent(e.to_string());
+        let routed = match batch {
+            Batch::Traces(t) => {
+                split_traces(t.into_message().map_err(decode)?, &self.routing, ring).map(|p| {
+                    p.into_iter()
+                        .map(|(k, v)| (k, Batch::Traces(TracesBatch::from_message(v))))
+                        .collect()
+                })
+            }
+            Batch::Logs(l) => split_logs(l.into_message().map_err(decode)?, &self.routing, ring)
+                .map(|p| {
+                    p.into_iter()
+                        .map(|(k, v)| (k, Batch::Logs(LogsBatch::from_message(v))))
+                        .collect()
+                }),
+            Batch::Metrics(m) => {
+                split_metrics(m.into_message().map_err(decode)?, &self.routing, ring).map(|p| {
+                    p.into_iter()
+                        .map(|(k, v)| (k, Batch::Metrics(MetricsBatch::from_message(v))))
+                        .collect()
+                })
+            }
+        };
+        routed.map_err(|e| match e {
+            RouteError::NoBackends => {
+                ConsumeError::retryable("load_balancing: no backends available")
+            }
+            other => ConsumeError::permanent(other.to_string()),
+        })
+    }
+}
+
+/// Lets a removed backend's queue empty through the remaining backends (its sender now hands
+/// every attempt over), then stops it. Bounded by [`DRAIN_LIMIT`] and by shutdown; what is
+/// left then gets one last hand-off attempt per request from the chain's shutdown.
+async fn drain(name: String, exporter: Arc<dyn Exporter>, stop: CancellationToken) {
+    let until = Instant::now() + DRAIN_LIMIT;
+    while exporter.pending().unwrap_or(0) > 0 && Instant::now() < until {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(DRAIN_POLL) => {}
+        }
+    }
+    let left = exporter.pending().unwrap_or(0);
+    if let Err(err) = exporter.shutdown().await {
+        tracing::warn!(backend = %name, left, error = %err, "load_balancing: removed backend did not drain");
+    } else {
+        tracing::info!(backend = %name, "load_balancing: removed backend drained into the remaining ones");
     }
 }
 
@@ -363,15 +659,16 @@ impl Lifecycle for LoadBalancer {
 
     async fn shutdown(&self) -> Result<(), ComponentError> {
         let inner = &self.0;
-        inner.tasks.token().cancel();
+        // Removed backends first: they hand what they hold to the current ones, which must
+        // still be running to take it.
+        inner.tasks.stop_by_deadline().await;
         let backends = std::mem::take(&mut inner.state.write().backends);
         let mut first_error = None;
-        for (_, e) in backends {
-            if let Err(err) = e.shutdown().await {
+        for (_, b) in backends {
+            if let Err(err) = b.exporter.shutdown().await {
                 first_error.get_or_insert(err);
             }
         }
-        inner.tasks.stop_by_deadline().await;
         first_error.map_or(Ok(()), Err)
     }
 }
@@ -379,70 +676,7 @@ impl Lifecycle for LoadBalancer {
 #[async_trait]
 impl Sender for LoadBalancer {
     async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let lb = &self.0;
-        let (ring, backends) = {
-            let s = lb.state.read();
-            (s.ring.clone(), s.backends.clone())
-        };
-        let decode = |e: wasmcol_pdata::DecodeError| ConsumeError::permanent(e.to_string());
-        let routed = match batch {
-            Batch::Traces(t) => split_traces(t.into_message().map_err(decode)?, &lb.routing, &ring)
-                .map(|parts| {
-                    parts
-                        .into_iter()
-                        .map(|(k, v)| (k, Batch::Traces(TracesBatch::from_message(v))))
-                        .collect::<Vec<_>>()
-                }),
-            Batch::Logs(l) => split_logs(l.into_message().map_err(decode)?, &lb.routing, &ring)
-                .map(|parts| {
-                    parts
-                        .into_iter()
-                        .map(|(k, v)| (k, Batch::Logs(LogsBatch::from_message(v))))
-                        .collect()
-                }),
-            Batch::Metrics(_) => {
-                return Err(ConsumeError::permanent(
-                    "load_balancing: metrics are not supported yet",
-                ));
-            }
-        };
-        let parts = routed.map_err(|e| match e {
-            RouteError::NoBackends => {
-                ConsumeError::retryable("load_balancing: no backends available")
-            }
-            other => ConsumeError::permanent(other.to_string()),
-        })?;
-        let sends = parts.into_iter().map(|(name, part)| {
-            let exporter = backends.get(&name).cloned();
-            async move {
-                let Some(exporter) = exporter else {
-                    return Err(ConsumeError::retryable(format!(
-                        "load_balancing: backend {name} is gone"
-                    )));
-                };
-                let started = Instant::now();
-                let result = exporter.consume(part).await;
-                lb.metrics.latency(&endpoint_of(&name), started.elapsed());
-                match &result {
-                    Ok(()) => lb.metrics.outcome_ok.inc(),
-                    Err(_) => lb.metrics.outcome_failed.inc(),
-                }
-                result
-            }
-        });
-        let results = futures::future::join_all(sends).await;
-        // A permanent failure anywhere is reported as such; otherwise the first retryable.
-        let mut retryable = None;
-        for r in results {
-            match r {
-                Ok(()) => {}
-                Err(e @ ConsumeError::Permanent(_)) => return Err(e),
-                Err(e) => {
-                    retryable.get_or_insert(e);
-                }
-            }
-        }
-        retryable.map_or(Ok(()), Err)
+        self.0.route(batch).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! The `load_balancing` exporter ([`exporter`], traces and logs) and its parts: upstream's
+//! The `load_balancing` exporter ([`exporter`], traces, metrics and logs) and its parts: upstream's
 //! consistent-hash ring ([`ring`]), the exporter's config ([`config`]) and the split of a
 //! request per backend ([`split`]).
 
@@ -12,7 +12,7 @@ pub mod split;
 pub use config::{Checked, Config, Resolver, RoutingKey};
 pub use exporter::LoadBalancingFactory;
 pub use ring::Ring;
-pub use split::{RouteError, split_logs, split_traces};
+pub use split::{RouteError, split_logs, split_metrics, split_traces};
 
 use std::sync::Arc;
 

@@ -4,11 +4,17 @@
 
 use std::collections::BTreeMap;
 
+use prost::Message;
+use wasmcol_pdata::proto::common::v1::KeyValue;
 use wasmcol_pdata::proto::common::v1::any_value::Value as AnyValue;
 use wasmcol_pdata::proto::logs::v1::{ResourceLogs, ScopeLogs};
+use wasmcol_pdata::proto::metrics::v1::metric::Data;
+use wasmcol_pdata::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use wasmcol_pdata::proto::resource::v1::Resource;
 use wasmcol_pdata::proto::trace::v1::{ResourceSpans, ScopeSpans};
-use wasmcol_pdata::{ExportLogsServiceRequest, ExportTraceServiceRequest};
+use wasmcol_pdata::{
+    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
+};
 
 use crate::{Ring, RoutingKey};
 
@@ -186,6 +192,206 @@ fn split_logs_by_trace(
             });
     }
     Ok(())
+}
+
+/// Splits `req` into one request per backend of `ring`: by `service` or `resource` each
+/// resource goes whole; by `metric` each metric goes whole to the backend of its name; by
+/// `streamID` each data point goes to the backend of its stream (resource, scope, metric name,
+/// unit and type, point attributes), under one copy of its resource, scope and metric per
+/// backend.
+///
+/// The `resource` and `streamID` keys are wasmcol's own encodings of those identities
+/// (sorted attributes, protobuf values): stable across wasmcol instances and restarts, but not
+/// the hash upstream uses, so a fleet mixing wasmcol and otelcol load balancers should route
+/// metrics by `service` or `metric`, which match upstream exactly.
+pub fn split_metrics(
+    req: ExportMetricsServiceRequest,
+    key: &RoutingKey,
+    ring: &Ring,
+) -> Result<BTreeMap<String, ExportMetricsServiceRequest>, RouteError> {
+    if ring.is_empty() {
+        return Err(RouteError::NoBackends);
+    }
+    let mut out: BTreeMap<String, ExportMetricsServiceRequest> = BTreeMap::new();
+    for rm in req.resource_metrics {
+        let whole = match key {
+            RoutingKey::Service => Some(
+                service_name(rm.resource.as_ref())
+                    .ok_or(RouteError::NoServiceName)?
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            RoutingKey::Resource => Some(resource_key(rm.resource.as_ref())),
+            RoutingKey::Metric | RoutingKey::StreamId => None,
+            other => return Err(RouteError::Unsupported(other.clone())),
+        };
+        match whole {
+            Some(k) => {
+                let backend = ring.endpoint_for(&k).ok_or(RouteError::NoBackends)?;
+                out.entry(backend.to_owned())
+                    .or_default()
+                    .resource_metrics
+                    .push(rm);
+            }
+            None => split_resource_metrics(rm, key, ring, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
+/// Moves each metric (or, by `streamID`, each data point) of `rm` to its backend, under one
+/// copy of its resource and scope per backend.
+fn split_resource_metrics(
+    rm: ResourceMetrics,
+    key: &RoutingKey,
+    ring: &Ring,
+    out: &mut BTreeMap<String, ExportMetricsServiceRequest>,
+) -> Result<(), RouteError> {
+    let ResourceMetrics {
+        resource,
+        scope_metrics,
+        schema_url,
+    } = rm;
+    let resource_id = resource_key(resource.as_ref());
+    let mut parts: BTreeMap<&str, BTreeMap<usize, ScopeMetrics>> = BTreeMap::new();
+    for (index, sm) in scope_metrics.into_iter().enumerate() {
+        let ScopeMetrics {
+            scope,
+            metrics,
+            schema_url: scope_schema,
+        } = sm;
+        let mut scope_id = resource_id.clone();
+        if let Some(s) = &scope {
+            push_field(&mut scope_id, s.name.as_bytes());
+            push_field(&mut scope_id, s.version.as_bytes());
+        }
+        for metric in metrics {
+            let pieces = match key {
+                RoutingKey::StreamId => split_points(metric, &scope_id, ring)?,
+                _ => vec![(
+                    ring.endpoint_for(metric.name.as_bytes())
+                        .ok_or(RouteError::NoBackends)?,
+                    metric,
+                )],
+            };
+            for (backend, piece) in pieces {
+                parts
+                    .entry(backend)
+                    .or_default()
+                    .entry(index)
+                    .or_insert_with(|| ScopeMetrics {
+                        scope: scope.clone(),
+                        metrics: Vec::new(),
+                        schema_url: scope_schema.clone(),
+                    })
+                    .metrics
+                    .push(piece);
+            }
+        }
+    }
+    for (backend, scopes) in parts {
+        out.entry(backend.to_owned())
+            .or_default()
+            .resource_metrics
+            .push(ResourceMetrics {
+                resource: resource.clone(),
+                scope_metrics: scopes.into_values().collect(),
+                schema_url: schema_url.clone(),
+            });
+    }
+    Ok(())
+}
+
+/// A metric's data points grouped by the backend of their stream, each group in a copy of
+/// the metric (name, unit, type and its settings kept).
+fn split_points<'r>(
+    metric: Metric,
+    scope_id: &[u8],
+    ring: &'r Ring,
+) -> Result<Vec<(&'r str, Metric)>, RouteError> {
+    let Metric {
+        name,
+        description,
+        unit,
+        metadata,
+        data,
+    } = metric;
+    let mut metric_id = scope_id.to_vec();
+    push_field(&mut metric_id, name.as_bytes());
+    push_field(&mut metric_id, unit.as_bytes());
+    let shell = |data: Option<Data>| Metric {
+        name: name.clone(),
+        description: description.clone(),
+        unit: unit.clone(),
+        metadata: metadata.clone(),
+        data,
+    };
+    let backend_of = |kind: u8, attributes: &[KeyValue]| {
+        let mut id = metric_id.clone();
+        id.push(kind);
+        push_attributes(&mut id, attributes);
+        ring.endpoint_for(&id).ok_or(RouteError::NoBackends)
+    };
+    // Each arm: take the points out, group them by backend, and put each group back into a
+    // copy of the metric's data (temporality, monotonicity kept).
+    macro_rules! by_stream {
+        ($variant:ident, $kind:expr, $d:expr) => {{
+            let mut d = $d;
+            let points = std::mem::take(&mut d.data_points);
+            let mut groups: BTreeMap<&'r str, Vec<_>> = BTreeMap::new();
+            for p in points {
+                groups
+                    .entry(backend_of($kind, &p.attributes)?)
+                    .or_default()
+                    .push(p);
+            }
+            groups
+                .into_iter()
+                .map(|(b, pts)| {
+                    let mut part = d.clone();
+                    part.data_points = pts;
+                    (b, shell(Some(Data::$variant(part))))
+                })
+                .collect()
+        }};
+    }
+    Ok(match data {
+        Some(Data::Gauge(d)) => by_stream!(Gauge, 5, d),
+        Some(Data::Sum(d)) => by_stream!(Sum, 7, d),
+        Some(Data::Histogram(d)) => by_stream!(Histogram, 9, d),
+        Some(Data::ExponentialHistogram(d)) => by_stream!(ExponentialHistogram, 10, d),
+        Some(Data::Summary(d)) => by_stream!(Summary, 11, d),
+        None => vec![(backend_of(0, &[])?, shell(None))],
+    })
+}
+
+/// The identity of a resource: its attributes sorted by key, each key and protobuf value.
+fn resource_key(resource: Option<&Resource>) -> Vec<u8> {
+    let mut id = Vec::new();
+    push_attributes(&mut id, resource.map_or(&[][..], |r| &r.attributes[..]));
+    id
+}
+
+/// Appends an attribute set to an identity, sorted by key so order does not matter.
+fn push_attributes(id: &mut Vec<u8>, attributes: &[KeyValue]) {
+    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    for kv in sorted {
+        push_field(id, kv.key.as_bytes());
+        push_field(
+            id,
+            &kv.value
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+        );
+    }
+}
+
+/// Appends one length-prefixed field, so no two different field lists encode alike.
+fn push_field(id: &mut Vec<u8>, field: &[u8]) {
+    id.extend_from_slice(&(field.len() as u64).to_le_bytes());
+    id.extend_from_slice(field);
 }
 
 /// The resource's `service.name` when it is a string.
@@ -383,6 +589,219 @@ mod tests {
         assert_eq!(
             split_traces(request(), &RoutingKey::TraceId, &Ring::default()),
             Err(RouteError::NoBackends)
+        );
+    }
+
+    /// Four metrics (a gauge, a sum, a histogram, a summary), each with 30 data points over
+    /// 10 attribute sets, in two resources.
+    fn metrics() -> ExportMetricsServiceRequest {
+        use wasmcol_pdata::proto::metrics::v1::{
+            Gauge, Histogram, HistogramDataPoint, NumberDataPoint, Sum, Summary, SummaryDataPoint,
+        };
+        let attrs = |i: u32| {
+            vec![KeyValue {
+                key: "host".into(),
+                value: Some(Any {
+                    value: Some(AnyValue::StringValue(format!("h{}", i % 10))),
+                }),
+                ..Default::default()
+            }]
+        };
+        let number = |i| NumberDataPoint {
+            attributes: attrs(i),
+            time_unix_nano: u64::from(i),
+            ..Default::default()
+        };
+        let metric = |name: &str, data| Metric {
+            name: name.into(),
+            unit: "1".into(),
+            data: Some(data),
+            ..Default::default()
+        };
+        let scope = ScopeMetrics {
+            metrics: vec![
+                metric(
+                    "g",
+                    Data::Gauge(Gauge {
+                        data_points: (0..30).map(number).collect(),
+                    }),
+                ),
+                metric(
+                    "s",
+                    Data::Sum(Sum {
+                        data_points: (0..30).map(number).collect(),
+                        aggregation_temporality: 2,
+                        is_monotonic: true,
+                    }),
+                ),
+                metric(
+                    "h",
+                    Data::Histogram(Histogram {
+                        data_points: (0..30)
+                            .map(|i| HistogramDataPoint {
+                                attributes: attrs(i),
+                                count: u64::from(i),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        aggregation_temporality: 1,
+                    }),
+                ),
+                metric(
+                    "q",
+                    Data::Summary(Summary {
+                        data_points: (0..30)
+                            .map(|i| SummaryDataPoint {
+                                attributes: attrs(i),
+                                count: u64::from(i),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                ),
+            ],
+            ..Default::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: ["checkout", "cart"]
+                .into_iter()
+                .map(|svc| ResourceMetrics {
+                    resource: resource(svc),
+                    scope_metrics: vec![scope.clone()],
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// (service, metric, host attribute) of every data point, with the metric's settings.
+    fn points(req: &ExportMetricsServiceRequest) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for rm in &req.resource_metrics {
+            let svc = service_name(rm.resource.as_ref())
+                .unwrap_or_default()
+                .to_owned();
+            for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                let hosts: Vec<&[KeyValue]> = match m.data.as_ref().unwrap() {
+                    Data::Gauge(d) => d.data_points.iter().map(|p| &p.attributes[..]).collect(),
+                    Data::Sum(d) => {
+                        assert!(d.is_monotonic && d.aggregation_temporality == 2);
+                        d.data_points.iter().map(|p| &p.attributes[..]).collect()
+                    }
+                    Data::Histogram(d) => {
+                        assert_eq!(d.aggregation_temporality, 1);
+                        d.data_points.iter().map(|p| &p.attributes[..]).collect()
+                    }
+                    Data::Summary(d) => d.data_points.iter().map(|p| &p.attributes[..]).collect(),
+                    Data::ExponentialHistogram(d) => {
+                        d.data_points.iter().map(|p| &p.attributes[..]).collect()
+                    }
+                };
+                for a in hosts {
+                    let host = match a[0].value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(AnyValue::StringValue(h)) => h.clone(),
+                        _ => String::new(),
+                    };
+                    out.push((svc.clone(), m.name.clone(), host));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Scenario: two resources × four metrics × 30 points, split over three backends by each
+    /// metrics routing key.
+    /// Guarantees: no point is lost or doubled; by `service` each resource is whole at the
+    /// backend of its name (upstream's key); by `metric` each metric is whole at the backend
+    /// of its name; by `streamID` every point of one stream (resource, metric, attributes) is at
+    /// one backend and the streams spread over several; by `resource` each resource is whole
+    /// and the choice does not depend on attribute order.
+    #[test]
+    fn metrics_routing_keys() {
+        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
+        let all = points(&metrics());
+        for key in [
+            RoutingKey::Service,
+            RoutingKey::Resource,
+            RoutingKey::Metric,
+            RoutingKey::StreamId,
+        ] {
+            let parts = split_metrics(metrics(), &key, &ring).unwrap();
+            let mut got: Vec<_> = parts.values().flat_map(points).collect();
+            got.sort();
+            assert_eq!(got, all, "{key:?}");
+            let owners = |f: &dyn Fn(&(String, String, String)) -> String| {
+                let mut at: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+                for (backend, req) in &parts {
+                    for p in points(req) {
+                        at.entry(f(&p)).or_default().insert(backend.as_str());
+                    }
+                }
+                at
+            };
+            match key {
+                RoutingKey::Service => {
+                    for (svc, at) in owners(&|p| p.0.clone()) {
+                        assert_eq!(
+                            at.into_iter().collect::<Vec<_>>(),
+                            vec![ring.endpoint_for(svc.as_bytes()).unwrap()]
+                        );
+                    }
+                }
+                RoutingKey::Metric => {
+                    for (name, at) in owners(&|p| p.1.clone()) {
+                        assert_eq!(
+                            at.into_iter().collect::<Vec<_>>(),
+                            vec![ring.endpoint_for(name.as_bytes()).unwrap()]
+                        );
+                    }
+                }
+                RoutingKey::StreamId => {
+                    let streams = owners(&|p| format!("{}/{}/{}", p.0, p.1, p.2));
+                    assert_eq!(streams.len(), 80);
+                    assert!(streams.values().all(|at| at.len() == 1));
+                    assert_eq!(parts.len(), 3, "80 streams should reach every backend");
+                }
+                _ => {
+                    assert!(owners(&|p| p.0.clone()).values().all(|at| at.len() == 1));
+                    let mut reordered = metrics();
+                    for rm in &mut reordered.resource_metrics {
+                        if let Some(r) = rm.resource.as_mut() {
+                            r.attributes.insert(
+                                0,
+                                KeyValue {
+                                    key: "zone".into(),
+                                    ..Default::default()
+                                },
+                            );
+                        }
+                    }
+                    let mut swapped = reordered.clone();
+                    for rm in &mut swapped.resource_metrics {
+                        if let Some(r) = rm.resource.as_mut() {
+                            r.attributes.reverse();
+                        }
+                    }
+                    let services = |req| {
+                        split_metrics(req, &key, &ring)
+                            .unwrap()
+                            .into_iter()
+                            .map(|(b, r)| {
+                                let mut s: Vec<String> =
+                                    points(&r).into_iter().map(|p| p.0).collect();
+                                s.dedup();
+                                (b, s)
+                            })
+                            .collect::<BTreeMap<_, _>>()
+                    };
+                    assert_eq!(services(reordered), services(swapped));
+                }
+            }
+        }
+        assert_eq!(
+            split_metrics(metrics(), &RoutingKey::TraceId, &ring),
+            Err(RouteError::Unsupported(RoutingKey::TraceId))
         );
     }
 }

@@ -11,6 +11,7 @@ pub fn registry(plugins: Arc<Runtime>) -> Registry {
     wasmcol_components::register(&mut r);
     wasmcol_otlp::register(&mut r);
     wasmcol_delivery::register(&mut r);
+    wasmcol_auth::register(&mut r);
     wasmcol_loadbalancing::register(
         &mut r,
         Arc::new(wasmcol_otlp::exporter::grpc::OtlpGrpcExporterFactory),

@@ -13,6 +13,7 @@ use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
 use wasmcol_config::{GoDuration, KeyError, Value};
+use wasmcol_core::auth::ClientAuthenticator;
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, CreateContext, ExporterFactory, ExporterParts,
     Lifecycle, Sender, Signal,
@@ -160,9 +161,10 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
         } else {
             None
         };
-        if cfg.auth.is_some() {
-            errs.push(KeyError::new("auth", "not supported by wasmcol"));
-        }
+        let auth = wasmcol_core::auth::client(ctx, "auth", cfg.auth.as_ref())
+            .map_err(|e| errs.push(e))
+            .ok()
+            .flatten();
         if !cfg.middlewares.is_empty() {
             errs.push(KeyError::new("middlewares", "not supported by wasmcol"));
         }
@@ -196,6 +198,7 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
             tls,
             compression,
             headers,
+            auth,
             cfg,
             channel: Mutex::new(None),
         };
@@ -216,6 +219,8 @@ struct GrpcSender {
         MetadataKey<tonic::metadata::Ascii>,
         MetadataValue<tonic::metadata::Ascii>,
     )>,
+    /// `auth`: the client authenticator that edits each request's headers.
+    auth: Option<Arc<dyn ClientAuthenticator>>,
     cfg: Config,
     channel: Mutex<Option<Channel>>,
 }
@@ -309,6 +314,12 @@ impl Sender for GrpcSender {
         let mut req = tonic::Request::new(batch.encoded());
         for (k, v) in &self.headers {
             req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        if let Some(auth) = &self.auth {
+            let mut headers = std::mem::take(req.metadata_mut()).into_headers();
+            auth.apply(&mut headers)
+                .map_err(|e| ConsumeError::retryable(format!("{}: auth: {e}", self.name)))?;
+            *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
         }
         let path = http::uri::PathAndQuery::from_static(crate::grpc_path(self.signal));
         match client.unary(req, path, BytesCodec).await {

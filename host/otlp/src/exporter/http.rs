@@ -10,6 +10,7 @@ use prost::Message;
 use serde::Deserialize;
 use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
 use wasmcol_config::{GoDuration, KeyError, Value};
+use wasmcol_core::auth::ClientAuthenticator;
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, CreateContext, ExporterFactory, ExporterParts,
     Lifecycle, PermanentError, Sender, Signal,
@@ -248,9 +249,10 @@ impl ExporterFactory for OtlpHttpExporterFactory {
                 )),
             }
         }
-        if cfg.auth.is_some() {
-            errs.push(KeyError::new("auth", "not supported by wasmcol"));
-        }
+        let auth = wasmcol_core::auth::client(ctx, "auth", cfg.auth.as_ref())
+            .map_err(|e| errs.push(e))
+            .ok()
+            .flatten();
         if !cfg.middlewares.is_empty() {
             errs.push(KeyError::new("middlewares", "not supported by wasmcol"));
         }
@@ -272,6 +274,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             compression: compression.unwrap_or(Compression::None),
             level,
             headers,
+            auth,
             tls: tls.unwrap_or_default(),
             cfg,
             client: Mutex::new(None),
@@ -290,6 +293,8 @@ struct HttpSender {
     compression: Compression,
     level: Option<Level>,
     headers: reqwest::header::HeaderMap,
+    /// `auth`: the client authenticator that edits each request's headers.
+    auth: Option<Arc<dyn ClientAuthenticator>>,
     tls: crate::tls::ClientPem,
     cfg: Config,
     client: Mutex<Option<reqwest::Client>>,
@@ -416,6 +421,13 @@ impl Sender for HttpSender {
         let mut req = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, content_type);
+        if let Some(auth) = &self.auth {
+            // The client's default headers (`headers`) are what the authenticator edits.
+            let mut headers = self.headers.clone();
+            auth.apply(&mut headers)
+                .map_err(|e| ConsumeError::retryable(format!("{}: auth: {e}", self.name)))?;
+            req = req.headers(headers);
+        }
         let body = match self.compression.header() {
             Some(h) => {
                 req = req.header(reqwest::header::CONTENT_ENCODING, h);

@@ -75,8 +75,14 @@ impl<S: OtlpSignal> UnaryService<Bytes> for Export<S> {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingest = self.ingest.clone();
         Box::pin(async move {
-            let batch = Batch::from_encoded(S::SIGNAL, request.into_inner())
+            let (metadata, _, body) = request.into_parts();
+            let batch = Batch::from_encoded(S::SIGNAL, body)
                 .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            if ingest.checks("grpc") {
+                ingest
+                    .authenticate("grpc", &metadata.into_headers(), &batch)
+                    .map_err(tonic::Status::unauthenticated)?;
+            }
             match ingest.push("grpc", batch).await {
                 // An empty Export*ServiceResponse encodes to zero bytes.
                 Ok(()) => Ok(tonic::Response::new(Bytes::new())),

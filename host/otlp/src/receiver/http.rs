@@ -186,6 +186,9 @@ async fn handle(
             &format!("unsupported Content-Encoding: {enc_header}"),
         );
     };
+    // The body is read (within the limits) before the check so that a refused request's
+    // items can be counted as refused, as the receiver metrics promise.
+    let headers = ingest.checks("http").then(|| req.headers().clone());
     let deadline = req.extensions().get::<ReadDeadline>().map(|d| d.0);
     let collect = Limited::new(req.into_body(), s.limit).collect();
     let collected = match deadline {
@@ -213,6 +216,11 @@ async fn handle(
         Ok(b) => b,
         Err(msg) => return error_response(format, tonic::Code::InvalidArgument, &msg),
     };
+    if let Some(h) = &headers
+        && let Err(e) = ingest.authenticate("http", h, &batch)
+    {
+        return response(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", e);
+    }
     match ingest.push("http", batch).await {
         Ok(()) => {
             let body = match format {

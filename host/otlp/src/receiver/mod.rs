@@ -18,6 +18,7 @@ use wasmcol_core::{
 };
 
 use crate::tls::ServerTls;
+use wasmcol_core::auth::ServerAuthenticator;
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     // `grpc:` with an empty body enables the protocol with defaults, so a present null is Some.
@@ -75,7 +76,7 @@ pub struct GrpcServerConfig {
     /// Metadata to context: accepted, not used yet.
     #[serde(default)]
     pub include_metadata: bool,
-    /// Authenticator extension: not supported.
+    /// `authenticator`: the server authenticator extension checking every request.
     #[serde(default)]
     pub auth: Option<Value>,
     /// Middlewares: not supported.
@@ -171,7 +172,7 @@ pub struct HttpServerConfig {
     /// Static headers on every response.
     #[serde(default)]
     pub response_headers: HashMap<String, String>,
-    /// Authenticator: not supported.
+    /// `authenticator`: the server authenticator extension checking every request.
     #[serde(default)]
     pub auth: Option<Value>,
     /// Middlewares: not supported.
@@ -198,12 +199,6 @@ fn logs_path() -> String {
     "/v1/logs".into()
 }
 
-fn unsupported(what: &str, v: &Option<Value>, errs: &mut Vec<KeyError>) {
-    if v.as_ref().is_some_and(|v| !v.is_null()) {
-        errs.push(KeyError::new(what, "not supported by wasmcol"));
-    }
-}
-
 /// Whether a `cors` block allows any origin; upstream serves no CORS headers without
 /// `allowed_origins`, so an empty block is what wasmcol does too.
 fn cors_allows_an_origin(cors: Option<&Value>) -> bool {
@@ -224,10 +219,14 @@ impl ReceiverFactory for OtlpReceiverFactory {
     ) -> Result<Arc<dyn Receiver>, BuildError> {
         let cfg: Config = wasmcol_config::decode(config)?;
         let mut errs = Vec::new();
+        let mut auth = Auth::default();
         let grpc = match &cfg.protocols.grpc {
             Some(v) => match wasmcol_config::decode::<GrpcServerConfig>(v) {
                 Ok(g) => {
-                    unsupported("protocols.grpc.auth", &g.auth, &mut errs);
+                    match wasmcol_core::auth::server(ctx, "protocols.grpc.auth", g.auth.as_ref()) {
+                        Ok(a) => auth.grpc = a,
+                        Err(e) => errs.push(e),
+                    }
                     if !g.middlewares.is_empty() {
                         errs.push(KeyError::new(
                             "protocols.grpc.middlewares",
@@ -266,7 +265,10 @@ impl ReceiverFactory for OtlpReceiverFactory {
         let http = match &cfg.protocols.http {
             Some(v) => match wasmcol_config::decode::<HttpServerConfig>(v) {
                 Ok(mut h) => {
-                    unsupported("protocols.http.auth", &h.auth, &mut errs);
+                    match wasmcol_core::auth::server(ctx, "protocols.http.auth", h.auth.as_ref()) {
+                        Ok(a) => auth.http = a,
+                        Err(e) => errs.push(e),
+                    }
                     if h.tls.is_some() {
                         errs.push(KeyError::new("protocols.http.tls", "TLS on the OTLP/HTTP receiver is not supported yet; use the gRPC protocol for TLS"));
                     }
@@ -316,7 +318,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
             return Err(BuildError(errs));
         }
         let name = ctx.id.to_string();
-        let ingest = Arc::new(Ingest::new(ctx, &name, consumers));
+        let ingest = Arc::new(Ingest::new(ctx, &name, consumers, auth));
         Ok(Arc::new(OtlpReceiver {
             name,
             grpc,
@@ -328,14 +330,22 @@ impl ReceiverFactory for OtlpReceiverFactory {
     }
 }
 
+/// The server authenticators of each protocol (`protocols.*.auth`).
+#[derive(Default)]
+pub(crate) struct Auth {
+    grpc: Option<Arc<dyn ServerAuthenticator>>,
+    http: Option<Arc<dyn ServerAuthenticator>>,
+}
+
 /// Hands decoded requests to the pipelines and keeps upstream's receiver metrics.
 pub(crate) struct Ingest {
     consumers: ReceiverConsumers,
     counters: HashMap<(Signal, &'static str), (Counter, Counter)>,
+    auth: Auth,
 }
 
 impl Ingest {
-    fn new(ctx: &CreateContext, name: &str, consumers: ReceiverConsumers) -> Self {
+    fn new(ctx: &CreateContext, name: &str, consumers: ReceiverConsumers, auth: Auth) -> Self {
         let mut counters = HashMap::new();
         for signal in Signal::ALL {
             if consumers.get(signal).is_none() {
@@ -360,7 +370,37 @@ impl Ingest {
         Ingest {
             consumers,
             counters,
+            auth,
         }
+    }
+
+    /// Whether `transport` checks requests.
+    pub(crate) fn checks(&self, transport: &'static str) -> bool {
+        match transport {
+            "grpc" => self.auth.grpc.is_some(),
+            _ => self.auth.http.is_some(),
+        }
+    }
+
+    /// Checks a request against the protocol's authenticator, if any. A refused request's
+    /// items are counted as refused; nothing reaches the pipelines. The error is what the
+    /// client reads.
+    pub(crate) fn authenticate(
+        &self,
+        transport: &'static str,
+        headers: &::http::HeaderMap,
+        batch: &Batch,
+    ) -> Result<(), String> {
+        let auth = match transport {
+            "grpc" => &self.auth.grpc,
+            _ => &self.auth.http,
+        };
+        let Some(auth) = auth else { return Ok(()) };
+        auth.authenticate(headers).inspect_err(|_| {
+            if let Some((_, refused)) = self.counters.get(&(batch.signal(), transport)) {
+                refused.add(batch.item_count() as u64);
+            }
+        })
     }
 
     /// Whether a pipeline of `signal` lists this receiver.
@@ -555,7 +595,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_signal_without_pipeline_is_a_typed_refusal() {
-        let ingest = Ingest::new(&ctx(), "otlp", ReceiverConsumers::default());
+        let ingest = Ingest::new(
+            &ctx(),
+            "otlp",
+            ReceiverConsumers::default(),
+            Auth::default(),
+        );
         let mut req = wasmcol_core::pdata::ExportLogsServiceRequest::default();
         req.resource_logs
             .push(wasmcol_core::pdata::proto::logs::v1::ResourceLogs {

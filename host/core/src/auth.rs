@@ -1,0 +1,108 @@
+//! Authentication between components and authenticator extensions (`bearertokenauth`,
+//! `basicauth`, `headers_setter`): a receiver's `auth: {authenticator: ID}` checks every
+//! request through the extension's [`ServerAuthenticator`]; an exporter's adds the
+//! extension's [`ClientAuthenticator`] headers to every request. Extensions are looked up
+//! by id among those the service starts, as upstream (`configauth`).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use wasmcol_config::{ComponentId, KeyError, Value};
+
+use crate::CreateContext;
+
+/// Checks incoming requests: the server side of an authenticator extension.
+pub trait ServerAuthenticator: Send + Sync {
+    /// `Ok` when the request's headers authenticate it; the error is what the client reads
+    /// (it must not reveal the expected credentials).
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String>;
+}
+
+/// Adds credentials to outgoing requests: the client side of an authenticator extension.
+pub trait ClientAuthenticator: Send + Sync {
+    /// Edits the headers of the next request (called per request, so a token reloaded from
+    /// its file is used at once). `headers` already holds the exporter's own `headers`.
+    fn apply(&self, headers: &mut http::HeaderMap) -> Result<(), String>;
+}
+
+/// A component's `auth` block (upstream `configauth.Config`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The id of the authenticator extension, e.g. `bearertokenauth/server`.
+    pub authenticator: String,
+    /// Query parameters handed to the authenticator as headers: refused (no bundled
+    /// authenticator reads them).
+    #[serde(default)]
+    pub request_params: Vec<String>,
+}
+
+/// Decodes an `auth` block at `path`; errors carry key paths below it.
+fn decode(path: &str, body: &Value) -> Result<(AuthConfig, ComponentId), KeyError> {
+    let cfg: AuthConfig = wasmcol_config::decode(body).map_err(|e| e.within(path))?;
+    if !cfg.request_params.is_empty() {
+        return Err(KeyError::new(
+            format!("{path}.request_params"),
+            "not supported by wasmcol",
+        ));
+    }
+    let id: ComponentId = cfg
+        .authenticator
+        .parse()
+        .map_err(|e: String| KeyError::new(format!("{path}.authenticator"), e))?;
+    Ok((cfg, id))
+}
+
+/// The server authenticator named by the `auth` block at `path` (`None` without one).
+pub fn server(
+    ctx: &CreateContext,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Option<Arc<dyn ServerAuthenticator>>, KeyError> {
+    let Some(body) = body.filter(|b| !b.is_null()) else {
+        return Ok(None);
+    };
+    let (_, id) = decode(path, body)?;
+    let ext = ctx
+        .extensions
+        .get(&id)
+        .ok_or_else(|| not_found(path, &id))?;
+    ext.server_authenticator().map(Some).ok_or_else(|| {
+        KeyError::new(
+            format!("{path}.authenticator"),
+            format!("extension \"{id}\" is not a server authenticator"),
+        )
+    })
+}
+
+/// The client authenticator named by the `auth` block at `path` (`None` without one).
+pub fn client(
+    ctx: &CreateContext,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Option<Arc<dyn ClientAuthenticator>>, KeyError> {
+    let Some(body) = body.filter(|b| !b.is_null()) else {
+        return Ok(None);
+    };
+    let (_, id) = decode(path, body)?;
+    let ext = ctx
+        .extensions
+        .get(&id)
+        .ok_or_else(|| not_found(path, &id))?;
+    ext.client_authenticator().map(Some).ok_or_else(|| {
+        KeyError::new(
+            format!("{path}.authenticator"),
+            format!("extension \"{id}\" is not a client authenticator"),
+        )
+    })
+}
+
+/// Upstream's text, plus where the extension must be listed.
+fn not_found(path: &str, id: &ComponentId) -> KeyError {
+    KeyError::new(
+        format!("{path}.authenticator"),
+        format!(
+            "failed to resolve authenticator \"{id}\": authenticator not found (configure it under `extensions` and list it in `service.extensions`)"
+        ),
+    )
+}
