@@ -135,7 +135,9 @@ async fn min_version_13_refuses_tls12_clients() {
     ));
     for addr in [c.grpc["otlp"], c.http["otlp"]] {
         let old = handshake(addr, client_config(&pki.ca.pem, None, TLS12)).await;
-        let err = old.err().expect("a TLS 1.2 client was accepted");
+        let Err(err) = old else {
+            panic!("a TLS 1.2 client was accepted");
+        };
         assert!(err.to_lowercase().contains("protocolversion"), "{err}");
         let new = handshake(addr, client_config(&pki.ca.pem, None, TLS13)).await;
         let new = new.unwrap();
@@ -302,7 +304,8 @@ service:
     assert_eq!(https.span_count(), 8, "min13 delivered nothing");
 }
 
-/// Keys rustls cannot honour are config errors naming the component and key path.
+/// Keys rustls cannot honour, and server keys that would mislead (a `ca_file` that verifies
+/// no client), are config errors naming the component and key path.
 #[test]
 fn unsupported_tls_settings_are_config_errors() {
     let pki = Pki::generate();
@@ -327,6 +330,14 @@ receivers:
           cert_file: {cert}
           key_file: {key}
           min_version: "1.1"
+  otlp/ca-only:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+        tls:
+          cert_file: {cert}
+          key_file: {key}
+          ca_file: {ca}
 exporters:
   otlp/curves:
     endpoint: 127.0.0.1:4317
@@ -348,7 +359,7 @@ exporters:
 service:
   pipelines:
     traces:
-      receivers: [otlp]
+      receivers: [otlp, otlp/ca-only]
       exporters: [otlp/curves, otlp/max, otlp_http/tpm]
 "#,
             cert = pki.path(GATEWAY_CERT),
@@ -365,6 +376,7 @@ service:
         "exporters::otlp/curves: tls.curve_preferences: P521 is not supported by wasmcol",
         "exporters::otlp/max: tls.min_version: invalid TLS configuration: min_version cannot be greater than max_version",
         "exporters::otlp_http/tpm: tls.tpm: not supported by wasmcol",
+        "receivers::otlp/ca-only: protocols.http.tls.ca_file: a server does not verify clients with ca_file",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

@@ -13,7 +13,7 @@ use wasmcol_core::Tasks;
 
 use super::ClientTls;
 use super::crypto::{Crypto, CryptoKeys};
-use super::pem::{Pem, certified_key, read_pem, refuse_tpm, roots};
+use super::pem::{Pem, certified_key, is_set, read_pem, refuse_tpm, roots};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Material {
@@ -63,8 +63,8 @@ impl ClientTls {
             None => None,
         };
         let has_files = [&self.ca_file, &self.cert_file, &self.key_file]
-            .iter()
-            .any(|f| f.as_ref().is_some_and(|f| !f.is_empty()));
+            .into_iter()
+            .any(is_set);
         if self.reload_interval.is_some_and(|d| !d.is_zero()) && !has_files {
             return Err("tls.reload_interval: nothing to reload: ca_file, cert_file and key_file are unset (inline PEM never changes)".into());
         }
@@ -121,8 +121,8 @@ fn client_config(
     let builder = rustls::ClientConfig::builder_with_provider(crypto.provider.clone())
         .with_protocol_versions(&crypto.versions)
         .map_err(|e| format!("tls.cipher_suites: {e}"))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if keys.insecure_skip_verify {
-        Arc::new(SkipVerification(crypto.provider.clone()))
+    let chain = if keys.insecure_skip_verify {
+        None
     } else {
         let system = material.ca.is_none() || keys.include_system_ca_certs_pool;
         let roots = roots(material.ca.as_ref(), "the CA", system)?;
@@ -131,20 +131,19 @@ fn client_config(
                 "tls.ca_file: no CA to verify the server with: set ca_file or install the system CA certificates".into(),
             );
         }
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
             crypto.provider.clone(),
         )
         .build()
         .map_err(|e| format!("tls.ca_file: {e}"))?;
-        match server_name {
-            Some(name) => Arc::new(NamedServerVerifier {
-                inner,
-                name: name.clone(),
-            }) as Arc<dyn ServerCertVerifier>,
-            None => inner as Arc<dyn ServerCertVerifier>,
-        }
+        Some(webpki)
     };
+    let verifier = Arc::new(Verifier {
+        chain,
+        name: server_name.cloned(),
+        provider: crypto.provider.clone(),
+    });
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -233,22 +232,31 @@ impl ClientTlsConfig {
     }
 }
 
-/// `insecure_skip_verify`: any certificate is accepted, as with Go's `InsecureSkipVerify`;
-/// the handshake signatures are still checked, so the peer holds the key of the
-/// certificate it sent.
+/// Verifies the server: its chain with WebPKI, for `server_name_override` when that is set
+/// rather than the host dialled; with `insecure_skip_verify` (no `chain`) any certificate is
+/// accepted, as with Go's `InsecureSkipVerify`. The handshake signatures are checked either
+/// way, so the peer holds the key of the certificate it sent.
 #[derive(Debug)]
-struct SkipVerification(Arc<rustls::crypto::CryptoProvider>);
+struct Verifier {
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    name: Option<ServerName<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for SkipVerification {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: pki_types::UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        dialled: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: pki_types::UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let name = self.name.as_ref().unwrap_or(dialled);
+        chain.verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(
@@ -261,7 +269,7 @@ impl ServerCertVerifier for SkipVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -275,55 +283,13 @@ impl ServerCertVerifier for SkipVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Verifies the server's certificate for a fixed name (`server_name_override`) rather than
-/// the host the client dialled. All checks but the name are the standard WebPKI ones.
-#[derive(Debug)]
-struct NamedServerVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for NamedServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _dialled: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: pki_types::UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

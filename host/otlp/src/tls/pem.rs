@@ -14,6 +14,11 @@ pub(crate) struct Pem {
     pub(crate) source: String,
 }
 
+/// Whether a string key is set (upstream treats an empty string as unset).
+pub(crate) fn is_set(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|s| !s.is_empty())
+}
+
 /// Reads `file` or takes `inline` (not both); `None` when neither is set.
 pub(crate) fn read_pem(
     file: &Option<String>,

@@ -13,7 +13,7 @@ use wasmcol_core::Tasks;
 
 use super::ServerTls;
 use super::crypto::{Crypto, CryptoKeys};
-use super::pem::{Pem, certified_key, parse_certs, read_pem, refuse_tpm, roots};
+use super::pem::{Pem, certified_key, is_set, parse_certs, read_pem, refuse_tpm, roots};
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,10 +72,8 @@ impl ServerTls {
 
     /// Keys that mean something only with others, refused alone rather than ignored.
     fn check_server_keys(&self) -> Result<(), String> {
-        let has_client_ca = self.client_ca_file.as_ref().is_some_and(|f| !f.is_empty())
-            || self.client_ca_pem.as_ref().is_some_and(|p| !p.is_empty());
-        let has_ca = self.ca_file.as_ref().is_some_and(|f| !f.is_empty())
-            || self.ca_pem.as_ref().is_some_and(|p| !p.is_empty());
+        let has_client_ca = is_set(&self.client_ca_file) || is_set(&self.client_ca_pem);
+        let has_ca = is_set(&self.ca_file) || is_set(&self.ca_pem);
         if has_ca && !has_client_ca {
             return Err("tls.ca_file: a server does not verify clients with ca_file or ca_pem (upstream ignores them there); set client_ca_file to require client certificates signed by that CA".into());
         }
@@ -92,17 +90,15 @@ impl ServerTls {
         if self.include_system_ca_certs_pool && !has_client_ca {
             return Err("tls.include_system_ca_certs_pool: on a server it only adds the system CAs to client_ca_file; set client_ca_file too".into());
         }
-        if self.client_ca_file_reload
-            && !self.client_ca_file.as_ref().is_some_and(|f| !f.is_empty())
-        {
+        if self.client_ca_file_reload && !is_set(&self.client_ca_file) {
             return Err(
                 "tls.client_ca_file_reload: needs client_ca_file (there is no file to reload)"
                     .into(),
             );
         }
         let has_files = [&self.cert_file, &self.key_file, &self.client_ca_file]
-            .iter()
-            .any(|f| f.as_ref().is_some_and(|f| !f.is_empty()));
+            .into_iter()
+            .any(is_set);
         if self.reload_interval.is_some_and(|d| !d.is_zero()) && !has_files {
             return Err("tls.reload_interval: nothing to reload: cert_file, key_file and client_ca_file are unset (inline PEM never changes)".into());
         }
