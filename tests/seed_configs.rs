@@ -81,13 +81,14 @@ impl Launch {
     }
 }
 
-/// Seed 000's EU-West gateway: mTLS on gRPC with the certificates in `certs` (the seed's file
-/// names), writing to `backend`.
+/// Seed 000's EU-West gateway: mTLS on gRPC and HTTP with the certificates in `certs` (the
+/// seed's file names), writing to `backend`.
 pub fn seed_000_gateway(certs: &Path, backend: &Backend) -> Launch {
     Launch::example("seed-000-gateway-eu-west.yaml")
         .env("CERT_DIR", certs.display().to_string())
         .env("LOCAL_BACKEND", format!("http://{}", backend.endpoint()))
         .set("receivers.otlp.protocols.grpc.endpoint=127.0.0.1:0")
+        .set("receivers.otlp.protocols.http.endpoint=127.0.0.1:0")
 }
 
 /// Seed 000's US-East region collector: local export to `local`, cross-region export over

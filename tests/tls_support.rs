@@ -228,9 +228,18 @@ impl HttpsBackend {
     /// Serves with `server` as identity; with `client_ca`, client certificates signed by it
     /// are required.
     pub async fn start(server: &Leaf, client_ca: Option<&str>) -> HttpsBackend {
+        Self::start_with_versions(server, client_ca, rustls::DEFAULT_VERSIONS).await
+    }
+
+    /// Like [`HttpsBackend::start`], speaking only the TLS `versions` given.
+    pub async fn start_with_versions(
+        server: &Leaf,
+        client_ca: Option<&str>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> HttpsBackend {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap();
         let builder = match client_ca {
             Some(ca) => {
@@ -409,4 +418,139 @@ pub fn has_files(dir: &Path) -> bool {
         })
     }
     walk(dir)
+}
+
+/// A rustls client configuration trusting `ca_pem`, presenting `identity` if given, speaking
+/// only the TLS `versions` given.
+pub fn client_config(
+    ca_pem: &str,
+    identity: Option<&Leaf>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    match identity {
+        Some(id) => {
+            let certs = CertificateDer::pem_slice_iter(id.cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(id.key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(certs, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    }
+}
+
+/// POSTs `req` as protobuf to `https://addr/v1/traces` with `config`; the status, or the
+/// failure with its causes.
+pub async fn post_https(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+    req: &ExportTraceServiceRequest,
+) -> Result<u16, String> {
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let resp = client
+        .post(format!("https://{addr}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(resp.status().as_u16())
+}
+
+/// Completes a TLS handshake with `addr` (verified as 127.0.0.1) and returns the stream.
+pub async fn handshake(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// One HTTP/1.1 keep-alive connection over TLS, spoken by hand so a test knows that every
+/// request goes over the same connection.
+pub struct RawHttps {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+}
+
+impl RawHttps {
+    /// Connects and completes the handshake.
+    pub async fn connect(
+        addr: SocketAddr,
+        config: rustls::ClientConfig,
+    ) -> Result<RawHttps, String> {
+        Ok(RawHttps {
+            stream: handshake(addr, config).await?,
+        })
+    }
+
+    /// The server's certificate (DER) on this connection.
+    pub fn peer_cert(&self) -> Vec<u8> {
+        self.stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    /// POSTs `req` to `/v1/traces` and reads the response; its status.
+    pub async fn post_traces(&mut self, req: &ExportTraceServiceRequest) -> Result<u16, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = req.encode_to_vec();
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let io = async {
+            self.stream.write_all(head.as_bytes()).await?;
+            self.stream.write_all(&body).await?;
+            self.stream.flush().await?;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        let n = self.stream.read(&mut chunk).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let status = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+                    return Ok::<u16, std::io::Error>(status);
+                }
+                let n = self.stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), io)
+            .await
+            .map_err(|_| "no response within 10s".to_string())?
+            .map_err(|e| e.to_string())
+    }
 }

@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 + h2c server on hyper, shared by the metrics endpoint, `health_check` and
-//! the OTLP/HTTP receiver.
+//! A small HTTP/1.1 + HTTP/2 server on hyper, shared by the metrics endpoint, `health_check`
+//! and the OTLP/HTTP receiver; plaintext, or over whatever stream a [`Handshake`] makes of
+//! each connection (the receiver's TLS).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +12,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::Tasks;
 
@@ -26,6 +28,28 @@ pub type Handler = Arc<
         + Send
         + Sync,
 >;
+
+/// Turns an accepted connection (and its peer) into the stream HTTP is served on, such as
+/// a TLS handshake; `None` drops the connection (the handshake logs why). It runs in the
+/// connection's own task, so a slow peer holds up nobody else, and is abandoned at stop.
+pub type Handshake<IO> = Arc<
+    dyn Fn(TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = Option<IO>> + Send>> + Send + Sync,
+>;
+
+/// A [`Handshake`] from an async function.
+pub fn handshake<IO, F, Fut>(f: F) -> Handshake<IO>
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<IO>> + Send + 'static,
+{
+    Arc::new(
+        move |tcp: TcpStream,
+              peer: SocketAddr|
+              -> Pin<Box<dyn Future<Output = Option<IO>> + Send>> {
+            Box::pin(f(tcp, peer))
+        },
+    )
+}
 
 /// Binds `endpoint` (`host:port`; `localhost` resolves to the loopback addresses).
 pub async fn bind(endpoint: &str) -> std::io::Result<TcpListener> {
@@ -86,6 +110,22 @@ impl HttpServer {
         limits: ServerLimits,
         tasks: &Tasks,
     ) -> std::io::Result<HttpServer> {
+        let plain = handshake(|tcp, _| std::future::ready(Some(tcp)));
+        Self::start_over(listener, handler, limits, plain, tasks)
+    }
+
+    /// Serves `handler` within `limits` on the streams `handshake` makes of the connections
+    /// `listener` accepts, spawning through a child set of `tasks`.
+    pub fn start_over<IO>(
+        listener: TcpListener,
+        handler: Handler,
+        limits: ServerLimits,
+        handshake: Handshake<IO>,
+        tasks: &Tasks,
+    ) -> std::io::Result<HttpServer>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let local_addr = listener.local_addr()?;
         let tasks = tasks.child();
         let t = tasks.clone();
@@ -93,14 +133,21 @@ impl HttpServer {
         tasks.spawn(async move {
             let stop = t.token();
             loop {
-                let (stream, _, slot) = tokio::select! {
+                let (stream, peer, slot) = tokio::select! {
                     _ = stop.cancelled() => break,
                     r = acceptor.accept() => r,
                 };
                 let _ = stream.set_nodelay(true);
-                let (h, conn_tasks) = (handler.clone(), t.clone());
+                let (h, conn_tasks, hs) = (handler.clone(), t.clone(), handshake.clone());
                 t.spawn(async move {
-                    serve_connection(stream, h, limits, conn_tasks).await;
+                    let stop = conn_tasks.token();
+                    let io = tokio::select! {
+                        _ = stop.cancelled() => None,
+                        io = hs(stream, peer) => io,
+                    };
+                    if let Some(io) = io {
+                        serve_connection(io, h, limits, conn_tasks).await;
+                    }
                     drop(slot);
                 });
             }
@@ -135,8 +182,8 @@ impl HttpServer {
 
 /// Serves one connection until it ends or is idle for `idle_timeout`; when stop is asked it
 /// finishes the request in progress, by the shutdown deadline at the latest.
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: IO,
     handler: Handler,
     limits: ServerLimits,
     tasks: Tasks,

@@ -10,7 +10,7 @@ use prost::Message;
 use serde::Deserialize;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataValue};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
 use wasmcol_config::{GoDuration, KeyError, Value};
 use wasmcol_core::auth::ClientAuthenticator;
@@ -23,7 +23,7 @@ use super::{ExportResponse, log_partial_success};
 use crate::BytesCodec;
 use crate::compression::Compression;
 use crate::status::classify_grpc;
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, ClientTlsConfig};
 
 fn default_compression() -> String {
     "gzip".into()
@@ -157,7 +157,10 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
             ));
         }
         let tls = if endpoint.as_ref().is_some_and(|(_, t)| *t) {
-            cfg.tls.load().map_err(|e| errs.push(e.into())).ok()
+            cfg.tls
+                .build(&[b"h2"])
+                .map_err(|e| errs.push(e.into()))
+                .ok()
         } else {
             None
         };
@@ -201,6 +204,7 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
             auth,
             cfg,
             channel: Mutex::new(None),
+            tasks: ctx.tasks.clone(),
         };
         Ok(ExporterParts {
             sender: Arc::new(sender),
@@ -213,7 +217,7 @@ struct GrpcSender {
     name: String,
     signal: Signal,
     uri: String,
-    tls: Option<crate::tls::ClientPem>,
+    tls: Option<ClientTlsConfig>,
     compression: Compression,
     headers: Vec<(
         MetadataKey<tonic::metadata::Ascii>,
@@ -223,11 +227,21 @@ struct GrpcSender {
     auth: Option<Arc<dyn ClientAuthenticator>>,
     cfg: Config,
     channel: Mutex<Option<Channel>>,
+    /// Where the certificate reload task runs.
+    tasks: wasmcol_core::Tasks,
 }
 
 impl GrpcSender {
     fn channel(&self) -> Result<Channel, String> {
-        let mut ep = Endpoint::from_shared(self.uri.clone()).map_err(|e| e.to_string())?;
+        // TLS is made by our connector rather than tonic's, which has no knobs for TLS
+        // versions, cipher suites or certificate reloads. tonic refuses an https URI without
+        // its own TLS, so the endpoint gets the http form and the origin (what requests
+        // carry) keeps https.
+        let target = match &self.tls {
+            Some(_) => self.uri.replacen("https://", "http://", 1),
+            None => self.uri.clone(),
+        };
+        let mut ep = Endpoint::from_shared(target).map_err(|e| e.to_string())?;
         ep = ep
             .user_agent(
                 self.cfg
@@ -259,26 +273,15 @@ impl GrpcSender {
                 .map_err(|e| format!("authority: {e}"))?,
             );
         }
-        if let Some(pem) = &self.tls {
-            let mut t = ClientTlsConfig::new();
-            // With ca_file only that CA is trusted (upstream); the system roots join it only
-            // with include_system_ca_certs_pool.
-            t = match &pem.ca {
-                Some(ca) => t.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
-                None => t.with_native_roots(),
-            };
-            if pem.ca.is_some() && pem.include_system_roots {
-                t = t.with_native_roots();
+        match &self.tls {
+            Some(tls) => {
+                if self.cfg.authority.is_none() {
+                    ep = ep.origin(self.uri.parse().map_err(|e| format!("endpoint: {e}"))?);
+                }
+                Ok(ep.connect_with_connector_lazy(crate::tls::TlsConnector::new(tls.clone())))
             }
-            if let Some((c, k)) = &pem.identity {
-                t = t.identity(tonic::transport::Identity::from_pem(c, k));
-            }
-            if let Some(n) = &pem.server_name {
-                t = t.domain_name(n.clone());
-            }
-            ep = ep.tls_config(t).map_err(|e| format!("tls: {e}"))?;
+            None => Ok(ep.connect_lazy()),
         }
-        Ok(ep.connect_lazy())
     }
 }
 
@@ -289,6 +292,9 @@ impl Lifecycle for GrpcSender {
         // start does not stop the collector from starting (its data waits in the queue).
         let ch = self.channel().map_err(ComponentError::new)?;
         *self.channel.lock() = Some(ch);
+        if let Some(tls) = &self.tls {
+            tls.spawn_reload(&self.tasks, &self.name);
+        }
         Ok(())
     }
 }
@@ -388,9 +394,9 @@ impl GrpcSender {
         // considers the handshake done, so the client sees a closed connection or, if it
         // reads first, the server's alert; say what that usually means.
         if closed && let Some(tls) = &self.tls {
-            cause.push_str(match tls.identity {
-                Some(_) => " (the server ended the TLS session; if it requires client certificates, it did not accept tls.cert_file: check that a CA in its client_ca_file signed it)",
-                None => " (the server ended the TLS session; if it requires client certificates, set tls.cert_file and tls.key_file)",
+            cause.push_str(match tls.has_identity() {
+                true => " (the server ended the TLS session; if it requires client certificates, it did not accept tls.cert_file: check that a CA in its client_ca_file signed it)",
+                false => " (the server ended the TLS session; if it requires client certificates, set tls.cert_file and tls.key_file)",
             });
         }
         Some(cause)

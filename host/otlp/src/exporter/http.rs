@@ -19,7 +19,7 @@ use wasmcol_core::{
 use super::{ExportResponse, log_partial_success};
 use crate::compression::{Compression, Level};
 use crate::status::{RpcStatus, classify_http, parse_retry_after};
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, ClientTlsConfig};
 
 fn default_compression() -> String {
     "gzip".into()
@@ -233,7 +233,21 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         let compression = Compression::parse(&cfg.compression)
             .map_err(|e| errs.push(e.into()))
             .ok();
-        let tls = cfg.tls.load().map_err(|e| errs.push(e.into())).ok();
+        // Our own rustls config rather than reqwest's: reqwest would add the Mozilla roots to
+        // ca_file (upstream trusts only ca_file) and has no knobs for the other keys. A
+        // plaintext endpoint needs none, so a host without system CAs can still run it.
+        let https = url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .is_some_and(|u| u.scheme() == "https");
+        let tls = if https {
+            cfg.tls
+                .build(&[b"h2", b"http/1.1"])
+                .map_err(|e| errs.push(e.into()))
+                .ok()
+        } else {
+            None
+        };
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &cfg.headers {
             match (
@@ -275,9 +289,10 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             level,
             headers,
             auth,
-            tls: tls.unwrap_or_default(),
+            tls,
             cfg,
             client: Mutex::new(None),
+            tasks: ctx.tasks.clone(),
         };
         Ok(ExporterParts {
             sender: Arc::new(sender),
@@ -295,12 +310,33 @@ struct HttpSender {
     headers: reqwest::header::HeaderMap,
     /// `auth`: the client authenticator that edits each request's headers.
     auth: Option<Arc<dyn ClientAuthenticator>>,
-    tls: crate::tls::ClientPem,
+    tls: Option<ClientTlsConfig>,
     cfg: Config,
-    client: Mutex<Option<reqwest::Client>>,
+    /// The client and the TLS generation it was built with: a certificate reload makes the
+    /// next send build a new client (requests in flight keep the old one).
+    client: Mutex<Option<(reqwest::Client, u64)>>,
+    /// Where the certificate reload task runs.
+    tasks: wasmcol_core::Tasks,
 }
 
 impl HttpSender {
+    /// The client to send with, rebuilt first if the TLS configuration was reloaded.
+    fn client(&self) -> Result<Option<reqwest::Client>, ConsumeError> {
+        let generation = self.tls.as_ref().map_or(0, ClientTlsConfig::generation);
+        let mut slot = self.client.lock();
+        match slot.as_ref() {
+            None => Ok(None),
+            Some((c, g)) if *g == generation => Ok(Some(c.clone())),
+            Some(_) => {
+                let c = self
+                    .build_client()
+                    .map_err(|e| ConsumeError::retryable(format!("{}: {e}", self.name)))?;
+                *slot = Some((c.clone(), generation));
+                Ok(Some(c))
+            }
+        }
+    }
+
     fn build_client(&self) -> Result<reqwest::Client, String> {
         let mut b = reqwest::Client::builder()
             .timeout(self.cfg.timeout.into())
@@ -336,16 +372,8 @@ impl HttpSender {
         if let Some(p) = &self.cfg.proxy_url {
             b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("proxy_url: {e}"))?);
         }
-        // Our own rustls config rather than reqwest's: reqwest would add the Mozilla roots to
-        // ca_file (upstream trusts only ca_file) and cannot verify a server_name_override.
-        // A plaintext-only exporter skips it, so a host without system CAs can still run it.
-        let https = self
-            .url
-            .as_deref()
-            .and_then(|u| reqwest::Url::parse(u).ok())
-            .is_some_and(|u| u.scheme() == "https");
-        if https {
-            b = b.use_preconfigured_tls(self.tls.rustls_client_config()?);
+        if let Some(tls) = &self.tls {
+            b = b.use_preconfigured_tls(rustls::ClientConfig::clone(&tls.current()));
         }
         b.build().map_err(|e| e.to_string())
     }
@@ -393,8 +421,12 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[async_trait]
 impl Lifecycle for HttpSender {
     async fn start(&self) -> Result<(), ComponentError> {
+        let generation = self.tls.as_ref().map_or(0, ClientTlsConfig::generation);
         let c = self.build_client().map_err(ComponentError::new)?;
-        *self.client.lock() = Some(c);
+        *self.client.lock() = Some((c, generation));
+        if let Some(tls) = &self.tls {
+            tls.spawn_reload(&self.tasks, &self.name);
+        }
         Ok(())
     }
 }
@@ -402,7 +434,7 @@ impl Lifecycle for HttpSender {
 #[async_trait]
 impl Sender for HttpSender {
     async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let Some(client) = self.client.lock().clone() else {
+        let Some(client) = self.client()? else {
             return Err(ConsumeError::ShuttingDown);
         };
         let Some(url) = &self.url else {

@@ -18,6 +18,7 @@ use super::{GrpcServerConfig, Ingest};
 use crate::BytesCodec;
 use crate::receiver::limits::{ConnInfo, LimitedConn, h2_limits, plain_incoming};
 use crate::status::grpc_status;
+use crate::tls::ServerTlsConfig;
 use wasmcol_core::conn_limits::{Acceptor, default_max_connections};
 
 /// Ties a service type to its OTLP service name and signal.
@@ -158,7 +159,6 @@ fn svc<S: OtlpSignal>(ingest: &Arc<Ingest>, max: usize) -> OtlpService<S> {
     }
 }
 
-/// A running gRPC server.
 /// A running gRPC server. The server, the TLS accept loop and each handshake are tasks of a
 /// child of the receiver's task set. tonic runs each connection in a task of its own; the
 /// server task waits for those after stop (graceful shutdown), so waiting for it covers them.
@@ -170,6 +170,7 @@ pub(crate) struct GrpcServer {
 impl GrpcServer {
     pub(crate) async fn start(
         cfg: &GrpcServerConfig,
+        tls: Option<ServerTlsConfig>,
         ingest: Arc<Ingest>,
         tasks: &Tasks,
     ) -> Result<GrpcServer, String> {
@@ -187,15 +188,6 @@ impl GrpcServer {
         let mut builder = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20));
-        // TLS is terminated here rather than by tonic's `tls_config`, which drops failed
-        // handshakes silently: an operator needs to see which client was refused and why.
-        let tls_acceptor = match &cfg.tls {
-            Some(tls) => {
-                let config = tls.load()?.rustls_server_config(&[b"h2"])?;
-                Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-            }
-            None => None,
-        };
         builder = h2_limits(builder, cfg);
         let mut idle = None;
         if let Some(sp) = cfg
@@ -227,9 +219,12 @@ impl GrpcServer {
             .add_service(svc::<LogsSvc>(&ingest, max));
         let tasks = tasks.child();
         let stop = tasks.token().cancelled_owned();
-        match tls_acceptor {
-            Some(tls_acceptor) => {
-                let incoming = tls_incoming(acceptor, tls_acceptor, local_addr, &tasks, idle);
+        // TLS is terminated here rather than by tonic's `tls_config`, which drops failed
+        // handshakes silently (an operator needs to see which client was refused and why)
+        // and cannot swap certificates.
+        match tls {
+            Some(tls) => {
+                let incoming = tls_incoming(acceptor, tls, local_addr, &tasks, idle);
                 tasks.spawn(router.serve_with_incoming_shutdown(incoming, stop));
             }
             None => {
@@ -250,16 +245,11 @@ impl GrpcServer {
     }
 }
 
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Accepts TCP connections and completes their TLS handshakes concurrently (a slow or
-/// silent client does not hold up the others); yields the established connections and logs
-/// every refused one with the reason rustls gives (no client certificate, unknown issuer,
-/// expired, ...).
+/// silent client does not hold up the others); yields the established connections.
 fn tls_incoming(
     listener: Acceptor,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: ServerTlsConfig,
     local: SocketAddr,
     tasks: &Tasks,
     idle: Option<Duration>,
@@ -274,32 +264,16 @@ fn tls_incoming(
                 c = listener.accept() => c,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            let cancel = cancel.clone();
+            let (tls, tx, cancel) = (tls.clone(), tx.clone(), cancel.clone());
             t.spawn(async move {
-                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
                 // A handshake still going on at shutdown is dropped with its connection.
                 let outcome = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    o = handshake => o,
+                    o = tls.accept(tcp, peer, local) => o,
                 };
-                match outcome {
-                    Ok(Ok(tls)) => {
-                        let conn = LimitedConn::new(TlsConn(tls), slot, idle);
-                        let _ = tx.send(Ok(conn)).await;
-                    }
-                    // A client that connects and leaves without a word (a TCP health check,
-                    // a port scan) is not worth a warning; grpc-go skips EOF too.
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        tracing::debug!(endpoint = %local, peer = %peer, error = %e, "TLS handshake: client closed the connection");
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(endpoint = %local, peer = %peer, error = %e, "TLS handshake failed; connection refused");
-                    }
-                    Err(_) => {
-                        tracing::warn!(endpoint = %local, peer = %peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out; connection closed");
-                    }
+                if let Some(stream) = outcome {
+                    let conn = LimitedConn::new(TlsConn(stream), slot, idle);
+                    let _ = tx.send(Ok(conn)).await;
                 }
             });
         }

@@ -8,13 +8,16 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use prost::Message;
-use wasmcol_core::http::{Handler, HttpServer, ReadDeadline, ServerLimits, TimeoutKeys, response};
+use wasmcol_core::http::{
+    Handler, HttpServer, ReadDeadline, ServerLimits, TimeoutKeys, handshake, response,
+};
 use wasmcol_core::{Batch, ConsumeError};
 use wasmcol_pdata::Signal;
 
 use super::{HttpServerConfig, Ingest};
 use crate::compression::{Encoding, decompress};
 use crate::status::{RpcStatus, grpc_status, http_code_for_grpc};
+use crate::tls::ServerTlsConfig;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
@@ -48,6 +51,7 @@ const DECODE_INLINE_MAX: usize = 256 << 10;
 
 pub(crate) async fn start(
     cfg: &HttpServerConfig,
+    tls: Option<ServerTlsConfig>,
     ingest: Arc<Ingest>,
     tasks: &wasmcol_core::Tasks,
 ) -> Result<HttpServer, String> {
@@ -96,7 +100,18 @@ pub(crate) async fn start(
         idle_timeout: cfg.idle_timeout.map(Into::into),
         keep_alives_enabled: cfg.keep_alives_enabled,
     });
-    HttpServer::start_with(listener, handler, limits, tasks).map_err(|e| e.to_string())
+    match tls {
+        Some(tls) => {
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let tls_handshake = handshake(move |tcp, peer| {
+                let tls = tls.clone();
+                async move { tls.accept(tcp, peer, local).await }
+            });
+            HttpServer::start_over(listener, handler, limits, tls_handshake, tasks)
+        }
+        None => HttpServer::start_with(listener, handler, limits, tasks),
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn status_body(format: Format, code: tonic::Code, message: &str) -> Bytes {

@@ -17,7 +17,7 @@ use wasmcol_core::{
     PermanentError, Receiver, ReceiverConsumers, ReceiverFactory, Signal,
 };
 
-use crate::tls::ServerTls;
+use crate::tls::{ServerTls, ServerTlsConfig};
 use wasmcol_core::auth::ServerAuthenticator;
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -135,7 +135,7 @@ pub struct HttpServerConfig {
     /// `host:port` (default `localhost:4318`).
     #[serde(default = "default_http_endpoint")]
     pub endpoint: String,
-    /// Server TLS: not supported on the HTTP receiver yet.
+    /// Server TLS, optionally mutual (`client_ca_file`); HTTP/1.1 and HTTP/2 are offered.
     #[serde(default)]
     pub tls: Option<ServerTls>,
     /// CORS: refused when it allows any origin (no CORS headers are served yet).
@@ -207,6 +207,21 @@ fn cors_allows_an_origin(cors: Option<&Value>) -> bool {
         .is_some_and(|origins| !origins.is_empty())
 }
 
+/// Builds a protocol's TLS (reading and checking its files); a problem is recorded under
+/// `prefix`.
+fn server_tls(
+    tls: &Option<ServerTls>,
+    prefix: &str,
+    alpn: &[&[u8]],
+    errs: &mut Vec<KeyError>,
+) -> Option<ServerTlsConfig> {
+    let tls = tls.as_ref()?;
+    // The TLS builder's message starts with its own key path.
+    tls.build(alpn)
+        .map_err(|e| errs.push(format!("{prefix}.{e}").into()))
+        .ok()
+}
+
 /// Builds `otlp` receivers.
 pub struct OtlpReceiverFactory;
 
@@ -220,6 +235,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
         let cfg: Config = wasmcol_config::decode(config)?;
         let mut errs = Vec::new();
         let mut auth = Auth::default();
+        let (mut grpc_tls, mut http_tls) = (None, None);
         let grpc = match &cfg.protocols.grpc {
             Some(v) => match wasmcol_config::decode::<GrpcServerConfig>(v) {
                 Ok(g) => {
@@ -247,12 +263,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
                             format!("only tcp is supported, got {:?}", g.transport),
                         ));
                     }
-                    if let Some(tls) = &g.tls
-                        && let Err(e) = tls.load()
-                    {
-                        // The TLS loader's message starts with its own key path.
-                        errs.push(format!("protocols.grpc.{e}").into());
-                    }
+                    grpc_tls = server_tls(&g.tls, "protocols.grpc", &[b"h2"], &mut errs);
                     g.enabled.then_some(g)
                 }
                 Err(e) => {
@@ -269,9 +280,8 @@ impl ReceiverFactory for OtlpReceiverFactory {
                         Ok(a) => auth.http = a,
                         Err(e) => errs.push(e),
                     }
-                    if h.tls.is_some() {
-                        errs.push(KeyError::new("protocols.http.tls", "TLS on the OTLP/HTTP receiver is not supported yet; use the gRPC protocol for TLS"));
-                    }
+                    http_tls =
+                        server_tls(&h.tls, "protocols.http", &[b"h2", b"http/1.1"], &mut errs);
                     if cors_allows_an_origin(h.cors.as_ref()) {
                         errs.push(KeyError::new(
                             "protocols.http.cors",
@@ -323,6 +333,8 @@ impl ReceiverFactory for OtlpReceiverFactory {
             name,
             grpc,
             http,
+            grpc_tls,
+            http_tls,
             ingest,
             tasks: ctx.tasks.clone(),
             running: Mutex::new(Running::default()),
@@ -437,6 +449,8 @@ impl Ingest {
 struct Running {
     grpc: Option<grpc::GrpcServer>,
     http: Option<wasmcol_core::http::HttpServer>,
+    /// The certificate reload tasks, stopped with the servers.
+    reload: Option<wasmcol_core::Tasks>,
 }
 
 /// The `otlp` receiver.
@@ -444,6 +458,8 @@ pub struct OtlpReceiver {
     name: String,
     grpc: Option<GrpcServerConfig>,
     http: Option<HttpServerConfig>,
+    grpc_tls: Option<ServerTlsConfig>,
+    http_tls: Option<ServerTlsConfig>,
     ingest: Arc<Ingest>,
     tasks: wasmcol_core::Tasks,
     running: Mutex<Running>,
@@ -466,15 +482,28 @@ impl Receiver for OtlpReceiver {
 #[async_trait]
 impl Lifecycle for OtlpReceiver {
     async fn start(&self) -> Result<(), ComponentError> {
+        let reload = self.tasks.child();
+        let enabled = [
+            (&self.grpc_tls, self.grpc.is_some(), "grpc"),
+            (&self.http_tls, self.http.is_some(), "http"),
+        ];
+        for (tls, on, protocol) in enabled {
+            if let Some(tls) = tls.as_ref().filter(|_| on) {
+                tls.spawn_reload(&reload, &format!("{} ({protocol})", self.name));
+            }
+        }
+        self.running.lock().reload = Some(reload);
         if let Some(g) = &self.grpc {
-            let server = grpc::GrpcServer::start(g, self.ingest.clone(), &self.tasks)
+            let tls = self.grpc_tls.clone();
+            let server = grpc::GrpcServer::start(g, tls, self.ingest.clone(), &self.tasks)
                 .await
                 .map_err(|e| ComponentError::new(format!("grpc server on {}: {e}", g.endpoint)))?;
             tracing::info!(receiver = %self.name, endpoint = %server.local_addr(), "Starting GRPC server");
             self.running.lock().grpc = Some(server);
         }
         if let Some(h) = &self.http {
-            let server = http::start(h, self.ingest.clone(), &self.tasks)
+            let tls = self.http_tls.clone();
+            let server = http::start(h, tls, self.ingest.clone(), &self.tasks)
                 .await
                 .map_err(|e| ComponentError::new(format!("http server on {}: {e}", h.endpoint)))?;
             tracing::info!(receiver = %self.name, endpoint = %server.local_addr(), "Starting HTTP server");
@@ -488,10 +517,13 @@ impl Lifecycle for OtlpReceiver {
     /// servers' tasks belong to this receiver's task set, which the service waits for at the
     /// end, by its shutdown deadline.
     async fn shutdown(&self) -> Result<(), ComponentError> {
-        let (g, h) = {
+        let (g, h, reload) = {
             let mut r = self.running.lock();
-            (r.grpc.take(), r.http.take())
+            (r.grpc.take(), r.http.take(), r.reload.take())
         };
+        if let Some(reload) = reload {
+            reload.token().cancel();
+        }
         if let Some(g) = g {
             g.stop_accepting();
         }
