@@ -486,11 +486,19 @@ fn composite(cfg: &PolicyCfg, path: &str) -> Result<Composite, RuleError> {
             })
             .unwrap_or(0.0) as i64
     };
-    let subs = subs(
+    let mut subs = subs(
         &c.composite_sub_policy,
         &format!("{path}.composite.composite_sub_policy"),
     )?;
-    let _ = &c.policy_order;
+    // Sub-policies are tried in `policy_order` (those it names first, in its order; the
+    // rest after them, as listed), so the first match takes its share.
+    let rank = |name: &str| {
+        c.policy_order
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(usize::MAX)
+    };
+    subs.sort_by_key(|(name, _)| rank(name));
     Ok(Composite::new(
         c.max_total_spans_per_second,
         subs.into_iter()
