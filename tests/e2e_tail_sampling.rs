@@ -250,3 +250,113 @@ async fn num_traces_evictions_are_counted() {
         collector.scrape().await
     );
 }
+
+/// Seed 002's two tiers: two `load_balancing` collectors (traceID over a static list) in
+/// front of three tail-sampling gateways, each gateway with its own backend. Each trace's
+/// first two spans go to one load balancer and its last two, 300 ms later, to the other.
+/// Guarantees: the kept traces (as the policies choose) arrive complete, each trace's spans
+/// all at one gateway, every gateway gets a share, and the dropped traces arrive nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tiers_keep_each_trace_whole_at_one_gateway() {
+    isolate_cache();
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let gateways: Vec<Collector> = backends
+        .iter()
+        .map(|b| Collector::start(&gateway(b, 10_000)))
+        .collect();
+    let hostnames: Vec<String> = gateways
+        .iter()
+        .map(|g| g.grpc_url("otlp").trim_start_matches("http://").to_owned())
+        .collect();
+    let lb_config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      static:
+        hostnames: [{}]
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#,
+        hostnames.join(", ")
+    );
+    let lbs = [Collector::start(&lb_config), Collector::start(&lb_config)];
+    let mut first = TraceServiceClient::connect(lbs[0].grpc_url("otlp"))
+        .await
+        .unwrap();
+    let mut second = TraceServiceClient::connect(lbs[1].grpc_url("otlp"))
+        .await
+        .unwrap();
+    const TRACES: u64 = 300;
+    for chunk in (0..TRACES).step_by(100) {
+        first
+            .export(request(chunk..chunk + 100, 0..2))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for chunk in (0..TRACES).step_by(100) {
+        second
+            .export(request(chunk..chunk + 100, 2..SPANS_PER_TRACE))
+            .await
+            .unwrap();
+    }
+    let kept: BTreeSet<[u8; 16]> = (0..TRACES)
+        .filter(|&i| kind(i) != Kind::Plain || probabilistic_keeps(&trace_id(i)))
+        .map(trace_id)
+        .collect();
+    let want = kept.len() * SPANS_PER_TRACE;
+    let total = || backends.iter().map(|b| b.spans().len()).sum::<usize>();
+    assert!(
+        eventually(WAIT, || async { total() >= want }).await,
+        "{} of {want} spans arrived",
+        total()
+    );
+    // Nothing more comes: the other traces were dropped whole.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut at: BTreeMap<[u8; 16], BTreeMap<usize, usize>> = BTreeMap::new();
+    for (g, b) in backends.iter().enumerate() {
+        for s in b.spans() {
+            *at.entry(s.trace_id.as_slice().try_into().unwrap())
+                .or_default()
+                .entry(g)
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(
+        at.keys().copied().collect::<BTreeSet<_>>(),
+        kept,
+        "kept traces differ from the policies' choice"
+    );
+    for (trace, per_gateway) in &at {
+        assert_eq!(
+            per_gateway.len(),
+            1,
+            "trace {trace:02x?} reached several gateways: {per_gateway:?}"
+        );
+        assert_eq!(
+            per_gateway.values().sum::<usize>(),
+            SPANS_PER_TRACE,
+            "trace {trace:02x?} incomplete or doubled"
+        );
+    }
+    for (g, b) in backends.iter().enumerate() {
+        assert!(!b.spans().is_empty(), "gateway {g} got no trace");
+    }
+}
