@@ -233,6 +233,76 @@ async fn corrupt_records_are_quarantined() {
     assert!(keys_on_disk(dir.path(), QUEUE).is_empty());
 }
 
+/// Scenario: a queue directory holding records of both formats: version 1 (payload as
+/// received, written by wasmcol before records were compressed) and version 2 (zstd), then
+/// requests enqueued by this build.
+/// Guarantees: every record replays; what this build writes is version 2 and smaller than
+/// its payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_both_formats_replay() {
+    use wasmcol_delivery::record;
+    let dir = tempfile::tempdir().unwrap();
+    // Create the keyspace the way the collector does, then write records behind its back.
+    let c = start(
+        dir.path(),
+        "",
+        FakeSender::new(Mode::Refuse(None)),
+        QueueConfig::default(),
+    )
+    .await;
+    c.stop().await;
+    {
+        let db = fjall::Database::builder(dir.path().join("fjall"))
+            .open()
+            .unwrap();
+        let ks = db
+            .keyspace(QUEUE, fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        for i in 0..4u64 {
+            let batch = traces(i * 50, 50);
+            let value = if i % 2 == 0 {
+                record::encode_raw(&batch)
+            } else {
+                record::encode(&batch)
+            };
+            assert_eq!(value[2], if i % 2 == 0 { 1 } else { 2 });
+            ks.insert(i.to_be_bytes(), value).unwrap();
+        }
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let refusing = FakeSender::new(Mode::Refuse(None));
+    let c = start(dir.path(), "", refusing, QueueConfig::default()).await;
+    c.exporter.consume(traces(200, 50)).await.unwrap();
+    c.stop().await;
+    {
+        let db = fjall::Database::builder(dir.path().join("fjall"))
+            .open()
+            .unwrap();
+        let ks = db
+            .keyspace(QUEUE, fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let v = ks.get(4u64.to_be_bytes()).unwrap().unwrap();
+        assert_eq!(v[2], record::VERSION_ZSTD, "this build writes version 2");
+        assert!(
+            v.len() < traces(200, 50).encoded_len() / 2,
+            "a record of {} bytes for a payload of {}",
+            v.len(),
+            traces(200, 50).encoded_len()
+        );
+    }
+    let backend = FakeSender::new(Mode::Accept);
+    let c = start(dir.path(), "", backend.clone(), QueueConfig::default()).await;
+    assert!(
+        backend
+            .wait_until(Duration::from_secs(20), |s| s.distinct() == 250)
+            .await,
+        "{}",
+        backend.distinct()
+    );
+    c.stop().await;
+    assert!(keys_on_disk(dir.path(), QUEUE).is_empty());
+}
+
 /// Scenario: a persistent queue of 3 requests with a hanging backend, then a storage cap.
 /// Guarantees: the 4th request is refused with a retryable error and a retry hint, counted
 /// in `otelcol_exporter_enqueue_failed_spans`; a storage over its byte cap refuses the same way.
