@@ -91,11 +91,17 @@ impl Collector {
 
 /// Reads every key of a queue keyspace (after the collector released the database).
 fn keys_on_disk(dir: &Path, keyspace: &str) -> Vec<Vec<u8>> {
+    let (_db, ks) = open_keyspace(dir, keyspace);
+    ks.iter().map(|g| g.key().unwrap().to_vec()).collect()
+}
+
+/// Opens a queue keyspace behind the collector's back (after it released the database).
+fn open_keyspace(dir: &Path, keyspace: &str) -> (fjall::Database, fjall::Keyspace) {
     let db = fjall::Database::builder(dir.join("fjall")).open().unwrap();
     let ks = db
         .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
         .unwrap();
-    ks.iter().map(|g| g.key().unwrap().to_vec()).collect()
+    (db, ks)
 }
 
 /// Scenario: 20 requests accepted while the backend refuses; the collector stops; it starts
@@ -189,12 +195,7 @@ async fn corrupt_records_are_quarantined() {
     }
     c.stop().await;
     {
-        let db = fjall::Database::builder(dir.path().join("fjall"))
-            .open()
-            .unwrap();
-        let ks = db
-            .keyspace(QUEUE, fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+        let (db, ks) = open_keyspace(dir.path(), QUEUE);
         // Flip one payload byte of the fourth record (seq 3): its checksum no longer matches.
         let key = 3u64.to_be_bytes();
         let mut v = ks.get(key).unwrap().unwrap().to_vec();
@@ -252,12 +253,7 @@ async fn records_of_both_formats_replay() {
     .await;
     c.stop().await;
     {
-        let db = fjall::Database::builder(dir.path().join("fjall"))
-            .open()
-            .unwrap();
-        let ks = db
-            .keyspace(QUEUE, fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+        let (db, ks) = open_keyspace(dir.path(), QUEUE);
         for i in 0..4u64 {
             let batch = traces(i * 50, 50);
             let value = if i % 2 == 0 {
@@ -275,12 +271,7 @@ async fn records_of_both_formats_replay() {
     c.exporter.consume(traces(200, 50)).await.unwrap();
     c.stop().await;
     {
-        let db = fjall::Database::builder(dir.path().join("fjall"))
-            .open()
-            .unwrap();
-        let ks = db
-            .keyspace(QUEUE, fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+        let (_db, ks) = open_keyspace(dir.path(), QUEUE);
         let v = ks.get(4u64.to_be_bytes()).unwrap().unwrap();
         assert_eq!(v[2], record::VERSION_ZSTD, "this build writes version 2");
         assert!(
