@@ -14,8 +14,9 @@
 //! 16      n     payload: that protobuf as one zstd frame
 //! ```
 //!
-//! wasmcol writes version 2 (an OTLP request shrinks to a fifth or less at zstd level 1, so
-//! the disk holds that many more requests through an outage and fjall writes that much less);
+//! wasmcol writes version 2 (OTLP repeats keys, names and ids, so a request shrinks at zstd
+//! level 1, and the disk holds that many more requests through an outage while fjall writes
+//! that much less);
 //! a request that does not shrink, or is larger than [`MAX_COMPRESSED_PAYLOAD`], is written as
 //! version 1. Both versions are read, so a queue written by an older wasmcol replays.
 //!
