@@ -36,6 +36,8 @@ exporters:
     sending_queue:
       storage: file_storage
       num_consumers: 2
+      # Compressed records are small: the disk, not the request count, must fill first.
+      queue_size: 100000
 service:
   extensions: [file_storage]
   pipelines:

@@ -247,6 +247,18 @@ fn record(signal: Signal, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The same request as a format-2 record: the payload zstd-compressed after its length.
+fn record_zstd(signal: Signal, payload: &[u8]) -> Vec<u8> {
+    let raw = record(signal, payload);
+    let packed = zstd::bulk::compress(payload, 1).expect("memory");
+    let mut out = b"WQ\x02".to_vec();
+    out.extend_from_slice(&raw[3..8]);
+    out.extend_from_slice(&crc32fast::hash(&packed).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&packed);
+    out
+}
+
 fn compress(pick: u8, body: &[u8]) -> Vec<u8> {
     let packed = match pick {
         0 => {
@@ -304,6 +316,7 @@ fn main() -> std::io::Result<()> {
         write("wire_scan", name, wire)?;
         write("json", name, json.as_bytes())?;
         write("record", name, &record(*signal, wire))?;
+        write("record", &format!("{name}-zstd"), &record_zstd(*signal, wire))?;
         for pick in 0..3u8 {
             write(
                 "decompress",

@@ -23,8 +23,10 @@ use crate::retry::{Delivery, Outcome};
 use crate::storage::{FileStorage, queue_name};
 
 /// Bound on the encoded bytes a memory queue holds (queued or in flight) when its `sizer`
-/// counts requests or items.
-pub const MEMORY_QUEUE_MAX_BYTES: u64 = 256 << 20;
+/// counts requests or items: 32 MiB, several full merged exports of 8192 spans. A larger
+/// bound buys nothing while the backend keeps up (the queue only fills when the collector
+/// accepts faster than it exports) and costs its size in resident memory when it does not.
+pub const MEMORY_QUEUE_MAX_BYTES: u64 = 32 << 20;
 
 /// The byte bound of a memory queue: `queue_size` itself for the bytes sizer, else
 /// [`MEMORY_QUEUE_MAX_BYTES`].
@@ -279,15 +281,10 @@ impl ChainExporter {
                         queue.pop_group(&stop, &plan).await
                     };
                     let Some(group) = group else { break };
-                    let mut taken = Vec::with_capacity(group.len());
-                    let mut batches = Vec::with_capacity(group.len());
-                    for mut t in group {
-                        // A record that fails its checks is quarantined and finished by `read`.
-                        if let Some(b) = queue.read(&mut t).await {
-                            batches.push(b);
-                            taken.push(t);
-                        }
-                    }
+                    // Records that fail their checks are quarantined and finished by
+                    // `read_group`; the rest come back with their data.
+                    let (taken, batches): (Vec<_>, Vec<_>) =
+                        queue.read_group(group).await.into_iter().unzip();
                     if batches.is_empty() {
                         continue;
                     }

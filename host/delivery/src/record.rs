@@ -3,25 +3,46 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic "WQ"
-//! 2       1     format version (1)
+//! 2       1     format version: 1 payload as received, 2 payload zstd-compressed
 //! 3       1     signal (0 traces, 1 metrics, 2 logs)
 //! 4       4     item count, u32 little-endian
-//! 8       4     CRC-32 (IEEE) of the payload, u32 little-endian
+//! 8       4     CRC-32 (IEEE) of the stored payload, u32 little-endian
+//! version 1:
 //! 12      n     payload: the OTLP Export*ServiceRequest protobuf, as received
+//! version 2:
+//! 12      4     length of the protobuf once decompressed, u32 little-endian
+//! 16      n     payload: that protobuf as one zstd frame
 //! ```
+//!
+//! wasmcol writes version 2 (OTLP repeats keys, names and ids, so a request shrinks at zstd
+//! level 1, and the disk holds that many more requests through an outage while fjall writes
+//! that much less);
+//! a request that does not shrink, or is larger than [`MAX_COMPRESSED_PAYLOAD`], is written as
+//! version 1. Both versions are read, so a queue written by an older wasmcol replays.
 //!
 //! Keys are the queue's sequence numbers as big-endian u64, so key order is queue order.
 //! The checksum catches a record damaged on disk before its bytes reach a backend.
+
+use std::io::Read;
 
 use bytes::Bytes;
 use wasmcol_core::{Batch, Signal};
 
 /// Record magic.
 pub const MAGIC: [u8; 2] = *b"WQ";
-/// Current format version.
-pub const VERSION: u8 = 1;
-/// Bytes before the payload.
+/// Format version of a record whose payload is stored as received.
+pub const VERSION_RAW: u8 = 1;
+/// Format version of a record whose payload is zstd-compressed.
+pub const VERSION_ZSTD: u8 = 2;
+/// Bytes before the payload of a version 1 record.
 pub const HEADER_LEN: usize = 12;
+/// Bytes before the payload of a version 2 record.
+pub const HEADER_LEN_ZSTD: usize = 16;
+/// Largest payload written compressed; larger ones are stored as received. It also bounds
+/// what decompressing a record may allocate, whatever its header claims.
+pub const MAX_COMPRESSED_PAYLOAD: usize = 64 << 20;
+/// zstd level: the fastest, since compression runs on every enqueue.
+const ZSTD_LEVEL: i32 = 1;
 
 /// Why a stored record cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -46,6 +67,9 @@ pub enum CorruptRecord {
     /// The payload changed after it was written.
     #[error("payload checksum mismatch")]
     Checksum,
+    /// The compressed payload does not decompress to the length its header gives.
+    #[error("payload does not decompress: {0}")]
+    Compression(String),
     /// The payload is not a valid export request.
     #[error("payload does not decode: {0}")]
     Payload(String),
@@ -82,17 +106,48 @@ pub fn seq_of(key: &[u8]) -> Result<u64, CorruptRecord> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// Encodes a request; the payload is the batch's wire bytes (no re-encode when untouched).
-pub fn encode(batch: &Batch) -> Vec<u8> {
-    let payload = batch.encoded();
+fn header(version: u8, batch: &Batch, stored: &[u8], extra: usize) -> Vec<u8> {
     let items = u32::try_from(batch.item_count()).unwrap_or(u32::MAX);
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + extra + stored.len());
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(version);
     out.push(signal_code(batch.signal()));
     out.extend_from_slice(&items.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(stored).to_le_bytes());
+    out
+}
+
+/// Encodes a request as a version 1 record: the payload is the batch's wire bytes as they
+/// are (no re-encode when untouched).
+pub fn encode_raw(batch: &Batch) -> Vec<u8> {
+    let payload = batch.encoded();
+    let mut out = header(VERSION_RAW, batch, &payload, 0);
     out.extend_from_slice(&payload);
+    out
+}
+
+/// Encodes a request as wasmcol stores it: a version 2 record with the payload
+/// zstd-compressed, or version 1 when compression does not shrink it or it is larger than
+/// [`MAX_COMPRESSED_PAYLOAD`].
+pub fn encode(batch: &Batch) -> Vec<u8> {
+    let payload = batch.encoded();
+    if payload.len() > MAX_COMPRESSED_PAYLOAD {
+        return encode_raw(batch);
+    }
+    let Ok(compressed) = zstd::bulk::compress(&payload, ZSTD_LEVEL) else {
+        return encode_raw(batch);
+    };
+    if compressed.len() + (HEADER_LEN_ZSTD - HEADER_LEN) >= payload.len() {
+        return encode_raw(batch);
+    }
+    let mut out = header(
+        VERSION_ZSTD,
+        batch,
+        &compressed,
+        HEADER_LEN_ZSTD - HEADER_LEN,
+    );
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&compressed);
     out
 }
 
@@ -101,21 +156,41 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
 pub struct RecordInfo {
     /// Spans, points or log records.
     pub items: u64,
-    /// Payload bytes.
+    /// Bytes of the protobuf payload (once decompressed).
     pub payload_len: u64,
 }
 
-/// Checks a record's header and checksum without decoding the payload.
-pub fn check(value: &[u8], expected: Signal) -> Result<RecordInfo, CorruptRecord> {
+/// Where a checked record's stored payload starts, and how long it is once decompressed
+/// (`None` when stored as is).
+struct Layout {
+    payload_at: usize,
+    decompressed_len: Option<usize>,
+}
+
+fn layout(value: &[u8], expected: Signal) -> Result<(RecordInfo, Layout), CorruptRecord> {
     if value.len() < HEADER_LEN {
         return Err(CorruptRecord::Short(value.len()));
     }
     if value[0..2] != MAGIC {
         return Err(CorruptRecord::Magic);
     }
-    if value[2] != VERSION {
-        return Err(CorruptRecord::Version(value[2]));
-    }
+    let layout = match value[2] {
+        VERSION_RAW => Layout {
+            payload_at: HEADER_LEN,
+            decompressed_len: None,
+        },
+        VERSION_ZSTD => {
+            if value.len() < HEADER_LEN_ZSTD {
+                return Err(CorruptRecord::Short(value.len()));
+            }
+            let len = u32::from_le_bytes([value[12], value[13], value[14], value[15]]) as usize;
+            Layout {
+                payload_at: HEADER_LEN_ZSTD,
+                decompressed_len: Some(len),
+            }
+        }
+        v => return Err(CorruptRecord::Version(v)),
+    };
     let signal = signal_from(value[3]);
     if signal != Some(expected) {
         return Err(CorruptRecord::Signal {
@@ -125,20 +200,57 @@ pub fn check(value: &[u8], expected: Signal) -> Result<RecordInfo, CorruptRecord
     }
     let items = u32::from_le_bytes([value[4], value[5], value[6], value[7]]);
     let crc = u32::from_le_bytes([value[8], value[9], value[10], value[11]]);
-    let payload = &value[HEADER_LEN..];
-    if crc32fast::hash(payload) != crc {
+    // For version 2 the length field is outside the checksum: a damaged one fails the
+    // decompression, which must produce exactly that many bytes.
+    let stored = &value[layout.payload_at..];
+    if crc32fast::hash(stored) != crc {
         return Err(CorruptRecord::Checksum);
     }
-    Ok(RecordInfo {
+    let info = RecordInfo {
         items: u64::from(items),
-        payload_len: payload.len() as u64,
-    })
+        payload_len: layout.decompressed_len.unwrap_or(stored.len()) as u64,
+    };
+    Ok((info, layout))
 }
 
-/// Checks and decodes a record into a batch (the payload is validated, not decoded).
+/// Checks a record's header and checksum without decompressing or decoding the payload.
+pub fn check(value: &[u8], expected: Signal) -> Result<RecordInfo, CorruptRecord> {
+    layout(value, expected).map(|(info, _)| info)
+}
+
+/// Decompresses a version 2 payload into exactly `len` bytes, never allocating more than
+/// [`MAX_COMPRESSED_PAYLOAD`] whatever the header claims.
+fn decompress(stored: &[u8], len: usize) -> Result<Vec<u8>, CorruptRecord> {
+    if len > MAX_COMPRESSED_PAYLOAD {
+        return Err(CorruptRecord::Compression(format!(
+            "header claims {len} bytes, more than a compressed record holds"
+        )));
+    }
+    let decoder = zstd::stream::read::Decoder::new(stored)
+        .map_err(|e| CorruptRecord::Compression(e.to_string()))?;
+    let mut out = Vec::with_capacity(len);
+    decoder
+        .take(len as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CorruptRecord::Compression(e.to_string()))?;
+    if out.len() != len {
+        return Err(CorruptRecord::Compression(format!(
+            "{} bytes where the header says {len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// Checks and decodes a record into a batch (the payload is decompressed and validated, not
+/// decoded).
 pub fn decode(value: &[u8], expected: Signal) -> Result<Batch, CorruptRecord> {
-    check(value, expected)?;
-    let payload = Bytes::copy_from_slice(&value[HEADER_LEN..]);
+    let (_, layout) = layout(value, expected)?;
+    let stored = &value[layout.payload_at..];
+    let payload = match layout.decompressed_len {
+        None => Bytes::copy_from_slice(stored),
+        Some(len) => Bytes::from(decompress(stored, len)?),
+    };
     Batch::from_encoded(expected, payload).map_err(|e| CorruptRecord::Payload(e.to_string()))
 }
 
@@ -172,19 +284,24 @@ mod tests {
     #[test]
     fn round_trip_and_damage_detection() {
         let b = batch(3);
-        let rec = encode(&b);
-        let info = check(&rec, Signal::Traces).unwrap();
-        assert_eq!(info.items, 3);
+        for rec in [encode_raw(&b), encode(&batch(300))] {
+            let info = check(&rec, Signal::Traces).unwrap();
+            let back = decode(&rec, Signal::Traces).unwrap();
+            assert_eq!(info.items, back.item_count() as u64);
+            assert_eq!(info.payload_len, back.encoded_len() as u64);
+            assert!(matches!(
+                check(&rec, Signal::Logs),
+                Err(CorruptRecord::Signal { .. })
+            ));
+            let mut bad = rec.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0xff;
+            assert_eq!(check(&bad, Signal::Traces), Err(CorruptRecord::Checksum));
+        }
+        let rec = encode_raw(&b);
+        assert_eq!(rec[2], VERSION_RAW);
         let back = decode(&rec, Signal::Traces).unwrap();
         assert_eq!(back.encoded(), b.encoded());
-        assert!(matches!(
-            check(&rec, Signal::Logs),
-            Err(CorruptRecord::Signal { .. })
-        ));
-        let mut bad = rec.clone();
-        let last = bad.len() - 1;
-        bad[last] ^= 0xff;
-        assert_eq!(check(&bad, Signal::Traces), Err(CorruptRecord::Checksum));
         assert_eq!(
             check(&rec[..5], Signal::Traces),
             Err(CorruptRecord::Short(5))
@@ -195,5 +312,75 @@ mod tests {
         );
         assert_eq!(seq_of(&key(42)).unwrap(), 42);
         assert!(key(1) < key(256), "big-endian keys sort in queue order");
+    }
+
+    #[test]
+    fn requests_are_stored_compressed_when_that_shrinks_them() {
+        let big = batch(300);
+        let rec = encode(&big);
+        assert_eq!(rec[2], VERSION_ZSTD);
+        assert!(
+            rec.len() * 3 < big.encoded_len(),
+            "{} bytes stored for {}",
+            rec.len(),
+            big.encoded_len()
+        );
+        assert_eq!(
+            decode(&rec, Signal::Traces).unwrap().encoded(),
+            big.encoded()
+        );
+        // A payload that does not shrink (a span of random ids) is stored as received.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: random(16),
+                        span_id: random(8),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let tiny = Batch::from_encoded(Signal::Traces, Bytes::from(req.encode_to_vec())).unwrap();
+        assert_eq!(encode(&tiny), encode_raw(&tiny));
+    }
+
+    #[test]
+    fn a_wrong_decompressed_length_is_corrupt() {
+        let b = batch(300);
+        let rec = encode(&b);
+        for len in [b.encoded_len() - 1, b.encoded_len() + 1, u32::MAX as usize] {
+            let mut bad = rec.clone();
+            bad[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+            // The length is outside the checksum: the header checks, decoding does not.
+            assert_eq!(check(&bad, Signal::Traces).unwrap().payload_len, len as u64);
+            assert!(matches!(
+                decode(&bad, Signal::Traces),
+                Err(CorruptRecord::Compression(_))
+            ));
+        }
+        assert_eq!(
+            check(&rec[..14], Signal::Traces),
+            Err(CorruptRecord::Short(14))
+        );
+        let mut future = rec.clone();
+        future[2] = 3;
+        assert_eq!(
+            check(&future, Signal::Traces),
+            Err(CorruptRecord::Version(3))
+        );
     }
 }

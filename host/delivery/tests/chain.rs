@@ -370,6 +370,21 @@ async fn full_memory_queue_refuses_with_hint() {
         series(&metrics, "otelcol_exporter_queue_capacity", labels),
         Some(2.0)
     );
+    // The default byte bound is reported beside it, and named in its help text.
+    assert_eq!(
+        series(&metrics, "wasmcol_exporter_queue_capacity_bytes", labels),
+        Some(wasmcol_delivery::chain::MEMORY_QUEUE_MAX_BYTES as f64)
+    );
+    let text = metrics.render(false);
+    let mib = format!(
+        "{} MiB",
+        wasmcol_delivery::chain::MEMORY_QUEUE_MAX_BYTES >> 20
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("# HELP otelcol_exporter_queue_capacity ") && l.contains(&mib)),
+        "the capacity's help text does not name the byte bound {mib}"
+    );
     assert!(exp.health().unwrap().queue_fill() >= 1.0);
 }
 

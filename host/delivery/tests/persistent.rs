@@ -91,11 +91,17 @@ impl Collector {
 
 /// Reads every key of a queue keyspace (after the collector released the database).
 fn keys_on_disk(dir: &Path, keyspace: &str) -> Vec<Vec<u8>> {
+    let (_db, ks) = open_keyspace(dir, keyspace);
+    ks.iter().map(|g| g.key().unwrap().to_vec()).collect()
+}
+
+/// Opens a queue keyspace behind the collector's back (after it released the database).
+fn open_keyspace(dir: &Path, keyspace: &str) -> (fjall::Database, fjall::Keyspace) {
     let db = fjall::Database::builder(dir.join("fjall")).open().unwrap();
     let ks = db
         .keyspace(keyspace, fjall::KeyspaceCreateOptions::default)
         .unwrap();
-    ks.iter().map(|g| g.key().unwrap().to_vec()).collect()
+    (db, ks)
 }
 
 /// Scenario: 20 requests accepted while the backend refuses; the collector stops; it starts
@@ -189,12 +195,7 @@ async fn corrupt_records_are_quarantined() {
     }
     c.stop().await;
     {
-        let db = fjall::Database::builder(dir.path().join("fjall"))
-            .open()
-            .unwrap();
-        let ks = db
-            .keyspace(QUEUE, fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+        let (db, ks) = open_keyspace(dir.path(), QUEUE);
         // Flip one payload byte of the fourth record (seq 3): its checksum no longer matches.
         let key = 3u64.to_be_bytes();
         let mut v = ks.get(key).unwrap().unwrap().to_vec();
@@ -230,6 +231,66 @@ async fn corrupt_records_are_quarantined() {
         keys_on_disk(dir.path(), &format!("{QUEUE}.quarantine")).len(),
         2
     );
+    assert!(keys_on_disk(dir.path(), QUEUE).is_empty());
+}
+
+/// Scenario: a queue directory holding records of both formats: version 1 (payload as
+/// received, written by wasmcol before records were compressed) and version 2 (zstd), then
+/// requests enqueued by this build.
+/// Guarantees: every record replays; what this build writes is version 2 and smaller than
+/// its payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_both_formats_replay() {
+    use wasmcol_delivery::record;
+    let dir = tempfile::tempdir().unwrap();
+    // Create the keyspace the way the collector does, then write records behind its back.
+    let c = start(
+        dir.path(),
+        "",
+        FakeSender::new(Mode::Refuse(None)),
+        QueueConfig::default(),
+    )
+    .await;
+    c.stop().await;
+    {
+        let (db, ks) = open_keyspace(dir.path(), QUEUE);
+        for i in 0..4u64 {
+            let batch = traces(i * 50, 50);
+            let value = if i % 2 == 0 {
+                record::encode_raw(&batch)
+            } else {
+                record::encode(&batch)
+            };
+            assert_eq!(value[2], if i % 2 == 0 { 1 } else { 2 });
+            ks.insert(i.to_be_bytes(), value).unwrap();
+        }
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let refusing = FakeSender::new(Mode::Refuse(None));
+    let c = start(dir.path(), "", refusing, QueueConfig::default()).await;
+    c.exporter.consume(traces(200, 50)).await.unwrap();
+    c.stop().await;
+    {
+        let (_db, ks) = open_keyspace(dir.path(), QUEUE);
+        let v = ks.get(4u64.to_be_bytes()).unwrap().unwrap();
+        assert_eq!(v[2], record::VERSION_ZSTD, "this build writes version 2");
+        assert!(
+            v.len() < traces(200, 50).encoded_len() / 2,
+            "a record of {} bytes for a payload of {}",
+            v.len(),
+            traces(200, 50).encoded_len()
+        );
+    }
+    let backend = FakeSender::new(Mode::Accept);
+    let c = start(dir.path(), "", backend.clone(), QueueConfig::default()).await;
+    assert!(
+        backend
+            .wait_until(Duration::from_secs(20), |s| s.distinct() == 250)
+            .await,
+        "{}",
+        backend.distinct()
+    );
+    c.stop().await;
     assert!(keys_on_disk(dir.path(), QUEUE).is_empty());
 }
 

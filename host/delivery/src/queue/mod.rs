@@ -192,7 +192,7 @@ impl QueueObs {
         metrics
             .gauge(
                 "otelcol_exporter_queue_capacity",
-                "Fixed capacity of the retry queue (in batches, or the sizer's unit). A memory queue is also bounded in bytes: wasmcol_exporter_queue_capacity_bytes (256 MiB unless the sizer is bytes).",
+                &format!("Fixed capacity of the retry queue (in batches, or the sizer's unit). A memory queue is also bounded in bytes: wasmcol_exporter_queue_capacity_bytes ({} MiB unless the sizer is bytes).", crate::chain::MEMORY_QUEUE_MAX_BYTES >> 20),
                 &labels,
             )
             .set(i64::try_from(capacity).unwrap_or(i64::MAX));

@@ -39,7 +39,10 @@ pub const CACHE_BYTES: u64 = 32 << 20;
 #[derive(Clone)]
 struct Meta {
     size: u64,
+    /// Stored record bytes (counted against the storage cap and the cache).
     bytes: u64,
+    /// Protobuf payload bytes, as the `bytes` sizer counts them.
+    payload: u64,
     items: u64,
     cached: Option<Batch>,
 }
@@ -63,6 +66,26 @@ enum Unread {
     Corrupt(Vec<u8>, CorruptRecord),
     /// The storage is being reopened; the record is fine.
     Unavailable(StorageError),
+}
+
+/// Reads and decodes one record. Blocking.
+fn fetch(
+    ks: Result<&fjall::Keyspace, StorageError>,
+    seq: u64,
+    signal: Signal,
+) -> Result<Option<Batch>, Unread> {
+    let ks = ks.map_err(Unread::Unavailable)?;
+    match ks.get(record::key(seq)) {
+        Ok(Some(v)) => match record::decode(&v, signal) {
+            Ok(b) => Ok(Some(b)),
+            Err(why) => Err(Unread::Corrupt(v.to_vec(), why)),
+        },
+        Ok(None) => Ok(None),
+        Err(e) => Err(Unread::Corrupt(
+            Vec::new(),
+            CorruptRecord::Payload(format!("unreadable: {e}")),
+        )),
+    }
 }
 
 /// An opened queue keyspace.
@@ -201,6 +224,7 @@ impl PersistentQueue {
                     Meta {
                         size,
                         bytes: stored,
+                        payload: info.payload_len,
                         items: info.items,
                         cached: None,
                     },
@@ -304,7 +328,7 @@ impl PersistentQueue {
                     };
                     st.size -= old.size;
                     if old.cached.is_some() {
-                        st.cached_bytes -= old.bytes;
+                        st.cached_bytes -= old.payload;
                     }
                     client.store.release(old.bytes);
                     evicted.push((old_seq, old));
@@ -367,15 +391,17 @@ impl PersistentQueue {
                 Ok(()) => {
                     let mut st = queue.state.lock();
                     let items = batch.item_count() as u64;
-                    let cached = (st.cached_bytes + bytes <= CACHE_BYTES).then_some(batch);
+                    let payload = batch.encoded_len() as u64;
+                    let cached = (st.cached_bytes + payload <= CACHE_BYTES).then_some(batch);
                     if cached.is_some() {
-                        st.cached_bytes += bytes;
+                        st.cached_bytes += payload;
                     }
                     st.ready.insert(
                         seq,
                         Meta {
                             size,
                             bytes,
+                            payload,
                             items,
                             cached,
                         },
@@ -412,7 +438,7 @@ impl PersistentQueue {
                 }
                 if let Some((seq, meta)) = st.ready.pop_first() {
                     if meta.cached.is_some() {
-                        st.cached_bytes -= meta.bytes;
+                        st.cached_bytes -= meta.payload;
                     }
                     let more = !st.ready.is_empty();
                     drop(st);
@@ -453,14 +479,13 @@ impl PersistentQueue {
                 while !group.ready(plan)
                     && let Some((_, meta)) = st.ready.first_key_value()
                 {
-                    let payload = meta.bytes.saturating_sub(record::HEADER_LEN as u64);
-                    let size = plan.measure(meta.items, payload);
+                    let size = plan.measure(meta.items, meta.payload);
                     if !group.admits(plan, size) {
                         break;
                     }
                     if let Some((seq, meta)) = st.ready.pop_first() {
                         if meta.cached.is_some() {
-                            st.cached_bytes -= meta.bytes;
+                            st.cached_bytes -= meta.payload;
                         }
                         group.push(plan, Taken { seq, meta }, size);
                     }
@@ -478,59 +503,89 @@ impl PersistentQueue {
     /// The request's data: from memory, or read back from disk. A record that fails its
     /// checks is quarantined and `None` is returned (the request is finished).
     pub async fn read(&self, taken: &mut Taken) -> Option<Batch> {
-        if let Some(b) = taken.meta.cached.take() {
-            return Some(b);
+        let mut read = self
+            .read_group(vec![std::mem::replace(
+                taken,
+                Taken {
+                    seq: taken.seq,
+                    meta: taken.meta.clone(),
+                },
+            )])
+            .await;
+        let (t, batch) = read.pop()?;
+        *taken = t;
+        Some(batch)
+    }
+
+    /// The data of a merged export's requests, those not in memory read back from disk in
+    /// one go on the blocking pool. Requests whose record fails its checks are quarantined
+    /// and finished, those the storage cannot serve now are put back in the queue, and all
+    /// of them are left out of the result.
+    pub async fn read_group(&self, group: Vec<Taken>) -> Vec<(Taken, Batch)> {
+        let mut out = Vec::with_capacity(group.len());
+        let mut unread = Vec::new();
+        for mut t in group {
+            match t.meta.cached.take() {
+                Some(b) => out.push((t, b)),
+                None => unread.push(t),
+            }
         }
-        let client = self.client().ok()?;
+        if unread.is_empty() {
+            return out;
+        }
+        let Ok(client) = self.client() else {
+            return out;
+        };
         let store = client.store.clone();
         let name = client.data.clone();
-        let seq = taken.seq;
+        let seqs: Vec<u64> = unread.iter().map(|t| t.seq).collect();
         let signal = self.signal;
         let read = self
             .tasks
             .spawn_blocking(move || {
-                let ks = store.keyspace(&name).map_err(Unread::Unavailable)?;
-                match ks.get(record::key(seq)) {
-                    Ok(Some(v)) => match record::decode(&v, signal) {
-                        Ok(b) => Ok(Some(b)),
-                        Err(why) => Err(Unread::Corrupt(v.to_vec(), why)),
-                    },
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(Unread::Corrupt(
-                        Vec::new(),
-                        CorruptRecord::Payload(format!("unreadable: {e}")),
-                    )),
-                }
+                let ks = store.keyspace(&name);
+                seqs.into_iter()
+                    .map(|seq| fetch(ks.as_ref().map_err(Clone::clone), seq, signal))
+                    .collect::<Vec<_>>()
             })
             .await;
-        match read {
-            Ok(Ok(Some(b))) => Some(b),
-            Ok(Ok(None)) => {
-                tracing::warn!(queue = %self.name, seq, "persistent queue: record vanished");
-                self.finish(taken, false).await;
-                None
-            }
-            Ok(Err(Unread::Corrupt(value, why))) => {
-                self.quarantine_record(&client, record::key(seq).to_vec(), value, &why)
-                    .await;
-                self.finish(taken, false).await;
-                None
-            }
-            Ok(Err(Unread::Unavailable(e))) => {
-                // The database is being reopened after a write failure: the record is
-                // intact, so it goes back to the front of the queue for a later attempt.
-                tracing::debug!(queue = %self.name, error = %e, "persistent queue: read deferred");
-                tokio::time::sleep(READ_RETRY).await;
-                self.requeue(taken);
-                None
-            }
+        let results = match read {
+            Ok(r) => r,
             Err(e) => {
-                // The blocking pool is going away (shutdown); the record stays on disk.
+                // The blocking pool is going away (shutdown); the records stay on disk.
                 tracing::warn!(queue = %self.name, error = %e, "persistent queue: read interrupted");
-                self.release(taken);
-                None
+                for t in &unread {
+                    self.release(t);
+                }
+                return out;
+            }
+        };
+        let mut deferred = false;
+        for (t, result) in unread.into_iter().zip(results) {
+            match result {
+                Ok(Some(b)) => out.push((t, b)),
+                Ok(None) => {
+                    tracing::warn!(queue = %self.name, seq = t.seq, "persistent queue: record vanished");
+                    self.finish(&t, false).await;
+                }
+                Err(Unread::Corrupt(value, why)) => {
+                    self.quarantine_record(&client, record::key(t.seq).to_vec(), value, &why)
+                        .await;
+                    self.finish(&t, false).await;
+                }
+                Err(Unread::Unavailable(e)) => {
+                    // The database is being reopened after a write failure: the record is
+                    // intact, so it goes back to the front of the queue for a later attempt.
+                    tracing::debug!(queue = %self.name, error = %e, "persistent queue: read deferred");
+                    if !deferred {
+                        tokio::time::sleep(READ_RETRY).await;
+                        deferred = true;
+                    }
+                    self.requeue(&t);
+                }
             }
         }
+        out
     }
 
     /// Puts a taken request back, to be handed out again.
