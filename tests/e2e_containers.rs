@@ -869,7 +869,10 @@ fn seed_002_lb_dns_in_containers() {
     wait_metric(&rt, m, "gateway-1 dropped", |t| backends(t) == 2.0);
     let before = stream.acked_len();
     while stream.acked_len() < before + 200 {
-        assert!(t.elapsed() < WAIT * 2, "the stream stalled after the scale-down");
+        assert!(
+            t.elapsed() < WAIT * 2,
+            "the stream stalled after the scale-down"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (sent, acked, failed) = stream.finish(&rt, 2_000_000);
