@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 use wasmcol_core::{Metrics, config};
 use wasmcol_wasm::{Runtime as PluginRuntime, RuntimeOptions};
 
+/// mimalloc instead of glibc's malloc: with many worker threads glibc keeps freed batch
+/// buffers in per-thread arenas, so RSS stays near the peak long after the data left.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wasmcol",
