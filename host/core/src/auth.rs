@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use wasmcol_config::{ComponentId, KeyError, Value};
 
-use crate::CreateContext;
+use crate::{CreateContext, Extension};
 
 /// Checks incoming requests: the server side of an authenticator extension.
 pub trait ServerAuthenticator: Send + Sync {
@@ -59,20 +59,7 @@ pub fn server(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Option<Arc<dyn ServerAuthenticator>>, KeyError> {
-    let Some(body) = body.filter(|b| !b.is_null()) else {
-        return Ok(None);
-    };
-    let (_, id) = decode(path, body)?;
-    let ext = ctx
-        .extensions
-        .get(&id)
-        .ok_or_else(|| not_found(path, &id))?;
-    ext.server_authenticator().map(Some).ok_or_else(|| {
-        KeyError::new(
-            format!("{path}.authenticator"),
-            format!("extension \"{id}\" is not a server authenticator"),
-        )
-    })
+    resolve(ctx, path, body, "server", |e| e.server_authenticator())
 }
 
 /// The client authenticator named by the `auth` block at `path` (`None` without one).
@@ -81,6 +68,17 @@ pub fn client(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Option<Arc<dyn ClientAuthenticator>>, KeyError> {
+    resolve(ctx, path, body, "client", |e| e.client_authenticator())
+}
+
+/// The `side` of the extension an `auth` block names, through `get`.
+fn resolve<T: ?Sized>(
+    ctx: &CreateContext,
+    path: &str,
+    body: Option<&Value>,
+    side: &str,
+    get: impl Fn(&dyn Extension) -> Option<Arc<T>>,
+) -> Result<Option<Arc<T>>, KeyError> {
     let Some(body) = body.filter(|b| !b.is_null()) else {
         return Ok(None);
     };
@@ -89,10 +87,10 @@ pub fn client(
         .extensions
         .get(&id)
         .ok_or_else(|| not_found(path, &id))?;
-    ext.client_authenticator().map(Some).ok_or_else(|| {
+    get(ext.as_ref()).map(Some).ok_or_else(|| {
         KeyError::new(
             format!("{path}.authenticator"),
-            format!("extension \"{id}\" is not a client authenticator"),
+            format!("extension \"{id}\" is not a {side} authenticator"),
         )
     })
 }
