@@ -330,8 +330,9 @@ impl Sender for BackendSender {
 
 /// Why a routing round did not deliver everything.
 enum RoundError {
-    /// Retrying cannot help; reported as is.
-    Permanent(ConsumeError),
+    /// Reported as is, without a retry: a permanent error, or a round that timed out (which
+    /// parts landed is unknown, so sending all of them again would duplicate).
+    Final(ConsumeError),
     /// These parts failed and may succeed later (the first error says why).
     Retry(Vec<Batch>, ConsumeError),
 }
@@ -434,7 +435,7 @@ impl Inner {
                 Some(t) => tokio::time::timeout(t, self.round(pending))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(RoundError::Permanent(ConsumeError::retryable(format!(
+                        Err(RoundError::Final(ConsumeError::retryable(format!(
                             "load_balancing: export attempt timed out after {t:?}"
                         ))))
                     }),
@@ -442,7 +443,7 @@ impl Inner {
             };
             let (failed, err) = match round {
                 Ok(()) => return Ok(()),
-                Err(RoundError::Permanent(e)) => return Err(e),
+                Err(RoundError::Final(e)) => return Err(e),
                 Err(RoundError::Retry(failed, err)) => (failed, err),
             };
             // The ring changed under the failed parts: they may now belong elsewhere.
@@ -485,9 +486,16 @@ impl Inner {
             let s = self.state.read();
             (s.ring.clone(), s.backends.clone())
         };
+        // No backend yet (nothing resolved): every batch waits for the retry, whole. Before
+        // this, the error was returned at once and a top-level queue, whose own retry the
+        // router replaces, dropped the request.
+        if ring.is_empty() {
+            let err = ConsumeError::retryable("load_balancing: no backends available");
+            return Err(RoundError::Retry(batches, err));
+        }
         let mut parts = Vec::new();
         for batch in batches {
-            parts.extend(self.split(batch, &ring).map_err(RoundError::Permanent)?);
+            parts.extend(self.split(batch, &ring).map_err(RoundError::Final)?);
         }
         let sends = parts.into_iter().map(|(name, part)| {
             let exporter = backends.get(&name).map(|b| b.exporter.clone());
@@ -517,7 +525,7 @@ impl Inner {
         for r in futures::future::join_all(sends).await {
             match r {
                 Ok(()) => {}
-                Err((_, e @ ConsumeError::Permanent(_))) => return Err(RoundError::Permanent(e)),
+                Err((_, e @ ConsumeError::Permanent(_))) => return Err(RoundError::Final(e)),
                 Err((part, e)) => {
                     failed.push(part);
                     first.get_or_insert(e);
