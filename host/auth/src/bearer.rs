@@ -210,18 +210,19 @@ impl Lifecycle for BearerTokenAuth {
                     _ = tokio::time::sleep(RELOAD_EVERY) => {}
                 }
                 let p = path.clone();
+                let before = seen;
+                // The file is read only when its modification time moved.
                 let Ok((now, read)) = tasks
                     .spawn_blocking(move || {
                         let now = modified_at(&p);
-                        (now, read_tokens(&p))
+                        let read = (now != before).then(|| read_tokens(&p));
+                        (now, read)
                     })
                     .await
                 else {
                     continue;
                 };
-                if now == seen {
-                    continue;
-                }
+                let Some(read) = read else { continue };
                 seen = now;
                 match read {
                     Ok(t) => {
