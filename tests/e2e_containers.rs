@@ -527,10 +527,12 @@ fn seed_000_two_regions_in_containers() {
 fn partition(rt: &tokio::runtime::Runtime, d: &Docker, a: SocketAddr, a_metrics: SocketAddr) {
     let t = Instant::now();
     d.disconnect("region-a", "gateway-b");
-    let acked = rt.block_on(send(a, 3_000_000, 400, 5, 8));
-    assert_eq!(acked.len(), 2000, "region A refused spans during the cut");
-    let text = wait_metric(rt, a_metrics, "cross-region queue grows", |m| {
-        queue_size(m, "otlp/cross-region") > 0.0
+    // One span per request, so that more than 5000 requests queue: the condition of the
+    // seed's CrossRegionQueueBacklog alert (tests/e2e_alerts.rs runs promtool on it).
+    let acked = rt.block_on(send(a, 3_000_000, 5100, 1, 16));
+    assert_eq!(acked.len(), 5100, "region A refused spans during the cut");
+    let text = wait_metric(rt, a_metrics, "CrossRegionQueueBacklog's condition", |m| {
+        queue_size(m, "otlp/cross-region") > 5000.0
     });
     let peak = queue_size(&text, "otlp/cross-region");
     // The series the seed's alert rules (deploy/k8s/prometheusrule.yaml) read, with the
@@ -571,7 +573,7 @@ fn partition(rt: &tokio::runtime::Runtime, d: &Docker, a: SocketAddr, a_metrics:
         queue_size(m, "otlp/cross-region") == 0.0 && queue_size(m, "otlp/local") == 0.0
     });
     eprintln!(
-        "partition: sent 2000 spans in 400 requests during a {cut:?} cut, acknowledged {}, \
+        "partition: sent 5100 spans in 5100 requests during a {cut:?} cut, acknowledged {}, \
          cross-region queue peak seen {peak} requests, send_failed_spans {failed:?}; \
          delivered to backend-b {} (dup {}) within {:?} of reconnecting",
         acked.len(),

@@ -19,6 +19,7 @@ use std::process::Command;
 
 use serde::Deserialize as _;
 use serde_yaml::Value;
+use wasmcol_testkit::promtool;
 
 fn k8s_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s")
@@ -372,50 +373,17 @@ fn configmap_configs_pass_validate() {
 
 #[test]
 fn alert_rules_pass_promtool() {
-    let Ok(version) = Command::new("promtool").arg("--version").output() else {
-        assert!(
-            std::env::var("WASMCOL_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
-            "WASMCOL_REQUIRE_PROMTOOL=1 but promtool is not installed"
-        );
+    if !promtool::available().unwrap() {
         eprintln!("SKIPPED: promtool not installed (Debian: apt-get install prometheus)");
         return;
-    };
-    assert!(version.status.success());
-    let docs = manifests();
-    let rule = docs
-        .iter()
-        .find(|(_, d)| kind(d) == "PrometheusRule")
-        .unwrap();
-    let mut groups = serde_yaml::Mapping::new();
-    groups.insert(
-        "groups".into(),
-        get(&rule.1, "spec.groups").unwrap().clone(),
-    );
+    }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("alerts.rules.yaml"),
-        serde_yaml::to_string(&groups).unwrap(),
-    )
-    .unwrap();
+    promtool::write_rules(dir.path()).unwrap();
     std::fs::copy(
         k8s_dir().join("alerts.test.yaml"),
         dir.path().join("alerts.test.yaml"),
     )
     .unwrap();
-    for args in [
-        ["check", "rules", "alerts.rules.yaml"],
-        ["test", "rules", "alerts.test.yaml"],
-    ] {
-        let out = Command::new("promtool")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {args:?}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    promtool::run(dir.path(), &["check", "rules", "alerts.rules.yaml"]).unwrap();
+    promtool::run(dir.path(), &["test", "rules", "alerts.test.yaml"]).unwrap();
 }

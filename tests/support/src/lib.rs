@@ -5,4 +5,5 @@
 
 pub mod examples;
 pub mod prom;
+pub mod promtool;
 pub mod spans;
