@@ -13,35 +13,9 @@ mod plugins_support;
 
 use common::{Backend, Collector, WAIT, eventually, metric_value, run_cli, write_config};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use plugins_support::{isolate_cache, spans_request};
+use plugins_support::{isolate_cache, spans_request, wasm_forwarder};
 use prost::Message;
 use wasmcol_wasm::bundled::test_paths;
-
-fn wasm_forwarder(backend: &Backend, processor: &str) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-processors:
-{processor}
-exporters:
-  otlp:
-    endpoint: {}
-    tls:
-      insecure: true
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [wasm/plugin]
-      exporters: [otlp]
-"#,
-        backend.endpoint()
-    )
-}
 
 /// Acceptance 4 through the binary: a plugin that traps on every second call of an
 /// instance, with `on_error: refuse`. The trap does not repeat on a fresh instance, so the

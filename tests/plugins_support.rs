@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::common::Backend;
+
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -80,4 +82,32 @@ pub fn isolate_cache() -> &'static Path {
         dir
     });
     dir.path()
+}
+
+/// A collector config: OTLP/gRPC in, the processor `wasm/plugin` (its YAML in `processor`,
+/// indented under `processors:`), OTLP out to `backend`.
+pub fn wasm_forwarder(backend: &Backend, processor: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+{processor}
+exporters:
+  otlp:
+    endpoint: {}
+    tls:
+      insecure: true
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [wasm/plugin]
+      exporters: [otlp]
+"#,
+        backend.endpoint()
+    )
 }

@@ -88,6 +88,21 @@ pub struct WasmConfig {
     /// Failure policy.
     #[serde(default)]
     pub on_error: OnError,
+    /// How often `path` is checked for a new version, which is then loaded and swapped in
+    /// without a restart (default 1s); `0s` checks only on SIGHUP.
+    #[serde(default)]
+    pub watch_interval: Option<GoDuration>,
+}
+
+impl WasmConfig {
+    /// The file-watch period: `None` when only SIGHUP reloads.
+    pub fn watch(&self) -> Option<std::time::Duration> {
+        match self.watch_interval {
+            None => Some(std::time::Duration::from_secs(1)),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d.0),
+        }
+    }
 }
 
 /// A YAML body as the JSON a plugin's `configure` gets (`{}` for an empty body).

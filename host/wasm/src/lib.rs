@@ -127,6 +127,7 @@ impl ProcessorFactory for WasmFactory {
         let spec = Spec {
             runtime: self.runtime.clone(),
             source: Source::File {
+                watch: cfg.watch(),
                 path: cfg.path,
                 sha256: cfg.sha256,
             },

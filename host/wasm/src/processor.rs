@@ -1,9 +1,9 @@
 //! The processor that runs a plugin: loading and configuring it in `prepare`, calls through
 //! its instance pool, the `on_error` policy and the plugin metrics.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,8 +21,10 @@ use crate::pool::{Pool, Pooled, TICK_EVERY};
 use crate::runtime::Runtime;
 
 mod held;
+mod reload;
 
 use held::{Held, Maker};
+use reload::{Live, ReloadMetrics};
 
 const DURATION_BOUNDS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -117,6 +119,8 @@ pub enum Source {
         path: String,
         /// Expected SHA-256 (hex).
         sha256: Option<String>,
+        /// How often the file is checked for a new version; `None`: only on SIGHUP.
+        watch: Option<Duration>,
     },
 }
 
@@ -136,7 +140,9 @@ pub struct Spec {
     pub config_prefix: &'static str,
 }
 
-/// What `prepare` made: the loaded plugin and the pool of its configured instances.
+/// What `prepare` (or a reload) made: the loaded plugin and the pool of its configured
+/// instances. Calls hold an `Arc` of the one that was live when they began, so a reload never
+/// pulls instances from under a call.
 struct Prepared {
     plugin: Arc<Plugin>,
     pool: Arc<Pool>,
@@ -146,11 +152,17 @@ struct Prepared {
 
 /// A processor backed by a plugin.
 pub struct PluginProcessor {
+    /// Itself, for the reload task (which must not keep the processor alive).
+    me: Weak<PluginProcessor>,
+    reloads: ReloadMetrics,
     id: String,
     signal: Signal,
     next: ConsumerRef,
     spec: Spec,
-    prepared: tokio::sync::OnceCell<Prepared>,
+    /// Set once by `prepare`.
+    prepared: tokio::sync::OnceCell<()>,
+    /// The live plugin, swapped by a reload.
+    live: Live,
     stopped: AtomicBool,
     tasks: Tasks,
     metrics: PluginMetrics,
@@ -217,7 +229,9 @@ impl PluginProcessor {
         next: ConsumerRef,
     ) -> Result<Arc<PluginProcessor>, BuildError> {
         let id = ctx.id.to_string();
-        Ok(Arc::new(PluginProcessor {
+        Ok(Arc::new_cyclic(|me| PluginProcessor {
+            me: me.clone(),
+            reloads: ReloadMetrics::new(ctx, &id),
             metrics: PluginMetrics::new(ctx, &id),
             registry: ctx.metrics.clone(),
             id,
@@ -225,6 +239,7 @@ impl PluginProcessor {
             next,
             spec,
             prepared: tokio::sync::OnceCell::new(),
+            live: Live::default(),
             stopped: AtomicBool::new(false),
             tasks: ctx.tasks.child(),
         }))
@@ -240,7 +255,7 @@ impl PluginProcessor {
                 .load(Bytes::from_static(bytes), fuel)
                 .await
                 .map_err(|e| format!("cannot load the bundled plugin: {e}")),
-            Source::File { path, sha256 } => {
+            Source::File { path, sha256, .. } => {
                 let bytes = read_file(path, sha256.as_deref()).await?;
                 spec.runtime
                     .load(bytes, fuel)
@@ -254,6 +269,12 @@ impl PluginProcessor {
     /// and configures the first one.
     async fn prepare_once(&self) -> Result<Prepared, String> {
         let plugin = self.load().await?;
+        self.assemble(plugin).await
+    }
+
+    /// Checks that `plugin` handles the pipeline's signal, reserves its instances and
+    /// configures the first one.
+    async fn assemble(&self, plugin: Arc<Plugin>) -> Result<Prepared, String> {
         let info = &plugin.info;
         if !info.signals.contains(&self.signal) {
             return Err(format!(
@@ -334,13 +355,14 @@ impl PluginProcessor {
     /// whether the data alone makes the plugin fail (permanent) or not (the fresh instance's
     /// result is used).
     async fn call(&self, batch: Batch) -> Result<Processed, Failure> {
-        let Some(Prepared { plugin, pool, .. }) = self.prepared.get() else {
+        let Some(live) = self.live.get() else {
             return Err(CallError::Plugin {
                 permanent: false,
                 message: "the processor was not prepared".into(),
             }
             .into());
         };
+        let (plugin, pool) = (&live.plugin, &live.pool);
         let Some(_permit) = pool.permit().await else {
             return Err(CallError::Plugin {
                 permanent: false,
@@ -465,8 +487,8 @@ impl Consumer for PluginProcessor {
                 self.signal
             )));
         }
-        if let Some(held) = self.prepared.get().and_then(|p| p.held.as_ref()) {
-            return self.hold(held, batch).await;
+        if let Some(held) = self.live.get().and_then(|p| p.held.clone()) {
+            return self.hold(&held, batch).await;
         }
         let items = batch.item_count();
         // Batches are copy-on-write: keeping the original costs a reference count.
@@ -486,7 +508,7 @@ impl Consumer for PluginProcessor {
     // enqueue is decided by what follows it.
     fn answers_on_enqueue(&self) -> bool {
         // Held spans are answered once held, as upstream's tail sampling does.
-        self.prepared.get().is_some_and(|p| p.held.is_some()) || self.next.answers_on_enqueue()
+        self.live.get().is_some_and(|p| p.held.is_some()) || self.next.answers_on_enqueue()
     }
 
     fn adopt_batching(&self, plan: &wasmcol_config::exporterhelper::QueueBatchConfig) {
@@ -498,20 +520,24 @@ impl Consumer for PluginProcessor {
 impl Lifecycle for PluginProcessor {
     async fn prepare(&self) -> Result<(), ComponentError> {
         self.prepared
-            .get_or_try_init(|| self.prepare_once())
+            .get_or_try_init(|| async {
+                let prepared = self.prepare_once().await?;
+                self.live.set(Arc::new(prepared));
+                Ok::<_, String>(())
+            })
             .await
             .map(|_| ())
             .map_err(ComponentError::new)
     }
 
     async fn start(&self) -> Result<(), ComponentError> {
-        let Some(prepared) = self.prepared.get() else {
+        let Some(prepared) = self.live.get() else {
             return Err(ComponentError::new("started before it was prepared"));
         };
         if let Some(held) = &prepared.held {
             self.start_deciding(held.clone());
         }
-        let pool = prepared.pool.clone();
+        let live = self.live.clone();
         let token = self.tasks.token();
         self.tasks.spawn(async move {
             let mut every = tokio::time::interval(TICK_EVERY);
@@ -520,17 +546,25 @@ impl Lifecycle for PluginProcessor {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = every.tick() => pool.tick_used().await,
+                    _ = every.tick() => {
+                        // The pool live now: a reload's new instances get their ticks too.
+                        if let Some(p) = live.get() {
+                            p.pool.tick_used().await;
+                        }
+                    }
                 }
             }
         });
+        if prepared.held.is_none() {
+            self.start_reloading();
+        }
         Ok(())
     }
 
     async fn shutdown(&self) -> Result<(), ComponentError> {
         self.stopped.store(true, Ordering::Release);
         self.tasks.stop_by_deadline().await;
-        if let Some(p) = self.prepared.get() {
+        if let Some(p) = self.live.get() {
             if let Some(held) = &p.held {
                 // What is still held is decided on what arrived (or dropped, counted).
                 self.decide(held, true).await;

@@ -57,6 +57,8 @@ pub struct Runtime {
     cache: CompileCache,
     loaded: Mutex<HashMap<(String, bool), Loaded>>,
     budget: Arc<InstanceBudget>,
+    /// Bumped by [`Runtime::request_reload`] (SIGHUP); `wasm` processors watch it.
+    reload: tokio::sync::watch::Sender<u64>,
     // Last: dropping the runtime stops and joins the ticker after everything else.
     epoch: Epoch,
 }
@@ -81,6 +83,7 @@ impl Runtime {
             cache: CompileCache::new(options.cache_dir),
             loaded: Mutex::new(HashMap::new()),
             budget: Arc::new(InstanceBudget::new(POOL_INSTANCES - LOADER_HEADROOM)),
+            reload: tokio::sync::watch::Sender::new(0),
             epoch,
         })
     }
@@ -94,6 +97,17 @@ impl Runtime {
     /// calls it once every processor has shut down. Dropping the runtime does the same.
     pub fn shutdown(&self) {
         self.epoch.stop();
+    }
+
+    /// Asks every file-backed (`wasm`) processor to reload its component now, whether or not
+    /// the file looks changed (the collector calls it on SIGHUP).
+    pub fn request_reload(&self) {
+        self.reload.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Reload requests, for the processors' reload tasks.
+    pub(crate) fn reload_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reload.subscribe()
     }
 
     /// Reserves room for up to `want` live instances against the pooling allocator's limit:

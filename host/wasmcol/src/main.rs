@@ -263,7 +263,7 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         .await
         .context("cannot start the collector")?;
     tracing::info!("Everything is ready. Begin running and processing data.");
-    wait_for_signal().await;
+    wait_for_signal(&plugins).await;
     tracing::info!(
         "Received signal, shutting down within {:?}",
         service.shutdown_timeout()
@@ -283,18 +283,25 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile asks the `wasm` processors to reload their
+/// components.
+async fn wait_for_signal(plugins: &PluginRuntime) {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("Received SIGHUP: reloading the wasm processors' components");
+                    plugins.request_reload();
+                }
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
