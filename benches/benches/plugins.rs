@@ -11,9 +11,14 @@
 //! the median of the per-round WASM/native ratios. Also: the fixed cost of one plugin call
 //! (an empty batch), instantiation, and loading a plugin with a cold and a warm compile cache.
 //!
+//! With `WASMCOL_BENCH_PY_PLUGIN` naming the Python region tagger built from
+//! `plugins/examples/python-region`, the same resource tag through it and through the bundled
+//! Rust `resource` plugin is compared too (per-call cost of a guest language).
+//!
 //! ```text
 //! cargo bench -p wasmcol-benches --bench plugins            # 11 rounds
 //! cargo bench -p wasmcol-benches --bench plugins -- 5       # 5 rounds
+//! WASMCOL_BENCH_PY_PLUGIN=/tmp/py_region.wasm cargo bench -p wasmcol-benches --bench plugins
 //! ```
 
 #![forbid(unsafe_code)]
@@ -426,6 +431,88 @@ fn main() {
         "start with attributes + resource plugins: first start (compile + cache write) {}, second start (cache hit) {}",
         fmt_ns(median(cold)),
         fmt_ns(median(warm))
+    );
+
+    match std::env::var("WASMCOL_BENCH_PY_PLUGIN") {
+        Ok(path) => python_vs_rust(&rt, &r, &resource_alone, &path, rounds),
+        Err(_) => println!(
+            "\n(Python plugin skipped: set WASMCOL_BENCH_PY_PLUGIN to a build of \
+             plugins/examples/python-region)"
+        ),
+    }
+}
+
+/// The resource tag (upsert `deployment.region`, one bulk host call) through the Python
+/// plugin and through the bundled Rust `resource` plugin, interleaved: time per call for 0,
+/// 100 and 1000 spans, and what instantiating each costs.
+fn python_vs_rust(
+    rt: &tokio::runtime::Runtime,
+    r: &Registry,
+    rust: &Arc<dyn Processor>,
+    path: &str,
+    rounds: usize,
+) {
+    let python = processor(
+        rt,
+        r,
+        "wasm",
+        "wasm/py-region",
+        &format!("path: {path}\nconfig: {{region: us-east-1}}\nwatch_interval: 0s\n"),
+        Arc::new(Encode),
+    );
+    let per_call = |p: &Arc<dyn Processor>, batch: &Batch, budget: Duration| {
+        rt.block_on(async {
+            let start = Instant::now();
+            let mut k = 0u64;
+            while start.elapsed() < budget || k < 3 {
+                p.consume(batch.clone()).await.expect("consume");
+                k += 1;
+            }
+            start.elapsed().as_nanos() as f64 / k as f64
+        })
+    };
+    println!("\nregion tag, Python (componentize-py) vs Rust plugin, {rounds} interleaved rounds");
+    println!("| N spans | Rust `resource` plugin | Python plugin | Python/Rust |");
+    println!("|---:|---:|---:|---:|");
+    for n in [0usize, 100, 1000] {
+        let bytes = Bytes::from(wasmcol_benches::traces_request(1, n).encode_to_vec());
+        let batch = Batch::Traces(TracesBatch::from_encoded(bytes).expect("valid"));
+        let budget = Duration::from_millis(if n >= 1000 { 150 } else { 60 });
+        let (mut rs, mut py, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let a = per_call(rust, &batch, budget);
+            let b = per_call(&python, &batch, budget);
+            rs.push(a);
+            py.push(b);
+            ratio.push(b / a);
+        }
+        println!(
+            "| {n} | {} | {} | {:.2}x |",
+            fmt_ns(median(rs)),
+            fmt_ns(median(py)),
+            median(ratio)
+        );
+    }
+    let bytes = Bytes::from(std::fs::read(path).expect("read the Python plugin"));
+    let size = bytes.len();
+    let runtime = Runtime::new(RuntimeOptions::from_env()).expect("runtime");
+    let plugin = rt.block_on(runtime.load(bytes, false)).expect("load");
+    let inst = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let i = plugin
+                .instantiate(&Limits::default(), "bench")
+                .await
+                .expect("instantiate");
+            v.push(t.elapsed().as_nanos() as f64);
+            drop(i);
+        }
+        median(v)
+    });
+    println!(
+        "Python plugin: {size} bytes, instantiate {} (a Rust plugin: see above)",
+        fmt_ns(inst)
     );
 }
 
