@@ -426,3 +426,49 @@ service:
         log.lock()
     );
 }
+
+/// The bundled sampler publishes upstream's `count_traces_sampled` counter, labelled with the
+/// processor: sampled and not sampled spans add up to what was sent, and the sampled ones are
+/// exactly what the backend got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probabilistic_sampler_publishes_upstreams_counter() {
+    isolate_cache();
+    let backend = Backend::start().await;
+    let config = wasm_forwarder(
+        &backend,
+        "  probabilistic_sampler:\n    sampling_percentage: 50\n",
+    )
+    .replace("[wasm/plugin]", "[probabilistic_sampler]");
+    let collector = Collector::start(&config);
+    let mut client = TraceServiceClient::connect(collector.grpc_url("otlp"))
+        .await
+        .unwrap();
+    client
+        .export(wasmcol_testkit::spans::request(1, 200))
+        .await
+        .unwrap();
+    let count = |text: &str, sampled: &str| {
+        wasmcol_testkit::prom::series(
+            text,
+            "otelcol_processor_probabilistic_sampler_count_traces_sampled",
+            &format!(
+                "policy=\"trace_id_hash\",processor=\"probabilistic_sampler\",sampled=\"{sampled}\""
+            ),
+        )
+        .unwrap_or(0.0)
+    };
+    let last = parking_lot::Mutex::new(String::new());
+    let counted = eventually(WAIT, || async {
+        let t = collector.scrape().await;
+        let done = count(&t, "true") + count(&t, "false") == 200.0;
+        *last.lock() = t;
+        done
+    })
+    .await;
+    let text = last.into_inner();
+    assert!(counted, "{text}");
+    let sampled = count(&text, "true");
+    assert!(sampled > 0.0 && sampled < 200.0, "{text}");
+    assert!(backend.wait_for_spans(sampled as usize).await);
+    assert_eq!(backend.spans().len(), sampled as usize);
+}

@@ -6,7 +6,10 @@
 //! The `proportional` and `equalizing` modes are not implemented; configuring them is an
 //! error rather than a silent fallback.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use wasmcol_sdk::metrics::counter_add;
 use wasmcol_sdk::{
     ConfigErrors, Level, Logs, Outcome, ProcessError, Processor, SetMode, Signal, Traces, Value,
 };
@@ -176,6 +179,31 @@ enum Decision {
     Missing,
 }
 
+/// Upstream's `count_traces_sampled` / `count_logs_sampled` per (policy, sampled), summed
+/// over a batch so that the host is called once per series rather than once per item.
+#[derive(Default)]
+struct Tally(BTreeMap<(String, bool), u64>);
+
+impl Tally {
+    fn add(&mut self, policy: &str, sampled: bool) {
+        *self.0.entry((policy.to_owned(), sampled)).or_default() += 1;
+    }
+
+    /// Publishes the batch's counts as `otelcol_processor_probabilistic_sampler_<name>`.
+    fn publish(self, name: &str, help: &str) {
+        let name = format!("otelcol_processor_probabilistic_sampler_{name}");
+        for ((policy, sampled), n) in self.0 {
+            let sampled = if sampled { "true" } else { "false" };
+            counter_add(&name, help, &[("policy", &policy), ("sampled", sampled)], n);
+        }
+    }
+}
+
+/// Policy names as upstream labels them.
+const TRACE_ID_HASH: &str = "trace_id_hash";
+const SAMPLING_PRIORITY: &str = "sampling_priority";
+const MISSING_RANDOMNESS: &str = "missing_randomness";
+
 impl Sampler {
     fn decide(&self, bytes: &[u8]) -> Decision {
         let h = fnv1a32(&[&self.seed.to_le_bytes(), bytes]);
@@ -270,11 +298,13 @@ impl Processor for Sampler {
         let th = tvalue(self.scaled);
         let mut keep = Vec::with_capacity(ids.len());
         let mut dropped = 0usize;
+        let mut tally = Tally::default();
         for (n, span) in traces.spans().enumerate() {
             let prio = priority(priorities.get(n).and_then(Option::as_ref));
             if prio == Some(false) {
                 keep.push(false);
                 dropped += 1;
+                tally.add(SAMPLING_PRIORITY, false);
                 continue;
             }
             let id = ids.get(n).copied().unwrap_or_default();
@@ -297,9 +327,19 @@ impl Processor for Sampler {
                 Decision::Missing => !self.fail_closed,
             };
             let kept = sampled || prio == Some(true);
+            let policy = match decision {
+                _ if prio == Some(true) => SAMPLING_PRIORITY,
+                Decision::Missing => MISSING_RANDOMNESS,
+                Decision::Keep(_) | Decision::Drop => TRACE_ID_HASH,
+            };
+            tally.add(policy, kept);
             dropped += usize::from(!kept);
             keep.push(kept);
         }
+        tally.publish(
+            "count_traces_sampled",
+            "Count of traces that were sampled or not",
+        );
         if dropped > 0 {
             traces.retain(&keep);
         }
@@ -335,6 +375,9 @@ impl Processor for Sampler {
         };
         let mut keep = Vec::with_capacity(n);
         let mut dropped = 0usize;
+        let mut tally = Tally::default();
+        // Upstream labels a hash on a record attribute with the attribute's name.
+        let hashed = self.from_record.as_deref().unwrap_or(TRACE_ID_HASH);
         for (i, record) in logs.records().enumerate() {
             // A per-record percentage replaces the configured one (0 drops, >= 100 keeps).
             let scaled = match overrides.get(i).and_then(Option::as_ref) {
@@ -365,9 +408,18 @@ impl Processor for Sampler {
                 Decision::Drop => false,
                 Decision::Missing => !self.fail_closed,
             };
+            let policy = match decision {
+                Decision::Missing => MISSING_RANDOMNESS,
+                Decision::Keep(_) | Decision::Drop => hashed,
+            };
+            tally.add(policy, kept);
             dropped += usize::from(!kept);
             keep.push(kept);
         }
+        tally.publish(
+            "count_logs_sampled",
+            "Count of logs that were sampled or not",
+        );
         if dropped > 0 {
             logs.retain(&keep);
         }
@@ -505,6 +557,42 @@ mod tests {
             .map(|s| s.info.name.as_str())
             .collect();
         assert_eq!(names, ["zero"]);
+    }
+
+    /// Upstream's counter, per policy and outcome, one series per (policy, sampled).
+    #[test]
+    fn counts_traces_sampled_per_policy() {
+        let count = |policy: &str, sampled: &str| {
+            wasmcol_sdk::metrics::value(
+                "otelcol_processor_probabilistic_sampler_count_traces_sampled",
+                &[("policy", policy), ("sampled", sampled)],
+            )
+        };
+        let mut p: Sampler = testing::build(r#"{"sampling_percentage":25}"#).unwrap();
+        let batch = MemTraces::new().resource(&[], |r| {
+            r.scope("s", |s| {
+                s.item(span("keep").trace_id(hex16("4bf92f3577b34da6a3ce929d0e0e4736")))
+                    .item(span("drop").trace_id(hex16("0102030405060708090a0b0c0d0e0f10")))
+                    .item(span("drop2").trace_id(hex16("0102030405060708090a0b0c0d0e0f10")))
+                    .item(span("zero").trace_id([0; 16]))
+                    .item(
+                        span("forced")
+                            .trace_id([0; 16])
+                            .attr("sampling.priority", 1),
+                    )
+                    .item(
+                        span("vetoed")
+                            .trace_id([1; 16])
+                            .attr("sampling.priority", 0),
+                    );
+            });
+        });
+        testing::run_traces(&mut p, &batch).unwrap();
+        assert_eq!(count("trace_id_hash", "true"), Some(1.0));
+        assert_eq!(count("trace_id_hash", "false"), Some(2.0));
+        assert_eq!(count("missing_randomness", "false"), Some(1.0));
+        assert_eq!(count("sampling_priority", "true"), Some(1.0));
+        assert_eq!(count("sampling_priority", "false"), Some(1.0));
     }
 
     #[test]
