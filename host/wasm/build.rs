@@ -64,13 +64,7 @@ fn run() -> Result<(), String> {
     rerun_on(&root.join("wit"));
     rerun_on(&root.join("sdk/src"));
     rerun_on(&root.join("sdk/Cargo.toml"));
-    let entries =
-        fs::read_dir(&plugins).map_err(|e| format!("cannot read {}: {e}", plugins.display()))?;
-    for entry in entries.flatten() {
-        if entry.file_name() != "target" {
-            rerun_on(&entry.path());
-        }
-    }
+    rerun_on(&plugins);
 
     check_target()?;
 
@@ -127,8 +121,22 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// Asks cargo to rerun this script when any file under `path` changes. Each file is named:
+/// for a directory, cargo here compares only the directory's own timestamp, which an edit
+/// inside it does not move, so an edited plugin would stay stale in the binary. Build output
+/// (`target`) and Python caches are skipped.
 fn rerun_on(path: &Path) {
+    let Ok(entries) = fs::read_dir(path) else {
+        println!("cargo::rerun-if-changed={}", path.display());
+        return;
+    };
     println!("cargo::rerun-if-changed={}", path.display());
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name != "target" && name != "__pycache__" {
+            rerun_on(&entry.path());
+        }
+    }
 }
 
 fn copy(from: &Path, to: &Path, stem: &str) -> Result<PathBuf, String> {
