@@ -173,7 +173,7 @@ async fn bearer_and_basic_auth_on_both_protocols() {
 
 /// Scenario: a receiver naming an authenticator that is not configured, one that is
 /// configured but not listed in `service.extensions`, a client-only extension used by a
-/// receiver, and a headers_setter entry with `from_context`.
+/// receiver, and a headers_setter entry with both `from_context` and `value`.
 /// Guarantees: `validate` reports each with its component and key path.
 #[test]
 fn validate_names_auth_problems() {
@@ -191,6 +191,7 @@ extensions:
     headers:
       - key: X-Tenant
         from_context: tenant
+        value: both
 receivers:
   otlp:
     protocols:
@@ -221,7 +222,7 @@ service:
         "protocols.grpc.auth.authenticator: extension \"basicauth/client\" is not a server authenticator",
         "protocols.http.auth.authenticator: failed to resolve authenticator \"bearertokenauth/unlisted\"",
         "auth.authenticator: failed to resolve authenticator \"nothere\"",
-        "headers[0].from_context: not supported",
+        "headers[0].value: only one header source",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in {err}");
     }

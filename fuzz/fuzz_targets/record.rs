@@ -1,11 +1,12 @@
 //! Persistent queue records (host/delivery record.rs): what `file_storage` reads back from
-//! disk after a restart, damaged or not, in either format (1: payload as received, 2: zstd).
+//! disk after a restart, damaged or not, in any format (1: payload as received, 2: zstd, 3
+//! and 4: the same with the request context).
 //!
 //! Input: a stored record value, read by a queue of each signal. Asserted: no panic; `decode`
 //! accepts only what `check` accepts, with the payload length the header gives; a decoded
 //! version 1 record encodes back (`encode_raw`) to the same bytes apart from the item count,
-//! which the checksum does not cover and which `decode` recounts; and the batch survives
-//! both encodings (`encode`, `encode_raw`) unchanged.
+//! which the checksum does not cover and which `decode` recounts; and the batch, its request
+//! context included, survives both encodings (`encode`, `encode_raw`) unchanged.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -38,5 +39,6 @@ fn one(data: &[u8], signal: Signal) {
         let back = record::decode(&again, signal).expect("re-encoded record");
         assert_eq!(back.encoded(), batch.encoded());
         assert_eq!(back.item_count(), batch.item_count());
+        assert_eq!(back.context(), batch.context());
     }
 }

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use wasmcol_config::{KeyError, Value};
-use wasmcol_core::auth::{ClientAuthenticator, ServerAuthenticator};
+use wasmcol_core::auth::{AuthData, ClientAuthenticator, ServerAuthenticator};
 use wasmcol_core::registry::ExtensionFactory;
 use wasmcol_core::{BuildError, CreateContext, Extension, Lifecycle};
 
@@ -183,7 +183,7 @@ struct Server {
 }
 
 impl ServerAuthenticator for Server {
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String> {
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthData, String> {
         let value = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -200,7 +200,11 @@ impl ServerAuthenticator for Server {
             .split_once(':')
             .ok_or("invalid format of the basic auth credentials")?;
         match self.users.get(user) {
-            Some(secret) if secret.matches(password) => Ok(()),
+            // Upstream's basicauth exposes the user and the encoded credentials.
+            Some(secret) if secret.matches(password) => Ok(vec![
+                ("username".to_owned(), user.to_owned()),
+                ("raw".to_owned(), encoded.trim().to_owned()),
+            ]),
             _ => Err("invalid credentials".into()),
         }
     }
@@ -211,7 +215,11 @@ struct Client {
 }
 
 impl ClientAuthenticator for Client {
-    fn apply(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
+    fn apply(
+        &self,
+        headers: &mut http::HeaderMap,
+        _context: &wasmcol_core::pdata::RequestContext,
+    ) -> Result<(), String> {
         headers.insert(http::header::AUTHORIZATION, self.header.clone());
         Ok(())
     }
@@ -298,7 +306,7 @@ mod tests {
             header: header.parse().unwrap(),
         };
         let mut h = http::HeaderMap::new();
-        c.apply(&mut h).unwrap();
+        c.apply(&mut h, &Default::default()).unwrap();
         let mut users = HashMap::new();
         users.insert("u".to_owned(), Secret::Plain("p".into()));
         assert!(Server { users }.authenticate(&h).is_ok());

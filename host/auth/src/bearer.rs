@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 use serde::Deserialize;
 use wasmcol_config::{KeyError, Value};
-use wasmcol_core::auth::{ClientAuthenticator, ServerAuthenticator};
+use wasmcol_core::auth::{AuthData, ClientAuthenticator, ServerAuthenticator};
 use wasmcol_core::registry::ExtensionFactory;
 use wasmcol_core::{BuildError, ComponentError, CreateContext, Extension, Lifecycle, Tasks};
 
@@ -152,7 +152,7 @@ impl Shared {
 }
 
 impl ServerAuthenticator for Shared {
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String> {
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthData, String> {
         let Some(got) = headers.get(&self.header) else {
             return Err(format!(
                 "missing or empty authorization header: {}",
@@ -165,8 +165,9 @@ impl ServerAuthenticator for Shared {
         for t in tokens.iter() {
             ok |= crate::same_secret(got.as_bytes(), self.expected(t).as_bytes());
         }
+        // Like upstream's bearertokenauth, a match establishes no attributes.
         if ok {
-            Ok(())
+            Ok(AuthData::new())
         } else {
             Err("authentication didn't succeed".into())
         }
@@ -174,7 +175,11 @@ impl ServerAuthenticator for Shared {
 }
 
 impl ClientAuthenticator for Shared {
-    fn apply(&self, headers: &mut http::HeaderMap) -> Result<(), String> {
+    fn apply(
+        &self,
+        headers: &mut http::HeaderMap,
+        _context: &wasmcol_core::pdata::RequestContext,
+    ) -> Result<(), String> {
         let tokens = self.tokens.read();
         let token = tokens.first().ok_or("bearertokenauth: no token")?;
         let mut value = http::HeaderValue::try_from(self.expected(token))
@@ -289,7 +294,7 @@ mod tests {
         assert!(s.authenticate(&with("Basic alpha")).is_err());
         assert!(s.authenticate(&http::HeaderMap::new()).is_err());
         let mut out = http::HeaderMap::new();
-        s.apply(&mut out).unwrap();
+        s.apply(&mut out, &Default::default()).unwrap();
         assert!(s.authenticate(&out).is_ok());
         let raw = shared("", &["alpha"]);
         assert!(raw.authenticate(&with("alpha")).is_ok());

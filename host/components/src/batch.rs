@@ -28,9 +28,15 @@
 //! `max_hold` (a wasmcol key, default 1s; 0 lifts the cap): a `timeout` above it is clamped,
 //! and the start-up log says so. Queues behind the processor get the unclamped `timeout`.
 //!
-//! `metadata_keys` and `metadata_cardinality_limit` are accepted and validated. Pipelines do
-//! not carry request metadata yet, so every batch has the same (empty) key combination and
-//! one batcher serves them all, which is what upstream does for requests without metadata.
+//! `metadata_keys` partitions the data by the request context's values of those keys (which
+//! receivers fill with `include_metadata`): requests that differ in them are never merged,
+//! and what leaves the processor carries only those keys (without `metadata_keys`, no request
+//! context at all, as upstream's single batcher exports under a fresh context). When holding,
+//! the pending requests share one size and time trigger and are merged and sent per distinct
+//! value set (upstream keeps one batcher, with its own trigger, per set); when the queues
+//! merge, they group by the same context. Beyond `metadata_cardinality_limit` distinct sets
+//! (counted over the processor's lifetime, as upstream's batchers are never removed), a
+//! request with a new set is refused as a permanent error with upstream's text.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -45,6 +51,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmcol_config::exporterhelper::{QueueBatchConfig, Sizer};
 use wasmcol_config::{GoDuration, Value};
+use wasmcol_core::pdata::RequestContext;
 use wasmcol_core::{
     Batch, BuildError, ComponentError, ConsumeError, Consumer, ConsumerRef, Counter, CreateContext,
     Histogram, Lifecycle, Processor, ProcessorFactory, Signal, Tasks,
@@ -61,9 +68,9 @@ pub struct BatchConfig {
     /// Longest time an item waits for a batch to fill (200ms); 0 sends every request at once,
     /// only splitting it.
     pub timeout: GoDuration,
-    /// Request metadata keys that would partition batches (accepted; see the module docs).
+    /// Request metadata keys that partition batches (see the module docs).
     pub metadata_keys: Vec<String>,
-    /// Limit on distinct metadata combinations (1000; accepted).
+    /// Limit on distinct metadata value combinations (1000).
     pub metadata_cardinality_limit: u32,
     /// wasmcol: the longest a sender is held waiting for its batch to go out (1s); `timeout`
     /// values above it are clamped. 0 lifts the cap.
@@ -186,7 +193,11 @@ struct Inner {
     /// 0: no bound.
     max_size: usize,
     timeout: Duration,
-    warn_metadata: bool,
+    /// `metadata_keys`, lower case.
+    metadata_keys: Vec<String>,
+    /// Distinct value sets of `metadata_keys` seen, at most `cardinality_limit`.
+    partitions: Arc<Mutex<HashSet<RequestContext>>>,
+    cardinality_limit: usize,
     /// The configured `timeout` when `max_hold` clamped it, for the start-up log.
     clamped_from: Option<Duration>,
     next: ConsumerRef,
@@ -264,12 +275,14 @@ impl BatchProcessor {
         let id = ctx.id.to_string();
         let labels = [("processor", id.as_str())];
         let m = &ctx.metrics;
-        // One batcher per processor: upstream reports the number of metadata combinations.
+        let partitions: Arc<Mutex<HashSet<RequestContext>>> = Arc::default();
+        let seen = partitions.clone();
         m.gauge_fn(
             "otelcol_processor_batch_metadata_cardinality",
             "Number of distinct metadata value combinations being processed",
             &labels,
-            || 1.0,
+            // Without metadata_keys everything shares one combination, as upstream reports.
+            move || seen.lock().len().max(1) as f64,
         );
         let obs = Obs {
             send_size: m.histogram(
@@ -300,7 +313,13 @@ impl BatchProcessor {
                 send_batch_size: cfg.send_batch_size as usize,
                 max_size: cfg.send_batch_max_size as usize,
                 timeout: cfg.effective_timeout(),
-                warn_metadata: !cfg.metadata_keys.is_empty(),
+                metadata_keys: cfg
+                    .metadata_keys
+                    .iter()
+                    .map(|k| k.to_ascii_lowercase())
+                    .collect(),
+                partitions,
+                cardinality_limit: cfg.metadata_cardinality_limit as usize,
                 clamped_from: (cfg.effective_timeout() != Duration::from(cfg.timeout))
                     .then(|| cfg.timeout.into()),
                 next,
@@ -332,6 +351,7 @@ impl Consumer for BatchProcessor {
                 batch.signal()
             )));
         }
+        let batch = inner.partition(batch)?;
         let items = batch.item_count();
         if items == 0 || inner.queued_downstream {
             // Nothing to merge or count, or the queues behind merge: the sender is answered
@@ -392,6 +412,31 @@ impl Consumer for BatchProcessor {
 }
 
 impl Inner {
+    /// The batch with only its `metadata_keys` context, refused when it would open a value
+    /// set beyond `metadata_cardinality_limit`.
+    fn partition(&self, batch: Batch) -> Result<Batch, ConsumeError> {
+        if self.metadata_keys.is_empty() {
+            if batch.context().is_empty() {
+                return Ok(batch);
+            }
+            return Ok(batch.with_context(RequestContext::default()));
+        }
+        let context = batch.context().subset(&self.metadata_keys);
+        {
+            let mut seen = self.partitions.lock();
+            if !seen.contains(&context) {
+                // Upstream counts the batchers it holds; 0 means no limit there too.
+                if self.cardinality_limit > 0 && seen.len() >= self.cardinality_limit {
+                    return Err(ConsumeError::permanent(
+                        "too many batcher metadata-value combinations",
+                    ));
+                }
+                seen.insert(context.clone());
+            }
+        }
+        Ok(batch.with_context(context))
+    }
+
     fn spawn_flush(this: &Arc<Inner>, entries: Vec<Entry>, trigger: Trigger) {
         if entries.is_empty() {
             return;
@@ -427,9 +472,24 @@ impl Inner {
         (Some(merged), owners)
     }
 
-    /// Merges `entries`, sends the result in parts of at most `max_size` items and answers
-    /// every sender once all of its items have been sent.
+    /// Sends `entries` per request context (distinct `metadata_keys` values are never
+    /// merged), in the order each context first arrived.
     async fn flush(&self, entries: Vec<Entry>, trigger: Trigger) {
+        let mut groups: Vec<(RequestContext, Vec<Entry>)> = Vec::new();
+        for e in entries {
+            match groups.iter_mut().find(|(c, _)| c == e.batch.context()) {
+                Some((_, g)) => g.push(e),
+                None => groups.push((e.batch.context().clone(), vec![e])),
+            }
+        }
+        for (_, group) in groups {
+            self.flush_one(group, trigger).await;
+        }
+    }
+
+    /// Merges `entries` (of one request context), sends the result in parts of at most
+    /// `max_size` items and answers every sender once all of its items have been sent.
+    async fn flush_one(&self, entries: Vec<Entry>, trigger: Trigger) {
         let (merged, mut owners) = self.merge(entries);
         let Some(mut rest) = merged else {
             return;
@@ -595,11 +655,6 @@ impl Lifecycle for BatchProcessor {
                 timeout = ?configured,
                 applied = ?inner.timeout,
                 "batch: senders wait for their batch to be sent, so timeout is clamped to max_hold; set max_hold to change the cap"
-            );
-        }
-        if inner.warn_metadata {
-            tracing::warn!(
-                "batch: metadata_keys has no effect yet: pipelines do not carry request metadata, so all data shares one batcher"
             );
         }
         if !inner.timeout.is_zero() {

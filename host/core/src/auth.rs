@@ -13,16 +13,27 @@ use crate::{CreateContext, Extension};
 
 /// Checks incoming requests: the server side of an authenticator extension.
 pub trait ServerAuthenticator: Send + Sync {
-    /// `Ok` when the request's headers authenticate it; the error is what the client reads
-    /// (it must not reveal the expected credentials).
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<(), String>;
+    /// `Ok` when the request's headers authenticate it, with the attributes the authenticator
+    /// established (upstream's `client.AuthData`, read as `auth.<name>` from the request
+    /// context); the error is what the client reads (it must not reveal the expected
+    /// credentials).
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthData, String>;
 }
+
+/// Attribute name and value pairs an authenticator established for a request.
+pub type AuthData = Vec<(String, String)>;
 
 /// Adds credentials to outgoing requests: the client side of an authenticator extension.
 pub trait ClientAuthenticator: Send + Sync {
     /// Edits the headers of the next request (called per request, so a token reloaded from
-    /// its file is used at once). `headers` already holds the exporter's own `headers`.
-    fn apply(&self, headers: &mut http::HeaderMap) -> Result<(), String>;
+    /// its file is used at once). `headers` already holds the exporter's own `headers`;
+    /// `context` is the request context of the batch being sent (`headers_setter`'s
+    /// `from_context` reads it).
+    fn apply(
+        &self,
+        headers: &mut http::HeaderMap,
+        context: &crate::pdata::RequestContext,
+    ) -> Result<(), String>;
 }
 
 /// A component's `auth` block (upstream `configauth.Config`).

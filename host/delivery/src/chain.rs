@@ -394,9 +394,12 @@ impl Consumer for ChainExporter {
     }
 }
 
-/// Merges `batches` (wire bytes concatenated, nothing decoded) and sends the result, split
-/// into parts of at most `plan.max_size` when a single request was larger. Returns how the
-/// export ended and, when interrupted, how many items were not sent and not yet counted.
+/// Merges `batches` per request context (requests that came with different metadata, e.g.
+/// two tenants' `x-tenant`, are never merged: an exporter's `headers_setter` sends each
+/// export with its context's values) and sends each merge (wire bytes concatenated, nothing
+/// decoded), split into parts of at most `plan.max_size` when a single request was larger.
+/// Returns how the exports ended (errors joined) and, when interrupted, how many items were
+/// not sent and not yet counted.
 async fn send_merged(
     delivery: &Delivery,
     signal: Signal,
@@ -405,25 +408,34 @@ async fn send_merged(
     stop: &CancellationToken,
     abort_attempts: bool,
 ) -> (Outcome, usize) {
-    let merged = Batch::concat(signal, batches);
-    let parts = match split_to_plan(merged, plan) {
-        Ok(parts) => parts,
-        Err((whole, e)) => {
-            // Cannot split (the bytes do not decode): send it whole rather than drop it.
-            tracing::warn!(exporter = %delivery.name, error = %e, "sending queue: cannot split an oversized request; sending it whole");
-            vec![whole]
+    let mut groups: Vec<Vec<Batch>> = Vec::new();
+    for b in batches {
+        match groups.iter_mut().find(|g| g[0].context() == b.context()) {
+            Some(g) => g.push(b.clone()),
+            None => groups.push(vec![b.clone()]),
         }
-    };
+    }
     let mut failed: Vec<ConsumeError> = Vec::new();
-    let mut left: usize = parts.iter().map(Batch::item_count).sum();
-    for part in parts {
-        let n = part.item_count();
-        match delivery.deliver(part, stop, abort_attempts).await {
-            Outcome::Delivered => {}
-            Outcome::Failed(e) => failed.push(e),
-            Outcome::Interrupted(e) => return (Outcome::Interrupted(e), left),
+    let mut left: usize = batches.iter().map(Batch::item_count).sum();
+    for group in groups {
+        let merged = Batch::concat(signal, &group);
+        let parts = match split_to_plan(merged, plan) {
+            Ok(parts) => parts,
+            Err((whole, e)) => {
+                // Cannot split (the bytes do not decode): send it whole rather than drop it.
+                tracing::warn!(exporter = %delivery.name, error = %e, "sending queue: cannot split an oversized request; sending it whole");
+                vec![whole]
+            }
+        };
+        for part in parts {
+            let n = part.item_count();
+            match delivery.deliver(part, stop, abort_attempts).await {
+                Outcome::Delivered => {}
+                Outcome::Failed(e) => failed.push(e),
+                Outcome::Interrupted(e) => return (Outcome::Interrupted(e), left),
+            }
+            left = left.saturating_sub(n);
         }
-        left -= n;
     }
     match ConsumeError::join(failed) {
         None => (Outcome::Delivered, 0),

@@ -3,7 +3,8 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic "WQ"
-//! 2       1     format version: 1 payload as received, 2 payload zstd-compressed
+//! 2       1     format version: 1 payload as received, 2 payload zstd-compressed,
+//!               3 and 4 as 1 and 2 with the request context before the payload
 //! 3       1     signal (0 traces, 1 metrics, 2 logs)
 //! 4       4     item count, u32 little-endian
 //! 8       4     CRC-32 (IEEE) of the stored payload, u32 little-endian
@@ -12,7 +13,17 @@
 //! version 2:
 //! 12      4     length of the protobuf once decompressed, u32 little-endian
 //! 16      n     payload: that protobuf as one zstd frame
+//! versions 3 and 4: after the fields of 1 or 2 (at 12 or 16), before the payload:
+//! +0      4     length L of the context, u32 little-endian
+//! +4      L     the request context: entry count (u32), then per entry the key and its
+//!               values, each string a u32 length and UTF-8 bytes, each value list a u32
+//!               count first
 //! ```
+//!
+//! The checksum covers everything after the fixed fields (the context and the payload).
+//! A request without context is written as version 1 or 2, so records of the common case
+//! stay readable by an older wasmcol; one with context (a receiver's `include_metadata`
+//! behind a `batch` with `metadata_keys`) keeps it across a restart, for `headers_setter`.
 //!
 //! wasmcol writes version 2 (OTLP repeats keys, names and ids, so a request shrinks at zstd
 //! level 1, and the disk holds that many more requests through an outage while fjall writes
@@ -26,6 +37,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
+use wasmcol_core::pdata::RequestContext;
 use wasmcol_core::{Batch, Signal};
 
 /// Record magic.
@@ -34,6 +46,10 @@ pub const MAGIC: [u8; 2] = *b"WQ";
 pub const VERSION_RAW: u8 = 1;
 /// Format version of a record whose payload is zstd-compressed.
 pub const VERSION_ZSTD: u8 = 2;
+/// Format version 1 with the request context.
+pub const VERSION_RAW_CONTEXT: u8 = 3;
+/// Format version 2 with the request context.
+pub const VERSION_ZSTD_CONTEXT: u8 = 4;
 /// Bytes before the payload of a version 1 record.
 pub const HEADER_LEN: usize = 12;
 /// Bytes before the payload of a version 2 record.
@@ -70,6 +86,9 @@ pub enum CorruptRecord {
     /// The compressed payload does not decompress to the length its header gives.
     #[error("payload does not decompress: {0}")]
     Compression(String),
+    /// The stored request context does not parse.
+    #[error("request context does not parse: {0}")]
+    Context(String),
     /// The payload is not a valid export request.
     #[error("payload does not decode: {0}")]
     Payload(String),
@@ -106,22 +125,99 @@ pub fn seq_of(key: &[u8]) -> Result<u64, CorruptRecord> {
     Ok(u64::from_be_bytes(arr))
 }
 
-fn header(version: u8, batch: &Batch, stored: &[u8], extra: usize) -> Vec<u8> {
+/// The fixed fields; the checksum covers `context` and `stored`, which follow them (after
+/// `extra` more bytes).
+fn header(version: u8, batch: &Batch, context: &[u8], stored: &[u8], extra: usize) -> Vec<u8> {
     let items = u32::try_from(batch.item_count()).unwrap_or(u32::MAX);
-    let mut out = Vec::with_capacity(HEADER_LEN + extra + stored.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + extra + context.len() + stored.len());
     out.extend_from_slice(&MAGIC);
-    out.push(version);
+    out.push(if context.is_empty() {
+        version
+    } else {
+        version + 2
+    });
     out.push(signal_code(batch.signal()));
     out.extend_from_slice(&items.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(stored).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(context);
+    crc.update(stored);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
     out
 }
 
-/// Encodes a request as a version 1 record: the payload is the batch's wire bytes as they
-/// are (no re-encode when untouched).
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The context block of versions 3 and 4 (length first); empty for an empty context.
+fn context_block(context: &RequestContext) -> Vec<u8> {
+    if context.is_empty() {
+        return Vec::new();
+    }
+    let mut body = Vec::new();
+    let entries: Vec<(&str, &[String])> = context.iter().collect();
+    body.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (key, values) in entries {
+        put_str(&mut body, key);
+        body.extend_from_slice(&(values.len() as u32).to_le_bytes());
+        for v in values {
+            put_str(&mut body, v);
+        }
+    }
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads a context block's body; every length is checked against the bytes present.
+fn parse_context(mut b: &[u8]) -> Result<RequestContext, CorruptRecord> {
+    fn u32_at(b: &mut &[u8]) -> Result<usize, CorruptRecord> {
+        let Some((head, rest)) = b.split_first_chunk::<4>() else {
+            return Err(CorruptRecord::Context("truncated".into()));
+        };
+        *b = rest;
+        Ok(u32::from_le_bytes(*head) as usize)
+    }
+    fn string(b: &mut &[u8]) -> Result<String, CorruptRecord> {
+        let n = u32_at(b)?;
+        if n > b.len() {
+            return Err(CorruptRecord::Context(
+                "string longer than the record".into(),
+            ));
+        }
+        let (s, rest) = b.split_at(n);
+        *b = rest;
+        String::from_utf8(s.to_vec()).map_err(|e| CorruptRecord::Context(e.to_string()))
+    }
+    let count = u32_at(&mut b)?;
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        let key = string(&mut b)?;
+        let n = u32_at(&mut b)?;
+        let mut values = Vec::new();
+        for _ in 0..n {
+            values.push(string(&mut b)?);
+        }
+        entries.push((key, values));
+    }
+    if !b.is_empty() {
+        return Err(CorruptRecord::Context(format!(
+            "{} bytes left over",
+            b.len()
+        )));
+    }
+    Ok(RequestContext::new(entries))
+}
+
+/// Encodes a request as a version 1 record (3 with a request context): the payload is the
+/// batch's wire bytes as they are (no re-encode when untouched).
 pub fn encode_raw(batch: &Batch) -> Vec<u8> {
     let payload = batch.encoded();
-    let mut out = header(VERSION_RAW, batch, &payload, 0);
+    let context = context_block(batch.context());
+    let mut out = header(VERSION_RAW, batch, &context, &payload, 0);
+    out.extend_from_slice(&context);
     out.extend_from_slice(&payload);
     out
 }
@@ -140,13 +236,16 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
     if compressed.len() + (HEADER_LEN_ZSTD - HEADER_LEN) >= payload.len() {
         return encode_raw(batch);
     }
+    let context = context_block(batch.context());
     let mut out = header(
         VERSION_ZSTD,
         batch,
+        &context,
         &compressed,
         HEADER_LEN_ZSTD - HEADER_LEN,
     );
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&context);
     out.extend_from_slice(&compressed);
     out
 }
@@ -160,11 +259,12 @@ pub struct RecordInfo {
     pub payload_len: u64,
 }
 
-/// Where a checked record's stored payload starts, and how long it is once decompressed
-/// (`None` when stored as is).
+/// Where a checked record's stored payload starts, how long it is once decompressed
+/// (`None` when stored as is), and where its context block's body is.
 struct Layout {
     payload_at: usize,
     decompressed_len: Option<usize>,
+    context: Option<std::ops::Range<usize>>,
 }
 
 fn layout(value: &[u8], expected: Signal) -> Result<(RecordInfo, Layout), CorruptRecord> {
@@ -174,12 +274,13 @@ fn layout(value: &[u8], expected: Signal) -> Result<(RecordInfo, Layout), Corrup
     if value[0..2] != MAGIC {
         return Err(CorruptRecord::Magic);
     }
-    let layout = match value[2] {
-        VERSION_RAW => Layout {
+    let mut layout = match value[2] {
+        VERSION_RAW | VERSION_RAW_CONTEXT => Layout {
             payload_at: HEADER_LEN,
             decompressed_len: None,
+            context: None,
         },
-        VERSION_ZSTD => {
+        VERSION_ZSTD | VERSION_ZSTD_CONTEXT => {
             if value.len() < HEADER_LEN_ZSTD {
                 return Err(CorruptRecord::Short(value.len()));
             }
@@ -187,10 +288,27 @@ fn layout(value: &[u8], expected: Signal) -> Result<(RecordInfo, Layout), Corrup
             Layout {
                 payload_at: HEADER_LEN_ZSTD,
                 decompressed_len: Some(len),
+                context: None,
             }
         }
         v => return Err(CorruptRecord::Version(v)),
     };
+    // The checksum covers what follows the fixed fields: the context block, if any, and the
+    // payload.
+    let covered_at = layout.payload_at;
+    if matches!(value[2], VERSION_RAW_CONTEXT | VERSION_ZSTD_CONTEXT) {
+        let at = layout.payload_at;
+        let Some(len) = value.get(at..at + 4) else {
+            return Err(CorruptRecord::Short(value.len()));
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let end = (at + 4)
+            .checked_add(len)
+            .filter(|end| *end <= value.len())
+            .ok_or(CorruptRecord::Short(value.len()))?;
+        layout.context = Some(at + 4..end);
+        layout.payload_at = end;
+    }
     let signal = signal_from(value[3]);
     if signal != Some(expected) {
         return Err(CorruptRecord::Signal {
@@ -202,10 +320,10 @@ fn layout(value: &[u8], expected: Signal) -> Result<(RecordInfo, Layout), Corrup
     let crc = u32::from_le_bytes([value[8], value[9], value[10], value[11]]);
     // For version 2 the length field is outside the checksum: a damaged one fails the
     // decompression, which must produce exactly that many bytes.
-    let stored = &value[layout.payload_at..];
-    if crc32fast::hash(stored) != crc {
+    if crc32fast::hash(&value[covered_at..]) != crc {
         return Err(CorruptRecord::Checksum);
     }
+    let stored = &value[layout.payload_at..];
     let info = RecordInfo {
         items: u64::from(items),
         payload_len: layout.decompressed_len.unwrap_or(stored.len()) as u64,
@@ -251,7 +369,12 @@ pub fn decode(value: &[u8], expected: Signal) -> Result<Batch, CorruptRecord> {
         None => Bytes::copy_from_slice(stored),
         Some(len) => Bytes::from(decompress(stored, len)?),
     };
-    Batch::from_encoded(expected, payload).map_err(|e| CorruptRecord::Payload(e.to_string()))
+    let batch = Batch::from_encoded(expected, payload)
+        .map_err(|e| CorruptRecord::Payload(e.to_string()))?;
+    Ok(match layout.context {
+        Some(range) => batch.with_context(parse_context(&value[range])?),
+        None => batch,
+    })
 }
 
 #[cfg(test)]
@@ -377,10 +500,56 @@ mod tests {
             Err(CorruptRecord::Short(14))
         );
         let mut future = rec.clone();
-        future[2] = 3;
+        future[2] = 5;
         assert_eq!(
             check(&future, Signal::Traces),
-            Err(CorruptRecord::Version(3))
+            Err(CorruptRecord::Version(5))
         );
+    }
+
+    /// Scenario: requests with a request context stored in both encodings, damaged, and a
+    /// request without context. Guarantees: the context comes back as it went in (versions 3
+    /// and 4), the checksum covers it, and a request without context is still written as
+    /// version 1 or 2, which older wasmcol versions read.
+    #[test]
+    fn the_request_context_is_stored_with_the_record() {
+        let ctx = RequestContext::new([
+            ("x-tenant", vec!["acme".to_owned()]),
+            ("auth.username", vec!["ann".to_owned(), "b".to_owned()]),
+        ]);
+        type Encoder = fn(&Batch) -> Vec<u8>;
+        let cases: [(Batch, Encoder, u8); 2] = [
+            (batch(3), encode_raw, VERSION_RAW_CONTEXT),
+            (batch(300), encode, VERSION_ZSTD_CONTEXT),
+        ];
+        for (b, enc, version) in cases {
+            let plain = enc(&b);
+            assert!(plain[2] == VERSION_RAW || plain[2] == VERSION_ZSTD);
+            let with = b.clone().with_context(ctx.clone());
+            let rec = enc(&with);
+            assert_eq!(rec[2], version);
+            let back = decode(&rec, Signal::Traces).unwrap();
+            assert_eq!(back.context(), &ctx);
+            assert_eq!(back.encoded(), b.encoded());
+            assert_eq!(
+                check(&rec, Signal::Traces).unwrap().payload_len,
+                b.encoded_len() as u64
+            );
+            // A changed byte in the context (the tenant's "a") fails the checksum.
+            let at = rec.windows(4).position(|w| w == b"acme").unwrap();
+            let mut bad = rec.clone();
+            bad[at] = b'x';
+            assert_eq!(check(&bad, Signal::Traces), Err(CorruptRecord::Checksum));
+            // A context length beyond the record is short, not a panic.
+            let mut long = rec.clone();
+            let len_at = if version == VERSION_RAW_CONTEXT {
+                12
+            } else {
+                16
+            };
+            long[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            assert!(check(&long, Signal::Traces).is_err());
+        }
+        assert!(parse_context(&[1, 0, 0, 0, 9, 0, 0, 0]).is_err());
     }
 }

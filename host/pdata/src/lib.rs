@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod context;
 mod json;
 pub mod lazy;
 mod split;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
+pub use context::RequestContext;
 pub use json::{JsonError, JsonFault, from_json, to_json};
 pub use opentelemetry_proto::tonic as proto;
 pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -424,6 +426,9 @@ enum Repr<M> {
 #[derive(Clone)]
 pub struct Payload<M: OtlpRequest> {
     repr: Arc<Repr<M>>,
+    /// The request context the items arrived with; kept by every edit, split and merge
+    /// (callers merge only payloads of one context).
+    context: RequestContext,
 }
 
 /// A batch of spans.
@@ -439,6 +444,7 @@ impl<M: OtlpRequest> Payload<M> {
         let items = M::scan(&bytes)?;
         Ok(Payload {
             repr: Arc::new(Repr::Encoded { bytes, items }),
+            context: RequestContext::default(),
         })
     }
 
@@ -447,6 +453,7 @@ impl<M: OtlpRequest> Payload<M> {
     pub fn from_validated(bytes: Bytes, items: usize) -> Self {
         Payload {
             repr: Arc::new(Repr::Encoded { bytes, items }),
+            context: RequestContext::default(),
         }
     }
 
@@ -454,12 +461,24 @@ impl<M: OtlpRequest> Payload<M> {
     pub fn from_message(message: M) -> Self {
         Payload {
             repr: Arc::new(Repr::Decoded(message)),
+            context: RequestContext::default(),
         }
     }
 
     /// The signal of this batch.
     pub fn signal(&self) -> Signal {
         M::SIGNAL
+    }
+
+    /// The request context the items arrived with.
+    pub fn context(&self) -> &RequestContext {
+        &self.context
+    }
+
+    /// The same batch carrying `context`.
+    pub fn with_context(mut self, context: RequestContext) -> Self {
+        self.context = context;
+        self
     }
 
     /// Spans, data points or log records in the batch; cheap in both representations.
@@ -490,7 +509,7 @@ impl<M: OtlpRequest> Payload<M> {
             return self;
         }
         let items = self.item_count();
-        Payload::from_validated(self.encoded(), items)
+        Payload::from_validated(self.encoded(), items).with_context(self.context)
     }
 
     /// Size of the protobuf encoding in bytes.
@@ -541,7 +560,11 @@ impl<M: OtlpRequest> Payload<M> {
             return Ok(());
         }
         if self.item_count() == 0 && self.encoded_len() == 0 {
+            let context = std::mem::take(&mut self.context);
             *self = other;
+            if !context.is_empty() {
+                self.context = context;
+            }
             return Ok(());
         }
         let mut theirs = other.into_message()?;
@@ -564,15 +587,20 @@ impl<M: OtlpRequest> Payload<M> {
                 Signal::Traces | Signal::Logs => split::Weight::One,
             };
             if let Some(cut) = split::split_front(bytes, items, max, weight)? {
-                *self = Payload::from_validated(cut.rest, items - cut.front_items);
-                return Ok(Some(Payload::from_validated(cut.front, cut.front_items)));
+                let context = self.context.clone();
+                *self = Payload::from_validated(cut.rest, items - cut.front_items)
+                    .with_context(context.clone());
+                return Ok(Some(
+                    Payload::from_validated(cut.front, cut.front_items).with_context(context),
+                ));
             }
             return Ok(None);
         }
+        let context = self.context.clone();
         Ok(self
             .message_mut()?
             .split_front(max)
-            .map(Payload::from_message))
+            .map(|m| Payload::from_message(m).with_context(context)))
     }
 }
 
@@ -588,6 +616,7 @@ impl<M: OtlpRequest> fmt::Debug for Payload<M> {
             .field("signal", &M::SIGNAL)
             .field("items", &self.item_count())
             .field("encoded", &self.is_encoded())
+            .field("context", &self.context)
             .finish()
     }
 }
@@ -626,7 +655,8 @@ impl Batch {
         }
     }
 
-    /// Merges batches of `signal` by concatenating their wire bytes: an export request is one
+    /// Merges batches of `signal` by concatenating their wire bytes (callers merge batches of
+    /// one request context only; the result carries the first one's): an export request is one
     /// repeated field, and protobuf defines concatenated messages as merged ones. Nothing is
     /// decoded or scanned again; a batch a processor changed is encoded once here.
     pub fn concat(signal: Signal, batches: &[Batch]) -> Batch {
@@ -640,7 +670,11 @@ impl Batch {
             buf.extend_from_slice(p);
         }
         let items = batches.iter().map(Batch::item_count).sum();
-        Batch::from_validated(signal, buf.freeze(), items)
+        let context = batches
+            .first()
+            .map(|b| b.context().clone())
+            .unwrap_or_default();
+        Batch::from_validated(signal, buf.freeze(), items).with_context(context)
     }
 
     /// The batch in its wire form (see [`Payload::into_encoded`]).
@@ -658,6 +692,25 @@ impl Batch {
             Signal::Traces => Batch::Traces(TracesBatch::default()),
             Signal::Metrics => Batch::Metrics(MetricsBatch::default()),
             Signal::Logs => Batch::Logs(LogsBatch::default()),
+        }
+    }
+
+    /// The request context the items arrived with (empty unless a receiver has
+    /// `include_metadata`).
+    pub fn context(&self) -> &RequestContext {
+        match self {
+            Batch::Traces(b) => b.context(),
+            Batch::Metrics(b) => b.context(),
+            Batch::Logs(b) => b.context(),
+        }
+    }
+
+    /// The same batch carrying `context`.
+    pub fn with_context(self, context: RequestContext) -> Batch {
+        match self {
+            Batch::Traces(b) => Batch::Traces(b.with_context(context)),
+            Batch::Metrics(b) => Batch::Metrics(b.with_context(context)),
+            Batch::Logs(b) => Batch::Logs(b.with_context(context)),
         }
     }
 

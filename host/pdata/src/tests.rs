@@ -901,3 +901,42 @@ fn encoded_metrics_split_between_metrics_by_data_points() {
         .collect();
     assert_eq!(names, [["a"], ["b"], ["c"], ["d"]]);
 }
+
+/// Scenario: a batch with a request context is split over its bytes, decoded and split,
+/// re-encoded, appended to an empty batch and concatenated.
+/// Guarantees: every result carries the context; keys are matched without case.
+#[test]
+fn request_context_survives_every_transformation() {
+    let ctx = RequestContext::new([("X-Tenant", vec!["acme".to_owned()])]);
+    assert_eq!(ctx.get("x-tenant"), ["acme".to_owned()]);
+    assert_eq!(ctx.get("X-TENANT"), ["acme".to_owned()]);
+    assert!(RequestContext::new([("k", Vec::new())]).is_empty());
+    let req = ExportTraceServiceRequest {
+        resource_spans: (0..4)
+            .map(|i| proto::trace::v1::ResourceSpans {
+                scope_spans: vec![proto::trace::v1::ScopeSpans {
+                    spans: vec![proto::trace::v1::Span {
+                        name: format!("s{i}"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let mut b = Batch::from_encoded(Signal::Traces, Bytes::from(req.encode_to_vec()))
+        .unwrap()
+        .with_context(ctx.clone());
+    let front = b.split_front(1).unwrap().unwrap();
+    assert_eq!(front.context(), &ctx);
+    assert_eq!(b.context(), &ctx);
+    let mut decoded = Batch::Traces(TracesBatch::from_message(req)).with_context(ctx.clone());
+    let part = decoded.split_front(2).unwrap().unwrap();
+    assert_eq!(part.context(), &ctx);
+    assert_eq!(decoded.clone().into_encoded().context(), &ctx);
+    let mut empty = Batch::empty(Signal::Traces);
+    empty.append(front.clone()).unwrap();
+    assert_eq!(empty.context(), &ctx);
+    assert_eq!(Batch::concat(Signal::Traces, &[front, b]).context(), &ctx);
+}

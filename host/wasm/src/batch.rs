@@ -19,16 +19,13 @@ pub struct HostBatch<K: ScopeAccess> {
     pub(crate) context: RequestContext,
 }
 
-/// Request metadata by key (a header name, or `auth.<attribute>`), each with its values.
-pub type RequestContext = Vec<(String, Vec<String>)>;
+pub use wasmcol_pdata::RequestContext;
 
-/// The request context `batch` carries, for the plugins' `*-context` calls (WIT 0.2.0).
-///
-/// Batches carry no request metadata yet, so this is empty; once they do, this one function
-/// reads it (header names lower case, the authenticator's attributes as `auth.<name>`).
+/// The request context `batch` carries, for the plugins' `*-context` calls (WIT 0.2.0):
+/// header names lower case (with the receiver's `include_metadata`), the authenticator's
+/// attributes as `auth.<name>`.
 pub fn request_context(batch: &wasmcol_pdata::Batch) -> RequestContext {
-    let _ = batch;
-    Vec::new()
+    batch.context().clone()
 }
 
 /// The trace handle's host type.
@@ -214,7 +211,7 @@ impl<K: ScopeAccess> HostBatch<K> {
         Ok(HostBatch {
             lazy: LazyRequest::from_payload(p)?,
             modified: false,
-            context: Vec::new(),
+            context: RequestContext::default(),
         })
     }
 
@@ -223,7 +220,7 @@ impl<K: ScopeAccess> HostBatch<K> {
         HostBatch {
             lazy: LazyRequest::from_message(req),
             modified: false,
-            context: Vec::new(),
+            context: RequestContext::default(),
         }
     }
 

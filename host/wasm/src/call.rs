@@ -517,8 +517,10 @@ fn finish<K: ScopeAccess>(
     {
         return Ok(Processed::Forward(wrap(o)));
     }
+    // The lazy view rebuilds the payload; the request context goes with it.
+    let context = hb.context.clone();
     let p = hb
         .into_payload()
         .map_err(|e| CallError::Trap(e.to_string()))?;
-    Ok(Processed::Forward(wrap(p)))
+    Ok(Processed::Forward(wrap(p.with_context(context))))
 }

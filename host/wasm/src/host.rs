@@ -355,12 +355,7 @@ impl<K: ScopeAccess> HostBatch<K> {
 
     /// The values of request context `key` (header names are matched without case).
     pub(crate) fn context_values(&self, key: &str, cap: &mut MemoryCap) -> R<Vec<String>> {
-        let out: Vec<String> = self
-            .context
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .flat_map(|(_, v)| v.iter().cloned())
-            .collect();
+        let out: Vec<String> = self.context.get(key).to_vec();
         cap.fits(
             out.iter()
                 .map(|v| v.len() + std::mem::size_of::<String>())

@@ -1529,7 +1529,8 @@ fn int_attr(attrs: &[KeyValue], k: &str) -> Option<i64> {
 
 /// What contract 0.2.0 adds to batches, through a real component: `remove-attribute-all`
 /// takes the key off every span in one call, and the request context of a batch reads as
-/// what the batch carries (nothing yet: batches carry no request metadata today).
+/// what the batch carries (nothing for a batch without context, every value of the key
+/// otherwise, matched without case), and the forwarded batch keeps its context.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_0_2_0_removes_everywhere_and_reads_the_request_context() {
     let m = Metrics::new();
@@ -1555,4 +1556,14 @@ async fn contract_0_2_0_removes_everywhere_and_reads_the_request_context() {
         assert_eq!(int_attr(&s.attributes, "removed"), Some(4));
         assert_eq!(int_attr(&s.attributes, "context.values"), Some(0));
     }
+    let context =
+        wasmcol_pdata::RequestContext::new([("X-Tenant", vec!["a".to_owned(), "b".to_owned()])]);
+    p.consume(encoded(&request(2, 1, 3)).with_context(context.clone()))
+        .await
+        .unwrap();
+    let got = out.traces();
+    for s in &got[1].resource_spans[0].scope_spans[0].spans {
+        assert_eq!(int_attr(&s.attributes, "context.values"), Some(2));
+    }
+    assert_eq!(out.batches.lock()[1].context(), &context);
 }

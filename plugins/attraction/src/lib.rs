@@ -39,7 +39,7 @@ pub struct ActionConfig {
 }
 
 /// What a validated action does.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// Set only when absent.
     Insert {
@@ -95,15 +95,68 @@ pub enum Action {
 }
 
 /// Where a set action takes its value.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Source {
     /// A literal from the config.
     Value(Value),
     /// Another attribute of the same set.
     Attribute(String),
-    /// Client metadata of the request. wasmcol does not pass request metadata to plugins,
-    /// so this source is never found and the action does nothing.
+    /// The request context of the batch (`metadata.<key>` or `<key>` for a request header,
+    /// `auth.<attribute>` for the authenticator's), resolved per batch by
+    /// [`resolve_context`]; unresolved, it is never found and the action does nothing.
     Context(String),
+}
+
+/// Whether any action takes its value from the request context.
+pub fn uses_context(actions: &[Action]) -> bool {
+    actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Insert {
+                source: Source::Context(_),
+                ..
+            } | Action::Update {
+                source: Source::Context(_),
+                ..
+            } | Action::Upsert {
+                source: Source::Context(_),
+                ..
+            }
+        )
+    })
+}
+
+/// `actions` for one batch: each `from_context` source becomes the value `lookup` finds, as
+/// upstream reads `client.Info` (`metadata.` stripped, `auth.` kept since the host stores
+/// the authenticator's attributes under that prefix; several values joined with `;`), and
+/// an action whose key has no value is left out, as upstream skips it.
+pub fn resolve_context(actions: &[Action], lookup: impl Fn(&str) -> Vec<String>) -> Vec<Action> {
+    let resolve = |source: &Source| -> Option<Source> {
+        let Source::Context(key) = source else {
+            return Some(source.clone());
+        };
+        let key = key.strip_prefix("metadata.").unwrap_or(key);
+        let values = lookup(key);
+        (!values.is_empty()).then(|| Source::Value(Value::Str(values.join(";"))))
+    };
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Insert { key, source } => resolve(source).map(|source| Action::Insert {
+                key: key.clone(),
+                source,
+            }),
+            Action::Update { key, source } => resolve(source).map(|source| Action::Update {
+                key: key.clone(),
+                source,
+            }),
+            Action::Upsert { key, source } => resolve(source).map(|source| Action::Upsert {
+                key: key.clone(),
+                source,
+            }),
+            other => Some(other.clone()),
+        })
+        .collect()
 }
 
 /// `converted_type`.

@@ -71,9 +71,42 @@ fn from_attribute_copies_and_missing_source_is_noop() {
 }
 
 #[test]
-fn from_context_is_never_found_in_plugins() {
+fn from_context_unresolved_is_never_found() {
     let a = r#"[{"key":"tenant","from_context":"metadata.tenant","action":"upsert"}]"#;
     assert_eq!(run(a, &[]), attrs(&[]));
+}
+
+/// Upstream's lookups: `metadata.` prefix or a bare key read a header, `auth.` the
+/// authenticator's attribute, several values are joined with `;`, and an action whose key is
+/// absent does nothing.
+#[test]
+fn from_context_resolves_like_upstream() {
+    let a = r#"[{"key":"t1","from_context":"metadata.x-tenant","action":"upsert"},
+        {"key":"t2","from_context":"x-tenant","action":"insert"},
+        {"key":"user","from_context":"auth.username","action":"upsert"},
+        {"key":"many","from_context":"x-many","action":"upsert"},
+        {"key":"none","from_context":"x-none","action":"upsert"}]"#;
+    let cfg: Vec<ActionConfig> = serde_json::from_str(a).unwrap();
+    let actions = build_actions("actions", &cfg).unwrap();
+    assert!(uses_context(&actions));
+    let resolved = resolve_context(&actions, |k| match k {
+        "x-tenant" => vec!["acme".to_owned()],
+        "auth.username" => vec!["ann".to_owned()],
+        "x-many" => vec!["a".to_owned(), "b".to_owned()],
+        _ => Vec::new(),
+    });
+    assert_eq!(resolved.len(), 4);
+    let mut got = attrs(&[]);
+    apply(&resolved, &mut got);
+    assert_eq!(
+        got,
+        attrs(&[
+            ("t1", "acme".into()),
+            ("t2", "acme".into()),
+            ("user", "ann".into()),
+            ("many", "a;b".into())
+        ])
+    );
 }
 
 #[test]

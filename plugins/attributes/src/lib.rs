@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 use wasmcol_attraction::filter::{MatchConfig, Selector, Subject};
-use wasmcol_attraction::{Action, ActionConfig, Attrs, Source, apply, build_actions};
+use wasmcol_attraction::{
+    Action, ActionConfig, Attrs, Source, apply, build_actions, resolve_context, uses_context,
+};
 use wasmcol_sdk::{
     BatchOps, ConfigErrors, ItemRef, Level, Logs, Metrics, Outcome, ProcessError, Processor,
     ScopeInfo, SetMode, Signal, Target, Traces, Value,
@@ -32,6 +34,8 @@ pub struct Attributes {
     /// When every action sets a literal value and nothing is filtered, each action is one bulk
     /// host call for the whole batch.
     bulk: Option<Vec<(String, Value, SetMode)>>,
+    /// Some action reads the request context, so actions are resolved per batch.
+    context: bool,
 }
 
 impl Processor for Attributes {
@@ -68,10 +72,12 @@ impl Processor for Attributes {
         } else {
             None
         };
+        let context = uses_context(&actions);
         errors.into_result(Attributes {
             actions,
             selector,
             bulk,
+            context,
         })
     }
 
@@ -157,8 +163,16 @@ impl Attributes {
     }
 
     /// Walks every item, decides with `select` (which adds the signal-specific fields to the
-    /// subject) and applies the actions to the selected ones.
+    /// subject) and applies the actions, with `from_context` resolved from this batch's
+    /// request context, to the selected ones.
     fn each_item(&self, ops: &dyn BatchOps, select: impl Fn(ItemRef, Subject<'_>) -> bool) {
+        let resolved;
+        let actions = if self.context {
+            resolved = resolve_context(&self.actions, |k| ops.context(k));
+            &resolved
+        } else {
+            &self.actions
+        };
         let need_resource = self.selector.needs_resource();
         let need_scope = self.selector.needs_scope();
         for r in 0..ops.resource_count() {
@@ -190,7 +204,7 @@ impl Attributes {
                         };
                         select(at, subject)
                     };
-                    if selected && apply(&self.actions, &mut attrs) {
+                    if selected && apply(actions, &mut attrs) {
                         ops.replace_attributes(target, &attrs);
                     }
                 }
@@ -232,6 +246,40 @@ mod tests {
         assert_eq!(
             items[1].attributes,
             vec![("telemetry.source".to_string(), Value::from("local"))]
+        );
+    }
+
+    /// `from_context` tags each span with its batch's request context value; a batch without
+    /// it is left alone.
+    #[test]
+    fn from_context_tags_spans_per_batch() {
+        let mut p: Attributes = testing::build(
+            r#"{"actions":[{"key":"tenant","from_context":"x-tenant","action":"upsert"}]}"#,
+        )
+        .unwrap();
+        assert!(p.bulk.is_none());
+        let batch = MemTraces::new()
+            .resource(&[], |r| {
+                r.scope("s", |s| {
+                    s.item(span("a"));
+                });
+            })
+            .with_context("x-tenant", &["acme"]);
+        testing::run_traces(&mut p, &batch).unwrap();
+        assert_eq!(
+            batch.data().resources[0].scopes[0].items[0].attributes,
+            vec![("tenant".to_string(), Value::from("acme"))]
+        );
+        let bare = MemTraces::new().resource(&[], |r| {
+            r.scope("s", |s| {
+                s.item(span("a"));
+            });
+        });
+        testing::run_traces(&mut p, &bare).unwrap();
+        assert!(
+            bare.data().resources[0].scopes[0].items[0]
+                .attributes
+                .is_empty()
         );
     }
 

@@ -551,3 +551,61 @@ async fn mixed_batches_merge_and_split_without_decoding() {
         .collect();
     assert_eq!(sink.names(), want);
 }
+
+fn tenant(batch: Batch, t: &str) -> Batch {
+    let ctx = wasmcol_pdata::RequestContext::new([
+        ("x-tenant", vec![t.to_owned()]),
+        ("user-agent", vec!["sdk".to_owned()]),
+    ]);
+    batch.with_context(ctx)
+}
+
+/// Scenario: two tenants' senders, concurrently, with `metadata_keys: [X-Tenant]`.
+/// Guarantees: their items are never merged into one export; each export carries its
+/// tenant's value and nothing but the metadata keys; a third value set beyond
+/// `metadata_cardinality_limit: 2` is refused with upstream's text.
+#[tokio::test(start_paused = true)]
+async fn metadata_keys_keep_value_sets_apart() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let cfg = BatchConfig {
+        metadata_keys: vec!["X-Tenant".to_owned()],
+        metadata_cardinality_limit: 2,
+        ..config(100, 0, Duration::from_secs(1))
+    };
+    let p = started(&c, &cfg, &sink).await;
+    let (a, b, a2) = tokio::join!(
+        p.consume(tenant(spans("a", 6), "acme")),
+        p.consume(tenant(spans("b", 6), "globex")),
+        p.consume(tenant(spans("c", 2), "acme")),
+    );
+    assert_eq!((a, b, a2), (Ok(()), Ok(()), Ok(())));
+    let got = sink.received.lock().clone();
+    let mut seen = Vec::new();
+    for batch in &got {
+        let t = batch.context().get("x-tenant").to_vec();
+        assert_eq!(t.len(), 1, "{:?}", batch.context());
+        assert!(batch.context().get("user-agent").is_empty());
+        seen.push((t[0].clone(), batch.item_count()));
+    }
+    seen.sort();
+    assert_eq!(seen, [("acme".to_owned(), 8), ("globex".to_owned(), 6)]);
+    let refused = p.consume(tenant(spans("d", 1), "initech")).await;
+    let e = refused.unwrap_err();
+    assert!(matches!(e, ConsumeError::Permanent(_)), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("too many batcher metadata-value combinations")
+    );
+}
+
+/// Scenario: a batch with a request context through a processor without `metadata_keys`.
+/// Guarantees: the context is dropped, as upstream's single batcher exports under a fresh one.
+#[tokio::test(start_paused = true)]
+async fn without_metadata_keys_the_context_is_dropped() {
+    let c = ctx(Kind::Processor, "batch");
+    let sink = Sink::new();
+    let p = started(&c, &config(1, 0, Duration::from_secs(1)), &sink).await;
+    p.consume(tenant(spans("a", 2), "acme")).await.unwrap();
+    assert!(sink.received.lock()[0].context().is_empty());
+}

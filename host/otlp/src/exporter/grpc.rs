@@ -323,7 +323,7 @@ impl Sender for GrpcSender {
         }
         if let Some(auth) = &self.auth {
             let mut headers = std::mem::take(req.metadata_mut()).into_headers();
-            auth.apply(&mut headers)
+            auth.apply(&mut headers, batch.context())
                 .map_err(|e| ConsumeError::retryable(format!("{}: auth: {e}", self.name)))?;
             *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
         }

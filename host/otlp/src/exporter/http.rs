@@ -456,7 +456,7 @@ impl Sender for HttpSender {
         if let Some(auth) = &self.auth {
             // The client's default headers (`headers`) are what the authenticator edits.
             let mut headers = self.headers.clone();
-            auth.apply(&mut headers)
+            auth.apply(&mut headers, batch.context())
                 .map_err(|e| ConsumeError::retryable(format!("{}: auth: {e}", self.name)))?;
             req = req.headers(headers);
         }

@@ -77,11 +77,11 @@ impl<S: OtlpSignal> UnaryService<Bytes> for Export<S> {
         let ingest = self.ingest.clone();
         Box::pin(async move {
             let (metadata, _, body) = request.into_parts();
-            let batch = Batch::from_encoded(S::SIGNAL, body)
+            let mut batch = Batch::from_encoded(S::SIGNAL, body)
                 .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-            if ingest.checks("grpc") {
-                ingest
-                    .authenticate("grpc", &metadata.into_headers(), &batch)
+            if ingest.reads_headers("grpc") {
+                batch = ingest
+                    .admit("grpc", &metadata.into_headers(), batch)
                     .map_err(tonic::Status::unauthenticated)?;
             }
             match ingest.push("grpc", batch).await {

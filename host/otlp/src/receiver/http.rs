@@ -203,7 +203,7 @@ async fn handle(
     };
     // The body is read (within the limits) before the check so that a refused request's
     // items can be counted as refused, as the receiver metrics promise.
-    let headers = ingest.checks("http").then(|| req.headers().clone());
+    let headers = ingest.reads_headers("http").then(|| req.headers().clone());
     let deadline = req.extensions().get::<ReadDeadline>().map(|d| d.0);
     let collect = Limited::new(req.into_body(), s.limit).collect();
     let collected = match deadline {
@@ -227,14 +227,15 @@ async fn handle(
             return error_response(format, tonic::Code::InvalidArgument, &msg);
         }
     };
-    let batch = match decode(s, signal, format, encoding, body).await {
+    let mut batch = match decode(s, signal, format, encoding, body).await {
         Ok(b) => b,
         Err(msg) => return error_response(format, tonic::Code::InvalidArgument, &msg),
     };
-    if let Some(h) = &headers
-        && let Err(e) = ingest.authenticate("http", h, &batch)
-    {
-        return response(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", e);
+    if let Some(h) = &headers {
+        batch = match ingest.admit("http", h, batch) {
+            Ok(b) => b,
+            Err(e) => return response(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", e),
+        };
     }
     match ingest.push("http", batch).await {
         Ok(()) => {

@@ -19,6 +19,7 @@ use wasmcol_core::{
 
 use crate::tls::{ServerTls, ServerTlsConfig};
 use wasmcol_core::auth::ServerAuthenticator;
+use wasmcol_core::pdata::RequestContext;
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     // `grpc:` with an empty body enables the protocol with defaults, so a present null is Some.
@@ -73,7 +74,7 @@ pub struct GrpcServerConfig {
     /// h2 does not police client pings).
     #[serde(default)]
     pub keepalive: Option<Keepalive>,
-    /// Metadata to context: accepted, not used yet.
+    /// Puts the request's headers into the request context the batch carries.
     #[serde(default)]
     pub include_metadata: bool,
     /// `authenticator`: the server authenticator extension checking every request.
@@ -166,7 +167,7 @@ pub struct HttpServerConfig {
     /// `false`: an HTTP/1 connection serves one request, then closes (default true).
     #[serde(default)]
     pub keep_alives_enabled: Option<bool>,
-    /// Accepted.
+    /// Puts the request's headers into the request context the batch carries.
     #[serde(default)]
     pub include_metadata: bool,
     /// Static headers on every response.
@@ -264,6 +265,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
                         ));
                     }
                     grpc_tls = server_tls(&g.tls, "protocols.grpc", &[b"h2"], &mut errs);
+                    auth.grpc_metadata = g.include_metadata;
                     g.enabled.then_some(g)
                 }
                 Err(e) => {
@@ -282,6 +284,7 @@ impl ReceiverFactory for OtlpReceiverFactory {
                     }
                     http_tls =
                         server_tls(&h.tls, "protocols.http", &[b"h2", b"http/1.1"], &mut errs);
+                    auth.http_metadata = h.include_metadata;
                     if cors_allows_an_origin(h.cors.as_ref()) {
                         errs.push(KeyError::new(
                             "protocols.http.cors",
@@ -342,11 +345,15 @@ impl ReceiverFactory for OtlpReceiverFactory {
     }
 }
 
-/// The server authenticators of each protocol (`protocols.*.auth`).
+/// What each protocol takes from a request's headers: the server authenticator
+/// (`protocols.*.auth`) and whether the headers go into the request context
+/// (`include_metadata`).
 #[derive(Default)]
 pub(crate) struct Auth {
     grpc: Option<Arc<dyn ServerAuthenticator>>,
     http: Option<Arc<dyn ServerAuthenticator>>,
+    grpc_metadata: bool,
+    http_metadata: bool,
 }
 
 /// Hands decoded requests to the pipelines and keeps upstream's receiver metrics.
@@ -386,33 +393,61 @@ impl Ingest {
         }
     }
 
-    /// Whether `transport` checks requests.
-    pub(crate) fn checks(&self, transport: &'static str) -> bool {
+    /// Whether `transport` reads requests' headers (to authenticate them or to put them into
+    /// the request context).
+    pub(crate) fn reads_headers(&self, transport: &'static str) -> bool {
         match transport {
-            "grpc" => self.auth.grpc.is_some(),
-            _ => self.auth.http.is_some(),
+            "grpc" => self.auth.grpc.is_some() || self.auth.grpc_metadata,
+            _ => self.auth.http.is_some() || self.auth.http_metadata,
         }
     }
 
-    /// Checks a request against the protocol's authenticator, if any. A refused request's
-    /// items are counted as refused; nothing reaches the pipelines. The error is what the
-    /// client reads.
-    pub(crate) fn authenticate(
+    /// Checks a request against the protocol's authenticator, if any, and returns the batch
+    /// with its request context: the authenticator's attributes as `auth.<name>` (carried
+    /// whenever it establishes some, as upstream's `client.Info.Auth`) and, with
+    /// `include_metadata`, the headers under their lower-case names. Headers named `auth.*`
+    /// are left out so that a client cannot pose as an authenticated principal. A refused
+    /// request's items are counted as refused; nothing reaches the pipelines. The error is
+    /// what the client reads.
+    pub(crate) fn admit(
         &self,
         transport: &'static str,
         headers: &::http::HeaderMap,
-        batch: &Batch,
-    ) -> Result<(), String> {
-        let auth = match transport {
-            "grpc" => &self.auth.grpc,
-            _ => &self.auth.http,
+        batch: Batch,
+    ) -> Result<Batch, String> {
+        let (auth, metadata) = match transport {
+            "grpc" => (&self.auth.grpc, self.auth.grpc_metadata),
+            _ => (&self.auth.http, self.auth.http_metadata),
         };
-        let Some(auth) = auth else { return Ok(()) };
-        auth.authenticate(headers).inspect_err(|_| {
-            if let Some((_, refused)) = self.counters.get(&(batch.signal(), transport)) {
-                refused.add(batch.item_count() as u64);
+        let principal = match auth {
+            Some(auth) => auth.authenticate(headers).inspect_err(|_| {
+                if let Some((_, refused)) = self.counters.get(&(batch.signal(), transport)) {
+                    refused.add(batch.item_count() as u64);
+                }
+            })?,
+            None => Vec::new(),
+        };
+        if !metadata && principal.is_empty() {
+            return Ok(batch);
+        }
+        let mut entries: Vec<(String, Vec<String>)> = principal
+            .into_iter()
+            .map(|(k, v)| (format!("auth.{k}"), vec![v]))
+            .collect();
+        if metadata {
+            for name in headers.keys() {
+                if name.as_str().starts_with("auth.") {
+                    continue;
+                }
+                let values = headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                    .collect();
+                entries.push((name.as_str().to_owned(), values));
             }
-        })
+        }
+        Ok(batch.with_context(RequestContext::new(entries)))
     }
 
     /// Whether a pipeline of `signal` lists this receiver.
