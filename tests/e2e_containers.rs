@@ -24,7 +24,7 @@ use docker_support::{Docker, Recorded, Spec, parse_recorded, repo_root, unavaila
 use futures::StreamExt as _;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use parking_lot::Mutex;
-use tls_support::{CA, CLIENT_CERT, CLIENT_KEY, GATEWAY_CERT, GATEWAY_KEY};
+use tls_support::{CA, CLIENT_CERT, CLIENT_KEY, GATEWAY_CERT, GATEWAY_KEY, TOKEN, TOKEN_FILE};
 use wasmcol_testkit::prom::series;
 use wasmcol_testkit::spans::request;
 
@@ -435,6 +435,7 @@ fn seed_000_two_regions_in_containers() {
         (GATEWAY_KEY, &server.key),
         (CLIENT_CERT, &client_leaf.cert),
         (CLIENT_KEY, &client_leaf.key),
+        (TOKEN_FILE, TOKEN),
     ]);
     let conf = host_dir(&[("backend.yaml", BACKEND)]);
     for n in ["region-a", "region-b"] {

@@ -15,7 +15,7 @@ use plugins_support::{isolate_cache, spans_request};
 use seed_configs::seed_000_gateway;
 use tls_support::{
     CA, CLIENT_KEY, GATEWAY_CERT, GATEWAY_KEY, HttpsBackend, Pki, RawHttps, client_config,
-    export_over_tls, handshake, post_https,
+    export_over_tls, handshake, post_https, post_https_with_token,
 };
 use tokio_rustls::rustls;
 use wasmcol_testkit::prom::series;
@@ -63,6 +63,13 @@ async fn seed_gateway_requires_client_certificates_on_both_protocols() {
     .await;
     assert!(distrust.is_err(), "{distrust:?}");
 
+    // The hardened example wants the regions' bearer token as well: a good certificate with
+    // no token or a wrong one is 401.
+    for token in [None, Some("not-the-token")] {
+        let good = client_config(&pki.ca.pem, Some(&pki.client), ANY);
+        let status = post_https_with_token(http, good, &spans_request(3, 9), token).await;
+        assert_eq!(status, Ok(401), "token {token:?}");
+    }
     let good = client_config(&pki.ca.pem, Some(&pki.client), ANY);
     assert_eq!(post_https(http, good, &spans_request(5, 4)).await, Ok(200));
     export_over_tls(grpc, &pki.ca.pem, Some(&pki.client), spans_request(7, 5))

@@ -334,6 +334,7 @@ fn configmap_configs_pass_validate() {
         ("ca.crt", &ca.pem),
         ("tls.crt", &leaf.cert),
         ("tls.key", &leaf.key),
+        ("token", &"k8s-check-token".to_owned()),
     ] {
         std::fs::write(certs.path().join(f), pem).unwrap();
     }

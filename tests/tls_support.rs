@@ -114,6 +114,10 @@ pub const CLIENT_KEY: &str = "cross-region-client.key";
 pub const OTHER_CA: &str = "other-ca.crt";
 pub const ROGUE_CERT: &str = "rogue-client.crt";
 pub const ROGUE_KEY: &str = "rogue-client.key";
+/// The regions' bearer token file the hardened seed 000 examples read, holding [`TOKEN`].
+pub const TOKEN_FILE: &str = "cross-region-token";
+/// The bearer token every helper client here sends (harmless to servers without auth).
+pub const TOKEN: &str = "wasmcol-test-cross-region-token";
 
 impl Pki {
     /// Generates everything and writes the PEM files.
@@ -133,6 +137,7 @@ impl Pki {
             (OTHER_CA, &other_ca.pem),
             (ROGUE_CERT, &rogue.cert),
             (ROGUE_KEY, &rogue.key),
+            (TOKEN_FILE, &format!("{TOKEN}\n")),
         ] {
             std::fs::write(dir.path().join(name), pem).unwrap();
         }
@@ -180,6 +185,9 @@ pub async fn export_over_tls(
         .connect()
         .await
         .map_err(|e| format!("connect: {e:?}"))?;
+    let mut req = tonic::Request::new(req);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     TraceServiceClient::new(channel)
         .export(req)
         .await
@@ -199,6 +207,9 @@ pub async fn export_plaintext(
         .connect()
         .await
         .map_err(|e| format!("connect: {e:?}"))?;
+    let mut req = tonic::Request::new(req);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     TraceServiceClient::new(channel)
         .export(req)
         .await
@@ -455,14 +466,28 @@ pub async fn post_https(
     config: rustls::ClientConfig,
     req: &ExportTraceServiceRequest,
 ) -> Result<u16, String> {
+    post_https_with_token(addr, config, req, Some(TOKEN)).await
+}
+
+/// [`post_https`] with `token` as the bearer token, or none.
+pub async fn post_https_with_token(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+    req: &ExportTraceServiceRequest,
+    token: Option<&str>,
+) -> Result<u16, String> {
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let resp = client
+    let mut post = client
         .post(format!("https://{addr}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
+        .header("content-type", "application/x-protobuf");
+    if let Some(t) = token {
+        post = post.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = post
         .body(req.encode_to_vec())
         .send()
         .await

@@ -19,6 +19,8 @@ openssl req -newkey rsa:2048 -nodes -subj "/CN=region collector" -keyout cross-r
 openssl x509 -req -in client.csr -CA cross-region-ca.crt -CAkey ca.key -CAcreateserial -days 30 \
     -extfile <(printf 'extendedKeyUsage=clientAuth') -out cross-region-client.crt 2>/dev/null
 rm -f gateway.csr client.csr cross-region-ca.srl
-chmod 0644 ./*.crt gateway-server.key cross-region-client.key
+# The regions' bearer token the gateway also requires (examples/seed-000-*.yaml).
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > cross-region-token
+chmod 0644 ./*.crt gateway-server.key cross-region-client.key cross-region-token
 chmod 0600 ca.key
 echo "certificates in $(pwd)"
