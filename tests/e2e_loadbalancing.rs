@@ -249,12 +249,7 @@ async fn dns_backend_changes_lose_nothing() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(
-        &resolv,
-        "nameserver 127.0.0.77\noptions timeout:1 attempts:1\n",
-    )
-    .unwrap();
+    let resolv = resolv_conf(&dir, "127.0.0.77");
     let yaml = format!(
         r#"
 receivers:
@@ -367,6 +362,97 @@ service:
             .await,
         Some(3.0)
     );
+}
+
+/// A `resolv.conf` in `dir` naming only `nameserver`, one quick attempt per query.
+fn resolv_conf(dir: &tempfile::TempDir, nameserver: &str) -> std::path::PathBuf {
+    let path = dir.path().join("resolv.conf");
+    std::fs::write(
+        &path,
+        format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Scenario: a top-level `sending_queue` and a DNS resolver whose name answers nothing at
+/// first; spans are sent (and acknowledged by the queue) while the ring is empty, then the
+/// name starts answering one backend.
+/// Guarantees: the spans accepted before any backend existed all arrive, each once, once the
+/// backend appears (before commit 3e65c06 the queue dropped them: the empty ring was a final
+/// error, not a retryable part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_top_level_queue_keeps_data_until_a_backend_exists() {
+    let backend = Backend::start_on("127.0.0.5:0".parse().unwrap()).await;
+    let port = backend.addr.port();
+    let Some(dns) = Dns::start("127.0.0.78:53", &[]).await else {
+        eprintln!("SKIPPED: cannot bind a DNS server on 127.0.0.78:53 (needs root)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = resolv_conf(&dir, "127.0.0.78");
+    let yaml = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+exporters:
+  loadbalancing:
+    sending_queue:
+      enabled: true
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 200ms
+    protocol:
+      otlp:
+        tls:
+          insecure: true
+    resolver:
+      dns:
+        hostname: gateways.wasmcol.test
+        port: {port}
+        interval: 100ms
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [loadbalancing]
+"#
+    );
+    let Some(c) = Collector::start_with_resolv_conf(&yaml, &resolv) else {
+        eprintln!(
+            "SKIPPED: cannot give the collector its own resolv.conf (needs root and unshare)"
+        );
+        return;
+    };
+    let mut cl = client(c.grpc_url("otlp")).await;
+    for first in [0u64, 30, 60] {
+        cl.export(request(first, 30)).await.unwrap();
+    }
+    assert!(
+        common::eventually(WAIT, || async {
+            c.metric(
+                r#"otelcol_loadbalancer_num_resolutions_total{resolver="dns",success="false"}"#,
+            )
+            .await
+            .is_some_and(|v| v >= 1.0)
+        })
+        .await,
+        "no failed resolution counted while the name answered nothing"
+    );
+    assert!(
+        arrivals(&backend).is_empty(),
+        "a span arrived with no backend"
+    );
+    dns.set(&[std::net::Ipv4Addr::new(127, 0, 0, 5)]);
+    assert!(
+        backend.wait_for_spans(90).await,
+        "spans queued before the backend existed did not arrive in {WAIT:?}"
+    );
+    let want: BTreeMap<u64, u32> = (0u64..90).map(|i| (i, 1)).collect();
+    assert_eq!(arrivals(&backend), want);
 }
 
 /// Scenario: two backends, no queue anywhere, exporter-level `retry_on_failure` on; one
