@@ -13,7 +13,14 @@ use delivery_support::{arrivals, client};
 use wasmcol_loadbalancing::Ring;
 use wasmcol_testkit::spans::request;
 
+/// A traces pipeline from OTLP/gRPC into `loadbalancing` with `resolver` (YAML lines).
 fn config(resolver: &str) -> String {
+    config_with("", "", resolver)
+}
+
+/// [`config`] with `top` and `otlp`: extra YAML lines for the exporter and its
+/// `protocol.otlp` template.
+fn config_with(top: &str, otlp: &str, resolver: &str) -> String {
     format!(
         r#"
 receivers:
@@ -23,11 +30,11 @@ receivers:
         endpoint: 127.0.0.1:0
 exporters:
   loadbalancing:
-    protocol:
+{top}    protocol:
       otlp:
         tls:
           insecure: true
-    resolver:
+{otlp}    resolver:
 {resolver}
 service:
   pipelines:
@@ -244,49 +251,9 @@ async fn dns_backend_changes_lose_nothing() {
     let port = first.addr.port();
     let second = Backend::start_on(format!("127.0.0.3:{port}").parse().unwrap()).await;
     let third = Backend::start_on(format!("127.0.0.4:{port}").parse().unwrap()).await;
-    let Some(dns) = Dns::start("127.0.0.77:53", &[]).await else {
-        eprintln!("SKIPPED: cannot bind a DNS server on 127.0.0.77:53 (needs root)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(
-        &resolv,
-        "nameserver 127.0.0.77\noptions timeout:1 attempts:1\n",
-    )
-    .unwrap();
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:0
-exporters:
-  loadbalancing:
-    protocol:
-      otlp:
-        tls:
-          insecure: true
-        retry_on_failure:
-          initial_interval: 100ms
-          max_interval: 200ms
-    resolver:
-      dns:
-        hostname: gateways.wasmcol.test
-        port: {port}
-        interval: 100ms
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [loadbalancing]
-"#
-    );
-    let Some(c) = Collector::start_with_resolv_conf(&yaml, &resolv) else {
-        eprintln!(
-            "SKIPPED: cannot give the collector its own resolv.conf (needs root and unshare)"
-        );
+    let otlp = "        retry_on_failure:\n          initial_interval: 100ms\n          max_interval: 200ms\n";
+    let Some((dns, c, _dir)) = dns_collector("127.0.0.77", &dns_config("", otlp, port)).await
+    else {
         return;
     };
     let backends_are = |n: f64| {
@@ -367,6 +334,86 @@ service:
             .await,
         Some(3.0)
     );
+}
+
+/// [`config_with`] and the DNS resolver on `gateways.wasmcol.test`, polled every 100ms.
+fn dns_config(top: &str, otlp: &str, port: u16) -> String {
+    config_with(
+        top,
+        otlp,
+        &format!(
+            "      dns:\n        hostname: gateways.wasmcol.test\n        port: {port}\n        interval: 100ms"
+        ),
+    )
+}
+
+/// A DNS server of the test on `nameserver`:53, answering nothing yet, and the collector on
+/// `yaml` with a private `resolv.conf` naming only that server (one quick attempt per
+/// query). `None`, with the reason printed, when this needs root the test lacks.
+async fn dns_collector(
+    nameserver: &str,
+    yaml: &str,
+) -> Option<(Dns, Collector, tempfile::TempDir)> {
+    let Some(dns) = Dns::start(&format!("{nameserver}:53"), &[]).await else {
+        eprintln!("SKIPPED: cannot bind a DNS server on {nameserver}:53 (needs root)");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n"),
+    )
+    .unwrap();
+    let Some(c) = Collector::start_with_resolv_conf(yaml, &resolv) else {
+        eprintln!(
+            "SKIPPED: cannot give the collector its own resolv.conf (needs root and unshare)"
+        );
+        return None;
+    };
+    Some((dns, c, dir))
+}
+
+/// Scenario: a top-level `sending_queue` and a DNS resolver whose name answers nothing at
+/// first; spans are sent (and acknowledged by the queue) while the ring is empty, then the
+/// name starts answering one backend.
+/// Guarantees: the spans accepted before any backend existed all arrive, each once, once the
+/// backend appears (before commit 3e65c06 the queue dropped them: the empty ring was a final
+/// error, not a retryable part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_top_level_queue_keeps_data_until_a_backend_exists() {
+    let backend = Backend::start_on("127.0.0.5:0".parse().unwrap()).await;
+    let port = backend.addr.port();
+    let top = "    sending_queue:\n      enabled: true\n    retry_on_failure:\n      initial_interval: 100ms\n      max_interval: 200ms\n";
+    let Some((dns, c, _dir)) = dns_collector("127.0.0.78", &dns_config(top, "", port)).await else {
+        return;
+    };
+    let mut cl = client(c.grpc_url("otlp")).await;
+    for first in [0u64, 30, 60] {
+        cl.export(request(first, 30)).await.unwrap();
+    }
+    assert!(
+        common::eventually(WAIT, || async {
+            c.metric(
+                r#"otelcol_loadbalancer_num_resolutions_total{resolver="dns",success="false"}"#,
+            )
+            .await
+            .is_some_and(|v| v >= 1.0)
+        })
+        .await,
+        "no failed resolution counted while the name answered nothing"
+    );
+    assert!(
+        arrivals(&backend).is_empty(),
+        "a span arrived with no backend"
+    );
+    dns.set(&[std::net::Ipv4Addr::new(127, 0, 0, 5)]);
+    assert!(
+        backend.wait_for_spans(90).await,
+        "spans queued before the backend existed did not arrive in {WAIT:?}"
+    );
+    let want: BTreeMap<u64, u32> = (0u64..90).map(|i| (i, 1)).collect();
+    assert_eq!(arrivals(&backend), want);
 }
 
 /// Scenario: two backends, no queue anywhere, exporter-level `retry_on_failure` on; one
