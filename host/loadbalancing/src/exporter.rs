@@ -27,7 +27,8 @@ use wasmcol_delivery::retry::Backoff;
 use wasmcol_pdata::{LogsBatch, MetricsBatch, TracesBatch};
 
 use crate::{
-    Config, Resolver, Ring, RouteError, RoutingKey, split_logs, split_metrics, split_traces,
+    Config, Resolver, Ring, RouteError, RoutingKey, split_encoded_by_trace, split_logs,
+    split_metrics, split_traces,
 };
 
 /// Port added to a backend named without one, as upstream.
@@ -541,6 +542,11 @@ impl Inner {
     /// Splits `batch` into one part per backend of `ring`.
     fn split(&self, batch: Batch, ring: &Ring) -> Result<Vec<(String, Batch)>, ConsumeError> {
         let decode = |e: wasmcol_pdata::DecodeError| ConsumeError::permanent(e.to_string());
+        if self.routing == RoutingKey::TraceId && !ring.is_empty() {
+            if let Some(parts) = split_encoded_by_trace(&batch, ring).map_err(decode)? {
+                return Ok(parts);
+            }
+        }
         let routed = match batch {
             Batch::Traces(t) => {
                 split_traces(t.into_message().map_err(decode)?, &self.routing, ring).map(|p| {

@@ -12,7 +12,7 @@ pub mod split;
 pub use config::{Checked, Config, Resolver, RoutingKey};
 pub use exporter::LoadBalancingFactory;
 pub use ring::Ring;
-pub use split::{RouteError, split_logs, split_metrics, split_traces};
+pub use split::{RouteError, split_encoded_by_trace, split_logs, split_metrics, split_traces};
 
 use std::sync::Arc;
 

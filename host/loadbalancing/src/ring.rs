@@ -65,10 +65,15 @@ impl Ring {
     /// The backend for `key`: the first point at or after the key's position, wrapping to
     /// the first point; `None` on an empty ring.
     pub fn endpoint_for(&self, key: &[u8]) -> Option<&str> {
+        self.endpoints.get(self.index_for(key)?).map(String::as_str)
+    }
+
+    /// [`Ring::endpoint_for`] as an index into [`Ring::endpoints`].
+    pub fn index_for(&self, key: &[u8]) -> Option<usize> {
         let p = position(key);
         let i = self.points.partition_point(|&(pos, _)| pos < p);
         let &(_, index) = self.points.get(i).or_else(|| self.points.first())?;
-        self.endpoints.get(index).map(String::as_str)
+        Some(index)
     }
 
     /// The backends, sorted.

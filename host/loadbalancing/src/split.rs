@@ -13,7 +13,8 @@ use wasmcol_pdata::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use wasmcol_pdata::proto::resource::v1::Resource;
 use wasmcol_pdata::proto::trace::v1::{ResourceSpans, ScopeSpans};
 use wasmcol_pdata::{
-    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
+    Batch, DecodeError, ExportLogsServiceRequest, ExportMetricsServiceRequest,
+    ExportTraceServiceRequest,
 };
 
 use crate::{Ring, RoutingKey};
@@ -109,6 +110,45 @@ fn split_by_trace(
             });
     }
     Ok(())
+}
+
+/// The `traceID` split of a batch still in its wire form, without decoding it: each span or
+/// log record is routed by its trace id (span field 1, log record field 9; a log record
+/// without one goes to a random backend, as in [`split_logs`]) and copied as bytes under
+/// copies of its resource and scope. The parts are exactly those of [`split_traces`] /
+/// [`split_logs`] and keep the batch's request context. `None` for a decoded batch, metrics
+/// or an empty ring.
+pub fn split_encoded_by_trace(
+    batch: &Batch,
+    ring: &Ring,
+) -> Result<Option<Vec<(String, Batch)>>, DecodeError> {
+    let backends = ring.endpoints();
+    if backends.is_empty() {
+        return Ok(None);
+    }
+    let by_trace = |id: &[u8]| ring.index_for(id).unwrap_or(0);
+    let named = |parts: Vec<Option<Batch>>| {
+        parts
+            .into_iter()
+            .zip(backends)
+            .filter_map(|(p, name)| Some((name.clone(), p?)))
+            .collect()
+    };
+    Ok(match batch {
+        Batch::Traces(t) => t
+            .partition_by_field(backends.len(), 1, by_trace)?
+            .map(|p| named(p.into_iter().map(|p| p.map(Batch::Traces)).collect())),
+        Batch::Logs(l) => l
+            .partition_by_field(backends.len(), 9, |id| {
+                if id.iter().all(|&b| b == 0) {
+                    by_trace(&rand::random::<[u8; 16]>())
+                } else {
+                    by_trace(id)
+                }
+            })?
+            .map(|p| named(p.into_iter().map(|p| p.map(Batch::Logs)).collect())),
+        Batch::Metrics(_) => None,
+    })
 }
 
 /// Splits `req` into one request per backend of `ring`. By `traceID`, each log record goes
@@ -508,6 +548,62 @@ mod tests {
     /// and half without, split by trace id; then by service.
     /// Guarantees: nothing lost or duplicated; a record with a trace id is at the ring's
     /// backend for it; by service each resource goes whole to its service's backend.
+    /// The wire split of an encoded batch gives every backend the request the decoded split
+    /// gives it, for spans and for log records with trace ids, and keeps the context.
+    #[test]
+    fn encoded_split_matches_the_decoded_split() {
+        use prost::Message as _;
+        use wasmcol_pdata::proto::logs::v1::LogRecord;
+        use wasmcol_pdata::{LogsBatch, RequestContext, TracesBatch};
+        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
+        let context = RequestContext::new([("x-tenant", vec!["a".to_owned()])]);
+        let req = request();
+        let batch = Batch::Traces(
+            TracesBatch::from_encoded(req.encode_to_vec().into())
+                .unwrap()
+                .with_context(context.clone()),
+        );
+        let wire = split_encoded_by_trace(&batch, &ring).unwrap().unwrap();
+        let decoded = split_traces(req, &RoutingKey::TraceId, &ring).unwrap();
+        assert_eq!(wire.len(), decoded.len());
+        assert!(wire.len() > 1, "the spans spread over several backends");
+        for (name, part) in &wire {
+            let Batch::Traces(t) = part else {
+                panic!("{name}: not traces")
+            };
+            assert_eq!(&t.to_message().unwrap(), &decoded[name], "{name}");
+            assert_eq!(t.context(), &context);
+        }
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: resource("checkout"),
+                scope_logs: vec![ScopeLogs {
+                    log_records: (1..60u8)
+                        .map(|i| LogRecord {
+                            trace_id: vec![i; 16],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = Batch::Logs(LogsBatch::from_encoded(logs.encode_to_vec().into()).unwrap());
+        let wire = split_encoded_by_trace(&batch, &ring).unwrap().unwrap();
+        let decoded = split_logs(logs, &RoutingKey::TraceId, &ring).unwrap();
+        assert_eq!(wire.len(), decoded.len());
+        for (name, part) in &wire {
+            let Batch::Logs(l) = part else {
+                panic!("{name}: not logs")
+            };
+            assert_eq!(&l.to_message().unwrap(), &decoded[name], "{name}");
+        }
+        // A decoded batch goes the decoded way.
+        let decoded = Batch::Traces(TracesBatch::from_message(request()));
+        assert!(split_encoded_by_trace(&decoded, &ring).unwrap().is_none());
+    }
+
     #[test]
     fn logs_route_by_trace_id_or_service() {
         use wasmcol_pdata::proto::logs::v1::LogRecord;

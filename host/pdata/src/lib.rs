@@ -604,6 +604,35 @@ impl<M: OtlpRequest> Payload<M> {
     }
 }
 
+impl<M: OtlpRequest> Payload<M> {
+    /// Routes each item (span, metric, log record) of a batch still in its wire form to one
+    /// of `parts` parts by the value of the item's length-delimited field `field` (an empty
+    /// slice when absent): `route` returns the part index (clamped to the last part). Each
+    /// part keeps its items' resources and scopes and the batch's context; a part with no
+    /// item is `None`. Nothing is decoded, items are copied as bytes. `None` when the batch
+    /// is decoded (split the message instead).
+    pub fn partition_by_field(
+        &self,
+        parts: usize,
+        field: u64,
+        mut route: impl FnMut(&[u8]) -> usize,
+    ) -> Result<Option<Vec<Option<Self>>>, DecodeError> {
+        let Repr::Encoded { bytes, .. } = &*self.repr else {
+            return Ok(None);
+        };
+        let mut by_field = |item: &[u8]| split::bytes_field(item, field).map(&mut route);
+        let split = split::partition(bytes, parts, &mut by_field)?;
+        Ok(Some(
+            split
+                .into_iter()
+                .map(|p| {
+                    p.map(|(b, n)| Payload::from_validated(b, n).with_context(self.context.clone()))
+                })
+                .collect(),
+        ))
+    }
+}
+
 impl<M: OtlpRequest> Default for Payload<M> {
     fn default() -> Self {
         Payload::from_message(M::default())

@@ -322,3 +322,86 @@ pub(crate) fn split_front(
         rest: bytes.slice(boundary..),
     }))
 }
+
+/// The value of the length-delimited field `number` of the message in `buf` (its last
+/// occurrence, as protobuf merges), or an empty slice when it has none.
+pub(crate) fn bytes_field(buf: &[u8], number: u64) -> Result<&[u8], DecodeError> {
+    let mut value: &[u8] = &[];
+    let mut fields = Fields::new(buf);
+    while let Some(f) = fields.next_field()? {
+        if f.is(number) {
+            value = &buf[f.body.clone()];
+        }
+    }
+    Ok(value)
+}
+
+/// Routes each item (field 2 of a scope) of the validated request `bytes` to one of `parts`
+/// parts: `route` gets the item's bytes and returns a part index (clamped to the last part).
+/// Each part keeps the other fields of the resources and scopes its items came from
+/// (resource, scope, schema URLs), written before their children; resources and scopes left
+/// without items are dropped, as are unknown fields of the request itself (as a decode
+/// would). A part that gets no item is `None`. Item bytes are copied, never decoded.
+pub(crate) fn partition(
+    bytes: &[u8],
+    parts: usize,
+    route: &mut dyn FnMut(&[u8]) -> Result<usize, DecodeError>,
+) -> Result<Vec<Option<(Bytes, usize)>>, DecodeError> {
+    let parts = parts.max(1);
+    let mut out = vec![BytesMut::new(); parts];
+    let mut counts = vec![0usize; parts];
+    // Per part: the children of the resource and of the scope being walked.
+    let mut resources = vec![BytesMut::new(); parts];
+    let mut scopes = vec![BytesMut::new(); parts];
+    let mut body = BytesMut::new();
+    let mut top = Fields::new(bytes);
+    while let Some(r) = top.next_field()? {
+        if !r.is(1) {
+            continue;
+        }
+        let rbuf = &bytes[r.body.clone()];
+        let mut rhead = BytesMut::new();
+        resources.iter_mut().for_each(BytesMut::clear);
+        let mut in_resource = Fields::new(rbuf);
+        while let Some(s) = in_resource.next_field()? {
+            if !s.is(2) {
+                rhead.put_slice(&rbuf[s.start..s.end]);
+                continue;
+            }
+            let sbuf = &rbuf[s.body.clone()];
+            let mut shead = BytesMut::new();
+            scopes.iter_mut().for_each(BytesMut::clear);
+            let mut in_scope = Fields::new(sbuf);
+            while let Some(i) = in_scope.next_field()? {
+                if !i.is(2) {
+                    shead.put_slice(&sbuf[i.start..i.end]);
+                    continue;
+                }
+                let p = route(&sbuf[i.body.clone()])?.min(parts - 1);
+                scopes[p].put_slice(&sbuf[i.start..i.end]);
+                counts[p] += 1;
+            }
+            for (scope, resource) in scopes.iter().zip(resources.iter_mut()) {
+                if !scope.is_empty() {
+                    body.clear();
+                    body.put_slice(&shead);
+                    body.put_slice(scope);
+                    put_message(resource, 2, &body);
+                }
+            }
+        }
+        for (resource, part) in resources.iter().zip(out.iter_mut()) {
+            if !resource.is_empty() {
+                body.clear();
+                body.put_slice(&rhead);
+                body.put_slice(resource);
+                put_message(part, 1, &body);
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .zip(counts)
+        .map(|(b, n)| (n > 0).then(|| (b.freeze(), n)))
+        .collect())
+}

@@ -940,3 +940,58 @@ fn request_context_survives_every_transformation() {
     assert_eq!(empty.context(), &ctx);
     assert_eq!(Batch::concat(Signal::Traces, &[front, b]).context(), &ctx);
 }
+
+/// The wire partition gives each part exactly what partitioning the decoded message gives:
+/// the same items in order, under their resources and scopes (schema URLs kept), empty
+/// resources and scopes dropped, and the context kept.
+#[test]
+fn partition_by_field_matches_the_decoded_partition() {
+    let mut req = every_trace_field();
+    let mut more = traces(3, 5);
+    // Spread spans over trace ids, add a second scope and an empty one.
+    for (n, rs) in more.resource_spans.iter_mut().enumerate() {
+        rs.schema_url = format!("https://schema/{n}");
+        for (i, span) in rs.scope_spans[0].spans.iter_mut().enumerate() {
+            span.trace_id = vec![(n * 7 + i) as u8; 16];
+        }
+        let mut second = rs.scope_spans[0].clone();
+        second.schema_url = "https://scope-schema".into();
+        rs.scope_spans.push(second);
+        rs.scope_spans.push(ScopeSpans::default());
+    }
+    req.resource_spans.extend(more.resource_spans);
+    let route = |id: &[u8]| id.first().map_or(0, |b| usize::from(*b % 3));
+    let context = RequestContext::new([("x-tenant", vec!["a".to_owned()])]);
+    let batch = TracesBatch::from_encoded(Bytes::from(req.encode_to_vec()))
+        .unwrap()
+        .with_context(context.clone());
+    let parts = batch.partition_by_field(3, 1, route).unwrap().unwrap();
+    assert_eq!(parts.len(), 3);
+    for (p, part) in parts.iter().enumerate() {
+        // The same partition over the decoded message.
+        let mut want = req.clone();
+        for rs in &mut want.resource_spans {
+            for ss in &mut rs.scope_spans {
+                ss.spans.retain(|s| route(&s.trace_id) == p);
+            }
+            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        }
+        want.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+        match part {
+            None => assert!(want.resource_spans.is_empty(), "part {p} empty"),
+            Some(got) => {
+                assert_eq!(got.to_message().unwrap(), want, "part {p}");
+                assert_eq!(
+                    got.item_count(),
+                    TracesBatch::from_message(want).item_count()
+                );
+                assert_eq!(got.context(), &context);
+            }
+        }
+    }
+    let total: usize = parts.iter().flatten().map(|p| p.item_count()).sum();
+    assert_eq!(total, batch.item_count());
+    // A decoded batch is not partitioned here.
+    let decoded = TracesBatch::from_message(req);
+    assert!(decoded.partition_by_field(3, 1, route).unwrap().is_none());
+}
