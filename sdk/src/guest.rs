@@ -1,5 +1,5 @@
 //! The component side of the contract (compiled for `wasm32` only): bindings generated from
-//! `wit/v0.2.0/plugin.wit` (which uses the `types` and `batch` interfaces of 0.1.0), the batch handles wrapped in the SDK's traits, and the glue that the
+//! `wit/v0.2.0/plugin.wit` inside this crate (which uses the `types` and `batch` interfaces of 0.1.0), the batch handles wrapped in the SDK's traits, and the glue that the
 //! [`crate::export_processor!`] macro plugs a [`crate::Processor`] into.
 
 #![allow(unsafe_code)]
@@ -15,18 +15,14 @@ use crate::processor::{Decision, Outcome, ProcessError, Processor};
 use crate::view::{Logs, Metrics, Traces};
 use crate::{LogLevel, Value};
 
-/// Generated bindings. Not part of the SDK's stable API.
+/// Generated bindings, committed (`src/bindings/processor.rs`, from `wit/v0.2.0` by the
+/// wit-bindgen CLI; see the README) so that building a plugin runs no proc-macro. Not part
+/// of the SDK's stable API.
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit/v0.2.0",
-        world: "wasmcol:plugin/processor@0.2.0",
-        generate_all,
-        pub_export_macro: true,
-        export_macro_name: "__wasmcol_export_world",
-    });
-}
+#[rustfmt::skip]
+#[path = "bindings/processor.rs"]
+pub mod bindings;
 
 use bindings::wasmcol::plugin0_1_0::batch as wb;
 use bindings::wasmcol::plugin0_1_0::types as wt;
@@ -308,11 +304,13 @@ impl LogOps for Handle<'_, wb::LogBatch> {
     }
 }
 
-/// `info` for processor `P`.
-pub fn info<P: Processor>() -> bindings::PluginInfo {
+/// `info` for processor `P`; `cargo_name` and `cargo_version` (the plugin crate's, from the
+/// export macro) stand in for an empty `NAME` or `VERSION`.
+pub fn info<P: Processor>(cargo_name: &str, cargo_version: &str) -> bindings::PluginInfo {
+    let or = |own: &str, cargo: &str| if own.is_empty() { cargo } else { own }.to_owned();
     bindings::PluginInfo {
-        name: P::NAME.to_owned(),
-        version: P::VERSION.to_owned(),
+        name: or(P::NAME, cargo_name),
+        version: or(P::VERSION, cargo_version),
         signals: P::SIGNALS
             .iter()
             .map(|s| match s {

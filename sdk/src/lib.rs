@@ -125,6 +125,11 @@
 
 #![deny(missing_docs)]
 
+/// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod config;
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
@@ -145,7 +150,17 @@ pub use ops::{
 };
 pub use processor::{Decision, Outcome, ProcessError, Processor, TraceHold};
 pub use value::Value;
-pub use view::{Attributes, Logs, Metrics, Point, Record, Resource, Scope, Span, Traces};
+pub use view::{
+    Attributes, Batch, Item, Logs, Metrics, Point, Record, Resource, Scope, Span, Traces,
+};
+
+/// What most plugins use, in one import: `use wasmcol_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Batch, ConfigErrors, Level, Logs, Metrics, Outcome, ProcessError, Processor, SetMode,
+        Signal, Traces, Value,
+    };
+}
 
 /// Exports a [`Processor`] as the component's `processor` world.
 ///
@@ -164,7 +179,10 @@ macro_rules! export_processor {
             struct __WasmcolGlue;
             impl $crate::guest::Guest for __WasmcolGlue {
                 fn info() -> $crate::guest::PluginInfo {
-                    $crate::guest::info::<$ty>()
+                    $crate::guest::info::<$ty>(
+                        ::core::env!("CARGO_PKG_NAME"),
+                        ::core::env!("CARGO_PKG_VERSION"),
+                    )
                 }
                 fn configure(
                     config_json: ::std::string::String,

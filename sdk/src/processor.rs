@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::ConfigErrors;
 use crate::ops::Signal;
-use crate::view::{Logs, Metrics, Traces};
+use crate::view::{Batch, Logs, Metrics, Traces};
 
 /// What the host does with a batch after a successful call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,42 +66,68 @@ impl std::error::Error for ProcessError {}
 /// of the pipeline's signal for every batch. State kept in `self` lives as long as the
 /// instance; the host may throw an instance away (after a trap) and build a new one.
 ///
-/// Methods for signals not listed in [`Processor::SIGNALS`] are never called; their default
-/// forwards the batch unchanged.
+/// Most plugins implement only [`Processor::new`] and [`Processor::process`], which sees a
+/// batch of any signal; override `process_traces`, `process_metrics` or `process_logs` for
+/// what differs by signal (their default calls `process`). Methods for signals not listed in
+/// [`Processor::SIGNALS`] are never called.
+///
+/// [`Processor::NAME`] and [`Processor::VERSION`] default to empty, which
+/// [`crate::export_processor!`] replaces with the plugin crate's Cargo package name and
+/// version.
 pub trait Processor: Sized + 'static {
-    /// The plugin's type name, as written in the collector config (`attributes`).
-    const NAME: &'static str;
-    /// The plugin's version.
-    const VERSION: &'static str;
-    /// The signals the plugin handles.
-    const SIGNALS: &'static [Signal];
+    /// The plugin's type name, shown by `wasmcol plugin inspect` and used in its metric
+    /// names (`otelcol_processor_<NAME>_...`); empty: the Cargo package name.
+    const NAME: &'static str = "";
+    /// The plugin's version; empty: the Cargo package version.
+    const VERSION: &'static str = "";
+    /// The signals the plugin handles; all three by default.
+    const SIGNALS: &'static [Signal] = &[Signal::Traces, Signal::Metrics, Signal::Logs];
     /// A description of the config for `wasmcol plugin inspect` (JSON schema or prose).
     const CONFIG_SCHEMA: &'static str = "";
 
     /// The config, decoded from the processor's YAML body with serde. Put
-    /// `#[serde(deny_unknown_fields)]` on it so typos are errors.
-    type Config: DeserializeOwned;
+    /// `#[serde(deny_unknown_fields)]` on it so typos are errors. It may be the processor
+    /// itself (`type Config = Self;`), and then [`Processor::new`] need not be written.
+    type Config: DeserializeOwned + 'static;
 
     /// Builds the processor from its config for a pipeline of `signal`; checks beyond what
     /// serde checks go here. Report every problem with its key path.
-    fn new(config: Self::Config, signal: Signal) -> Result<Self, ConfigErrors>;
+    ///
+    /// The default accepts the config as the processor when `Config` is `Self`, and reports
+    /// a config error otherwise (implement it then).
+    fn new(config: Self::Config, signal: Signal) -> Result<Self, ConfigErrors> {
+        let _ = signal;
+        let config: Box<dyn std::any::Any> = Box::new(config);
+        config.downcast::<Self>().map(|p| *p).map_err(|_| {
+            let mut errors = ConfigErrors::new();
+            errors.push(
+                "",
+                "the plugin does not implement Processor::new and its Config is not Self",
+            );
+            errors
+        })
+    }
 
-    /// Processes a batch of spans in place.
+    /// Processes a batch of any signal in place; the per-signal methods call it unless
+    /// overridden. The default forwards the batch unchanged.
+    fn process(&mut self, batch: Batch<'_>) -> Result<Outcome, ProcessError> {
+        let _ = batch;
+        Ok(Outcome::Forward)
+    }
+
+    /// Processes a batch of spans in place; by default [`Processor::process`].
     fn process_traces(&mut self, traces: Traces<'_>) -> Result<Outcome, ProcessError> {
-        let _ = traces;
-        Ok(Outcome::Forward)
+        self.process(traces.into())
     }
 
-    /// Processes a batch of metric data points in place.
+    /// Processes a batch of metric data points in place; by default [`Processor::process`].
     fn process_metrics(&mut self, metrics: Metrics<'_>) -> Result<Outcome, ProcessError> {
-        let _ = metrics;
-        Ok(Outcome::Forward)
+        self.process(metrics.into())
     }
 
-    /// Processes a batch of log records in place.
+    /// Processes a batch of log records in place; by default [`Processor::process`].
     fn process_logs(&mut self, logs: Logs<'_>) -> Result<Outcome, ProcessError> {
-        let _ = logs;
-        Ok(Outcome::Forward)
+        self.process(logs.into())
     }
 
     /// Called periodically with the wall-clock time, for processors that keep state.

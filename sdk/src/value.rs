@@ -87,6 +87,17 @@ impl Value {
     }
 }
 
+/// A config field may be a `Value`: a JSON string, boolean, number or `null`, as
+/// [`Value::from_json`] converts it; an array or object is a config error.
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = serde_json::Value::deserialize(deserializer)?;
+        Value::from_json(&json).ok_or_else(|| {
+            serde::de::Error::custom("expected a string, boolean, number or null attribute value")
+        })
+    }
+}
+
 /// Go's `strconv.FormatFloat(f, 'g', -1, 64)` is what upstream prints; Rust's shortest
 /// round-trip form agrees for the common cases (integral values print without `.0`).
 fn format_double(d: f64) -> String {

@@ -7,7 +7,7 @@
 use crate::Value;
 use crate::ops::{
     BatchOps, EventRef, ItemRef, Level, LogInfo, LogOps, MetricOps, PointInfo, ScopeInfo, ScopeRef,
-    SetMode, SpanInfo, Target, TraceOps,
+    SetMode, Signal, SpanInfo, Target, TraceOps,
 };
 
 /// One attribute set (of a resource, scope, item or event).
@@ -162,6 +162,17 @@ fn items(ops: &dyn BatchOps) -> impl Iterator<Item = ItemRef> + '_ {
 
 macro_rules! batch_common {
     ($name:ident, $item:ident, $items:ident) => {
+        batch_common!($name);
+
+        impl<'a> $name<'a> {
+            /// Every item, in batch order (the order `retain` masks use).
+            pub fn $items(&self) -> impl Iterator<Item = $item<'a>> + 'a + use<'a> {
+                let ops = self.ops;
+                items(self.ops).map(move |at| $item { ops, at })
+            }
+        }
+    };
+    ($name:ident) => {
         impl<'a> $name<'a> {
             /// The raw interface, for calls the views do not wrap.
             pub fn ops(&self) -> &'a dyn BatchOps {
@@ -187,12 +198,6 @@ macro_rules! batch_common {
             /// Every scope of every resource.
             pub fn scopes(&self) -> impl Iterator<Item = Scope<'a>> + 'a + use<'a> {
                 self.resources().flat_map(|r| r.scopes())
-            }
-
-            /// Every item, in batch order (the order `retain` masks use).
-            pub fn $items(&self) -> impl Iterator<Item = $item<'a>> + 'a + use<'a> {
-                let ops = self.ops;
-                items(self.ops).map(move |at| $item { ops, at })
             }
 
             /// Removes `key` from every set of `level` in one host call; how many had it.
@@ -223,6 +228,45 @@ macro_rules! batch_common {
             }
         }
     };
+}
+
+/// A batch of any signal: what [`crate::Processor::process`] gets, for edits that do not
+/// depend on the signal (tagging, redacting, filtering by attribute).
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    ops: &'a dyn BatchOps,
+    signal: Signal,
+}
+
+impl<'a> Batch<'a> {
+    /// Wraps a raw handle of a batch of `signal`.
+    pub fn new(ops: &'a dyn BatchOps, signal: Signal) -> Self {
+        Batch { ops, signal }
+    }
+
+    /// The batch's signal.
+    pub fn signal(&self) -> Signal {
+        self.signal
+    }
+}
+batch_common!(Batch, Item, items);
+
+impl<'a> From<Traces<'a>> for Batch<'a> {
+    fn from(traces: Traces<'a>) -> Self {
+        Batch::new(traces.ops, Signal::Traces)
+    }
+}
+
+impl<'a> From<Metrics<'a>> for Batch<'a> {
+    fn from(metrics: Metrics<'a>) -> Self {
+        Batch::new(metrics.ops, Signal::Metrics)
+    }
+}
+
+impl<'a> From<Logs<'a>> for Batch<'a> {
+    fn from(logs: Logs<'a>) -> Self {
+        Batch::new(logs.ops, Signal::Logs)
+    }
 }
 
 /// A batch of spans.
@@ -338,6 +382,14 @@ macro_rules! item_common {
         }
     };
 }
+
+/// An item of a [`Batch`]: a span, data point or log record.
+#[derive(Clone, Copy)]
+pub struct Item<'a> {
+    ops: &'a dyn BatchOps,
+    at: ItemRef,
+}
+item_common!(Item);
 
 /// A span.
 #[derive(Clone, Copy)]

@@ -1,13 +1,12 @@
 //! A template processor plugin: adds `key: value` to every item that lacks `key`.
 //!
 //! Everything a plugin needs is here: a typed config with `deny_unknown_fields`, validation
-//! with key paths, a bulk host call, and unit tests that run natively.
+//! with key paths, a bulk host call in a signal-agnostic `process`, and unit tests that run
+//! natively. `VERSION` and `SIGNALS` are left to their defaults (the Cargo package version,
+//! all three signals); `NAME` is set because the package is `wasmcol-plugin-template`.
 
 use serde::Deserialize;
-use wasmcol_sdk::{
-    ConfigErrors, Level, Logs, Metrics, Outcome, ProcessError, Processor, SetMode, Signal, Traces,
-    Value,
-};
+use wasmcol_sdk::prelude::*;
 
 /// The plugin's config, from the `config:` key of a `wasm` processor.
 #[derive(Debug, Deserialize)]
@@ -33,8 +32,6 @@ pub struct Template {
 
 impl Processor for Template {
     const NAME: &'static str = "template";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const SIGNALS: &'static [Signal] = &[Signal::Traces, Signal::Metrics, Signal::Logs];
     const CONFIG_SCHEMA: &'static str = r#"{"type":"object","required":["key"],"properties":{"key":{"type":"string"},"value":{"type":"string"}},"additionalProperties":false}"#;
     type Config = Config;
 
@@ -49,19 +46,9 @@ impl Processor for Template {
         })
     }
 
-    fn process_traces(&mut self, traces: Traces<'_>) -> Result<Outcome, ProcessError> {
-        // One host call for the whole batch, whatever its size.
-        traces.set_all(Level::Item, &self.key, &self.value, SetMode::Insert);
-        Ok(Outcome::Forward)
-    }
-
-    fn process_metrics(&mut self, metrics: Metrics<'_>) -> Result<Outcome, ProcessError> {
-        metrics.set_all(Level::Item, &self.key, &self.value, SetMode::Insert);
-        Ok(Outcome::Forward)
-    }
-
-    fn process_logs(&mut self, logs: Logs<'_>) -> Result<Outcome, ProcessError> {
-        logs.set_all(Level::Item, &self.key, &self.value, SetMode::Insert);
+    fn process(&mut self, batch: Batch<'_>) -> Result<Outcome, ProcessError> {
+        // One host call for the whole batch, whatever its size or signal.
+        batch.set_all(Level::Item, &self.key, &self.value, SetMode::Insert);
         Ok(Outcome::Forward)
     }
 }
