@@ -17,6 +17,9 @@ pub mod health_check;
 pub mod memory_limiter;
 mod timefmt;
 
+/// Timestamps as Go marshals them; the binary's JSON log lines use it too.
+pub use timefmt::rfc3339;
+
 #[cfg(test)]
 mod testutil;
 

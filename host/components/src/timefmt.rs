@@ -41,7 +41,7 @@ fn fraction(value: u128, width: usize) -> String {
 
 /// RFC 3339 in UTC with trimmed nanoseconds, as Go's `time.Time` marshals to JSON
 /// (`2024-05-01T12:00:00.5Z`).
-pub(crate) fn rfc3339(t: SystemTime) -> String {
+pub fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let days = (secs / 86_400) as i64;

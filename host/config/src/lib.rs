@@ -21,7 +21,8 @@ pub use error::{ConfigError, ConfigErrors, KeyError, Location};
 pub use id::{ComponentId, Kind, PipelineId};
 pub use load::{RawConfig, load, load_str};
 pub use service::{
-    MetricsTelemetry, PipelineConfig, PrometheusReader, ServiceConfig, TelemetryConfig,
+    LogSampling, LogsTelemetry, MetricReader, MetricsTelemetry, PipelineConfig, PromConfig,
+    PrometheusReader, PullExporter, PullReader, ServiceConfig, TelemetryConfig,
 };
 pub use wasmcol_pdata::Signal;
 

@@ -149,7 +149,12 @@ fn from_value(
             "extensions" => Kind::Extension,
             "service" => {
                 match crate::decode::<ServiceConfig>(&v) {
-                    Ok(s) => cfg.service = s,
+                    Ok(s) => {
+                        if let Err(e) = s.telemetry.check() {
+                            errors.push("service", e.within("telemetry"));
+                        }
+                        cfg.service = s;
+                    }
                     Err(e) => errors.push("service", e),
                 }
                 continue;

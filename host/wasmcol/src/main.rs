@@ -4,6 +4,7 @@
 
 mod components;
 mod healthcheck;
+mod logging;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -194,22 +195,9 @@ fn list_components() -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn init_logging(level: Option<String>) {
-    let filter = std::env::var("WASMCOL_LOG")
-        .ok()
-        .or(level)
-        .unwrap_or_else(|| "info".into())
-        .to_lowercase();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
 fn run(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
     let cfg = load(paths, sets)?;
-    init_logging(cfg.service.telemetry.log_level());
+    logging::init(&cfg.service.telemetry.logs)?;
     let nofile = wasmcol_core::conn_limits::raise_open_file_limit();
     tracing::debug!(open_file_limit = ?nofile, "open-file limit");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -262,8 +250,9 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         .start()
         .await
         .context("cannot start the collector")?;
+    let stop = stop_signal(plugins.clone());
     tracing::info!("Everything is ready. Begin running and processing data.");
-    wait_for_signal(&plugins).await;
+    stop.await;
     tracing::info!(
         "Received signal, shutting down within {:?}",
         service.shutdown_timeout()
@@ -283,27 +272,32 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile asks the `wasm` processors to reload their
-/// components.
-async fn wait_for_signal(plugins: &PluginRuntime) {
+/// Installs the SIGTERM/SIGINT/SIGHUP handlers now and returns what waits for SIGTERM or
+/// SIGINT: installed before "Everything is ready" is logged, a signal sent as soon as that
+/// line appears drains the collector instead of killing it. SIGHUP meanwhile asks the `wasm`
+/// processors to reload their components.
+fn stop_signal(plugins: Arc<PluginRuntime>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) {
-        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
-                _ = hup.recv() => {
-                    tracing::info!("Received SIGHUP: reloading the wasm processors' components");
-                    plugins.request_reload();
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+                tokio::select! {
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                    _ = hup.recv() => {
+                        tracing::info!("Received SIGHUP: reloading the wasm processors' components");
+                        plugins.request_reload();
+                    }
                 }
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
-        },
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
