@@ -542,10 +542,10 @@ impl Inner {
     /// Splits `batch` into one part per backend of `ring`.
     fn split(&self, batch: Batch, ring: &Ring) -> Result<Vec<(String, Batch)>, ConsumeError> {
         let decode = |e: wasmcol_pdata::DecodeError| ConsumeError::permanent(e.to_string());
-        if self.routing == RoutingKey::TraceId && !ring.is_empty() {
-            if let Some(parts) = split_encoded_by_trace(&batch, ring).map_err(decode)? {
-                return Ok(parts);
-            }
+        if self.routing == RoutingKey::TraceId
+            && let Some(parts) = split_encoded_by_trace(&batch, ring).map_err(decode)?
+        {
+            return Ok(parts);
         }
         let routed = match batch {
             Batch::Traces(t) => {
