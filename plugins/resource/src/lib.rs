@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use wasmcol_attraction::{
-    Action, ActionConfig, Source, apply, build_actions, resolve_context, uses_context,
+    Action, ActionConfig, Source, apply, build_actions, for_batch, uses_context,
 };
 use wasmcol_sdk::{
     BatchOps, ConfigErrors, Level, Logs, Metrics, Outcome, ProcessError, Processor, SetMode,
@@ -96,17 +96,11 @@ impl ResourceProcessor {
         }
         // `from_context` takes this batch's request context, as upstream reads each
         // request's client info.
-        let resolved;
-        let actions = if self.context {
-            resolved = resolve_context(&self.actions, |k| ops.context(k));
-            &resolved
-        } else {
-            &self.actions
-        };
+        let actions = for_batch(&self.actions, self.context, |k| ops.context(k));
         for r in 0..ops.resource_count() {
             let target = Target::Resource(r);
             let mut attrs = ops.attributes(target);
-            if apply(actions, &mut attrs) {
+            if apply(&actions, &mut attrs) {
                 ops.replace_attributes(target, &attrs);
             }
         }
