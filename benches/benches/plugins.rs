@@ -381,19 +381,7 @@ fn main() {
     let plugin = rt
         .block_on(runtime.load(Bytes::from_static(wasmcol_wasm::bundled::ATTRIBUTES), false))
         .expect("load");
-    let inst = rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..200 {
-            let t = Instant::now();
-            let i = plugin
-                .instantiate(&Limits::default(), "bench")
-                .await
-                .expect("instantiate");
-            v.push(t.elapsed().as_nanos() as f64);
-            drop(i);
-        }
-        median(v)
-    });
+    let inst = instantiate_median(&rt, &plugin, 200);
     println!(
         "instantiate (InstancePre, {} allocator): {}",
         if runtime.pooling() {
@@ -440,6 +428,27 @@ fn main() {
              plugins/examples/python-region)"
         ),
     }
+}
+
+/// Median time to instantiate `plugin` from its `InstancePre`, over `n` instances.
+fn instantiate_median(
+    rt: &tokio::runtime::Runtime,
+    plugin: &wasmcol_wasm::Plugin,
+    n: usize,
+) -> f64 {
+    rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let i = plugin
+                .instantiate(&Limits::default(), "bench")
+                .await
+                .expect("instantiate");
+            v.push(t.elapsed().as_nanos() as f64);
+            drop(i);
+        }
+        median(v)
+    })
 }
 
 /// The resource tag (upsert `deployment.region`, one bulk host call) through the Python
@@ -497,19 +506,7 @@ fn python_vs_rust(
     let size = bytes.len();
     let runtime = Runtime::new(RuntimeOptions::from_env()).expect("runtime");
     let plugin = rt.block_on(runtime.load(bytes, false)).expect("load");
-    let inst = rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..20 {
-            let t = Instant::now();
-            let i = plugin
-                .instantiate(&Limits::default(), "bench")
-                .await
-                .expect("instantiate");
-            v.push(t.elapsed().as_nanos() as f64);
-            drop(i);
-        }
-        median(v)
-    });
+    let inst = instantiate_median(rt, &plugin, 20);
     println!(
         "Python plugin: {size} bytes, instantiate {} (a Rust plugin: see above)",
         fmt_ns(inst)

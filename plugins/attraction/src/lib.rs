@@ -126,6 +126,20 @@ pub fn uses_context(actions: &[Action]) -> bool {
     })
 }
 
+/// The actions as they apply to one batch: [`resolve_context`]d when `context` (some action
+/// takes a value `from_context`, see [`uses_context`]), else `actions` as they are.
+pub fn for_batch<'a>(
+    actions: &'a [Action],
+    context: bool,
+    lookup: impl Fn(&str) -> Vec<String>,
+) -> std::borrow::Cow<'a, [Action]> {
+    if context {
+        std::borrow::Cow::Owned(resolve_context(actions, lookup))
+    } else {
+        std::borrow::Cow::Borrowed(actions)
+    }
+}
+
 /// `actions` for one batch: each `from_context` source becomes the value `lookup` finds, as
 /// upstream reads `client.Info` (`metadata.` stripped, `auth.` kept since the host stores
 /// the authenticator's attributes under that prefix; several values joined with `;`), and

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use wasmcol_attraction::filter::{MatchConfig, Selector, Subject};
 use wasmcol_attraction::{
-    Action, ActionConfig, Attrs, Source, apply, build_actions, resolve_context, uses_context,
+    Action, ActionConfig, Attrs, Source, apply, build_actions, for_batch, uses_context,
 };
 use wasmcol_sdk::{
     BatchOps, ConfigErrors, ItemRef, Level, Logs, Metrics, Outcome, ProcessError, Processor,
@@ -166,13 +166,7 @@ impl Attributes {
     /// subject) and applies the actions, with `from_context` resolved from this batch's
     /// request context, to the selected ones.
     fn each_item(&self, ops: &dyn BatchOps, select: impl Fn(ItemRef, Subject<'_>) -> bool) {
-        let resolved;
-        let actions = if self.context {
-            resolved = resolve_context(&self.actions, |k| ops.context(k));
-            &resolved
-        } else {
-            &self.actions
-        };
+        let actions = for_batch(&self.actions, self.context, |k| ops.context(k));
         let need_resource = self.selector.needs_resource();
         let need_scope = self.selector.needs_scope();
         for r in 0..ops.resource_count() {
@@ -204,7 +198,7 @@ impl Attributes {
                         };
                         select(at, subject)
                     };
-                    if selected && apply(actions, &mut attrs) {
+                    if selected && apply(&actions, &mut attrs) {
                         ops.replace_attributes(target, &attrs);
                     }
                 }

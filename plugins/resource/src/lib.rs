@@ -3,7 +3,9 @@
 //! for it.
 
 use serde::Deserialize;
-use wasmcol_attraction::{Action, ActionConfig, Source, apply, build_actions};
+use wasmcol_attraction::{
+    Action, ActionConfig, Source, apply, build_actions, for_batch, uses_context,
+};
 use wasmcol_sdk::{
     BatchOps, ConfigErrors, Level, Logs, Metrics, Outcome, ProcessError, Processor, SetMode,
     Signal, Target, Traces, Value,
@@ -23,6 +25,8 @@ pub struct Config {
 pub struct ResourceProcessor {
     actions: Vec<Action>,
     bulk: Option<Vec<(String, Value, SetMode)>>,
+    /// Some action takes its value `from_context`: resolved per batch.
+    context: bool,
 }
 
 impl Processor for ResourceProcessor {
@@ -58,7 +62,12 @@ impl Processor for ResourceProcessor {
                 _ => None,
             })
             .collect();
-        Ok(ResourceProcessor { actions, bulk })
+        let context = uses_context(&actions);
+        Ok(ResourceProcessor {
+            actions,
+            bulk,
+            context,
+        })
     }
 
     fn process_traces(&mut self, traces: Traces<'_>) -> Result<Outcome, ProcessError> {
@@ -85,10 +94,13 @@ impl ResourceProcessor {
             }
             return;
         }
+        // `from_context` takes this batch's request context, as upstream reads each
+        // request's client info.
+        let actions = for_batch(&self.actions, self.context, |k| ops.context(k));
         for r in 0..ops.resource_count() {
             let target = Target::Resource(r);
             let mut attrs = ops.attributes(target);
-            if apply(&self.actions, &mut attrs) {
+            if apply(&actions, &mut attrs) {
                 ops.replace_attributes(target, &attrs);
             }
         }
@@ -129,6 +141,33 @@ mod tests {
             // Span attributes untouched.
             assert!(r.scopes[0].items[0].attributes.is_empty());
         }
+    }
+
+    /// `from_context` tags each batch's resources with its own request's value, and leaves
+    /// them alone when the request had none (upstream skips the action).
+    #[test]
+    fn from_context_tags_resources_per_batch() {
+        let mut p: ResourceProcessor = testing::build(
+            r#"{"attributes":[{"key":"tenant","from_context":"x-tenant","action":"upsert"}]}"#,
+        )
+        .unwrap();
+        assert!(p.bulk.is_none());
+        let batch = || {
+            MemTraces::new().resource(&[], |r| {
+                r.scope("s", |s| {
+                    s.item(span("a"));
+                });
+            })
+        };
+        let tagged = batch().with_context("x-tenant", &["acme", "beta"]);
+        testing::run_traces(&mut p, &tagged).unwrap();
+        assert_eq!(
+            tagged.data().resources[0].attributes,
+            vec![("tenant".to_string(), Value::from("acme;beta"))]
+        );
+        let bare = batch();
+        testing::run_traces(&mut p, &bare).unwrap();
+        assert!(bare.data().resources[0].attributes.is_empty());
     }
 
     #[test]
