@@ -66,7 +66,8 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let _ = cfg.service.telemetry.log_level();
+    let _ = cfg.service.telemetry.check();
+    let _ = cfg.service.telemetry.logs.sampling();
     let _ = cfg.service.telemetry.metrics.prometheus();
     let _guard = runtime().enter();
     match wasmcol_core::build(&cfg, registry(), &Metrics::new()) {
