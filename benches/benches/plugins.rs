@@ -93,16 +93,8 @@ fn sv(v: &str) -> Option<AnyValue> {
 /// The same two processors, natively: decode, upsert / insert, encode.
 fn native(bytes: &Bytes) -> Bytes {
     let mut req = ExportTraceServiceRequest::decode(bytes.clone()).expect("decode");
+    upsert_region(&mut req);
     for rs in &mut req.resource_spans {
-        let attrs = &mut rs.resource.get_or_insert_with(Default::default).attributes;
-        match attrs.iter_mut().find(|a| a.key == "deployment.region") {
-            Some(a) => a.value = sv("us-east-1"),
-            None => attrs.push(KeyValue {
-                key: "deployment.region".into(),
-                value: sv("us-east-1"),
-                ..Default::default()
-            }),
-        }
         for ss in &mut rs.scope_spans {
             for s in &mut ss.spans {
                 if !s.attributes.iter().any(|a| a.key == "telemetry.source") {
@@ -121,6 +113,12 @@ fn native(bytes: &Bytes) -> Bytes {
 /// The resource tag natively: the whole request is decoded and encoded again.
 fn native_resource_only(bytes: &Bytes) -> Bytes {
     let mut req = ExportTraceServiceRequest::decode(bytes.clone()).expect("decode");
+    upsert_region(&mut req);
+    Bytes::from(req.encode_to_vec())
+}
+
+/// `resource/region` natively: upsert `deployment.region` on every resource.
+fn upsert_region(req: &mut ExportTraceServiceRequest) {
     for rs in &mut req.resource_spans {
         let attrs = &mut rs.resource.get_or_insert_with(Default::default).attributes;
         match attrs.iter_mut().find(|a| a.key == "deployment.region") {
@@ -132,7 +130,6 @@ fn native_resource_only(bytes: &Bytes) -> Bytes {
             }),
         }
     }
-    Bytes::from(req.encode_to_vec())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -149,6 +146,27 @@ fn per_op(budget: Duration, mut f: impl FnMut()) -> f64 {
         n += 1;
     }
     start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// Feeds `batches` (cycled, each already through the receiver's validating scan, as on the
+/// native path) to `p` for about `budget`; returns ns per call.
+fn per_call(
+    rt: &tokio::runtime::Runtime,
+    p: &Arc<dyn Processor>,
+    batches: &[Batch],
+    budget: Duration,
+) -> f64 {
+    rt.block_on(async {
+        let start = Instant::now();
+        let mut k = 0usize;
+        while start.elapsed() < budget || k < 3 {
+            p.consume(batches[k % batches.len()].clone())
+                .await
+                .expect("consume");
+            k += 1;
+        }
+        start.elapsed().as_nanos() as f64 / k as f64
+    })
 }
 
 fn fmt_ns(ns: f64) -> String {
@@ -260,21 +278,7 @@ fn main() {
         assert_eq!(got, want, "WASM and native outputs differ");
 
         let budget = Duration::from_millis(if n >= 1000 { 150 } else { 60 });
-        let run = |p: &Arc<dyn Processor>| {
-            let mut i = 0;
-            rt.block_on(async {
-                let start = Instant::now();
-                let mut k = 0u64;
-                while start.elapsed() < budget || k < 3 {
-                    // The receiver's validating scan happened already, as for the native path.
-                    let batch = received[i % received.len()].clone();
-                    p.consume(batch).await.expect("consume");
-                    i += 1;
-                    k += 1;
-                }
-                start.elapsed().as_nanos() as f64 / k as f64
-            })
-        };
+        let run = |p: &Arc<dyn Processor>| per_call(&rt, p, &received, budget);
         let (mut nat, mut wasm, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         let (mut up, mut up_ratio) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -326,19 +330,7 @@ fn main() {
                 std::hint::black_box(native_resource_only(&inputs[i % inputs.len()]));
                 i += 1;
             });
-            let mut i = 0;
-            let b = rt.block_on(async {
-                let start = Instant::now();
-                let mut k = 0u64;
-                while start.elapsed() < budget || k < 3 {
-                    // The receiver's validating scan happened already, as for the native path.
-                    let batch = received[i % received.len()].clone();
-                    resource_alone.consume(batch).await.expect("consume");
-                    i += 1;
-                    k += 1;
-                }
-                start.elapsed().as_nanos() as f64 / k as f64
-            });
+            let b = per_call(&rt, &resource_alone, &received, budget);
             nat.push(a);
             wasm.push(b);
             ratio.push(b / a);
@@ -354,22 +346,20 @@ fn main() {
     // Fixed cost of one call: an empty request (one resource, no spans) through the resource
     // plugin (shallow parse + one host call + re-encode) vs the native decode/encode of it.
     let empty = Bytes::from(wasmcol_benches::traces_request(1, 0).encode_to_vec());
+    let received = [Batch::Traces(
+        TracesBatch::from_encoded(empty.clone()).expect("valid"),
+    )];
     let (mut nat, mut wasm) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         nat.push(per_op(Duration::from_millis(30), || {
             std::hint::black_box(native(&empty));
         }));
-        wasm.push(rt.block_on(async {
-            let start = Instant::now();
-            let mut k = 0u64;
-            let received = Batch::Traces(TracesBatch::from_encoded(empty.clone()).expect("valid"));
-            while start.elapsed() < Duration::from_millis(30) || k < 3 {
-                let b = received.clone();
-                resource_alone.consume(b).await.expect("consume");
-                k += 1;
-            }
-            start.elapsed().as_nanos() as f64 / k as f64
-        }));
+        wasm.push(per_call(
+            &rt,
+            &resource_alone,
+            &received,
+            Duration::from_millis(30),
+        ));
     }
     println!(
         "\nper-call overhead (resource plugin, 0 spans): WASM {} vs native {}",
@@ -469,28 +459,19 @@ fn python_vs_rust(
         &format!("path: {path}\nconfig: {{region: us-east-1}}\nwatch_interval: 0s\n"),
         Arc::new(Encode),
     );
-    let per_call = |p: &Arc<dyn Processor>, batch: &Batch, budget: Duration| {
-        rt.block_on(async {
-            let start = Instant::now();
-            let mut k = 0u64;
-            while start.elapsed() < budget || k < 3 {
-                p.consume(batch.clone()).await.expect("consume");
-                k += 1;
-            }
-            start.elapsed().as_nanos() as f64 / k as f64
-        })
-    };
     println!("\nregion tag, Python (componentize-py) vs Rust plugin, {rounds} interleaved rounds");
     println!("| N spans | Rust `resource` plugin | Python plugin | Python/Rust |");
     println!("|---:|---:|---:|---:|");
     for n in [0usize, 100, 1000] {
         let bytes = Bytes::from(wasmcol_benches::traces_request(1, n).encode_to_vec());
-        let batch = Batch::Traces(TracesBatch::from_encoded(bytes).expect("valid"));
+        let batch = [Batch::Traces(
+            TracesBatch::from_encoded(bytes).expect("valid"),
+        )];
         let budget = Duration::from_millis(if n >= 1000 { 150 } else { 60 });
         let (mut rs, mut py, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            let a = per_call(rust, &batch, budget);
-            let b = per_call(&python, &batch, budget);
+            let a = per_call(rt, rust, &batch, budget);
+            let b = per_call(rt, &python, &batch, budget);
             rs.push(a);
             py.push(b);
             ratio.push(b / a);
