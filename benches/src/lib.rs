@@ -177,10 +177,11 @@ impl FreshTraces {
                     } else {
                         span.parent_span_id = root.clone();
                     }
-                    if trace % 20 == 0 && i % spans_per_trace == spans_per_trace - 1 {
-                        if let Some(status) = span.status.as_mut() {
-                            status.code = 2;
-                        }
+                    if trace % 20 == 0
+                        && i % spans_per_trace == spans_per_trace - 1
+                        && let Some(status) = span.status.as_mut()
+                    {
+                        status.code = 2;
                     }
                     span.trace_id = id;
                 }
