@@ -121,6 +121,107 @@ pub fn encoded_requests(count: usize, spans: usize) -> Vec<Bytes> {
         .collect()
 }
 
+/// The request bodies a load sends, one per request.
+pub enum Bodies {
+    /// Pre-encoded requests sent in turn (trace IDs repeat every `len()` requests).
+    Cycle(Vec<Bytes>),
+    /// One pre-encoded request whose trace IDs are rewritten for every request, so each
+    /// request carries traces never seen before (what a tail-sampling buffer must hold).
+    FreshTraces(FreshTraces),
+}
+
+impl Bodies {
+    /// The body of the `i`-th request.
+    pub fn body(&self, i: usize) -> Bytes {
+        match self {
+            Bodies::Cycle(requests) => requests[i % requests.len()].clone(),
+            Bodies::FreshTraces(fresh) => fresh.next(),
+        }
+    }
+}
+
+/// A request template of `spans_per_trace`-span traces and where its trace IDs sit.
+///
+/// Each trace ID is `[8-byte request number][4-byte marker][4-byte trace index]`; a new
+/// request is the template copied with the request number patched in at every recorded
+/// offset, so no encoding happens per request and the generator stays cheap.
+pub struct FreshTraces {
+    template: Bytes,
+    offsets: Vec<usize>,
+    next: AtomicU64,
+}
+
+/// Marks the trace IDs of a `FreshTraces` template so they can be found in its encoding.
+const TRACE_MARKER: [u8; 4] = [0xf7, 0x1d, 0x5e, 0xa1];
+
+impl FreshTraces {
+    /// A template of `spans` spans in traces of `spans_per_trace` spans (the first span of
+    /// each trace is its root; every 20th trace has an error span). Request numbers start
+    /// at `first`, so several runs against one collector need different values.
+    pub fn new(spans: usize, spans_per_trace: usize, first: u64) -> anyhow::Result<Self> {
+        anyhow::ensure!(spans_per_trace > 0, "spans per trace must be positive");
+        let mut req = traces_request(0, spans);
+        let mut ids = Vec::new();
+        let mut root = Vec::new();
+        for rs in &mut req.resource_spans {
+            for ss in &mut rs.scope_spans {
+                for (i, span) in ss.spans.iter_mut().enumerate() {
+                    let trace = (i / spans_per_trace) as u32;
+                    let mut id = vec![0u8; 8];
+                    id.extend_from_slice(&TRACE_MARKER);
+                    id.extend_from_slice(&trace.to_be_bytes());
+                    if i % spans_per_trace == 0 {
+                        span.parent_span_id.clear();
+                        root = span.span_id.clone();
+                        ids.push(id.clone());
+                    } else {
+                        span.parent_span_id = root.clone();
+                    }
+                    if trace % 20 == 0
+                        && i % spans_per_trace == spans_per_trace - 1
+                        && let Some(status) = span.status.as_mut()
+                    {
+                        status.code = 2;
+                    }
+                    span.trace_id = id;
+                }
+            }
+        }
+        let template = req.encode_to_vec();
+        let mut offsets = Vec::new();
+        for id in &ids {
+            let mut from = 0;
+            while let Some(at) = template[from..]
+                .windows(16)
+                .position(|w| w == id.as_slice())
+            {
+                offsets.push(from + at);
+                from += at + 16;
+            }
+        }
+        anyhow::ensure!(
+            offsets.len() == spans,
+            "found {} trace IDs in the template, expected {spans}",
+            offsets.len()
+        );
+        Ok(FreshTraces {
+            template: Bytes::from(template),
+            offsets,
+            next: AtomicU64::new(first),
+        })
+    }
+
+    /// The next request: the template with a request number no earlier request had.
+    pub fn next(&self) -> Bytes {
+        let n = self.next.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        let mut body = self.template.to_vec();
+        for &at in &self.offsets {
+            body[at..at + 8].copy_from_slice(&n);
+        }
+        Bytes::from(body)
+    }
+}
+
 /// User + system CPU seconds of process `pid`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -158,7 +259,7 @@ pub struct LoadResult {
 /// for `warmup` (not counted) then `duration` (counted). Requests are sent as raw bytes.
 pub async fn grpc_load(
     endpoint: &str,
-    requests: Arc<Vec<Bytes>>,
+    requests: Arc<Bodies>,
     spans_per_request: usize,
     concurrency: usize,
     warmup: Duration,
@@ -196,7 +297,7 @@ pub async fn grpc_load(
                     errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let body = requests[i % requests.len()].clone();
+                let body = requests.body(i);
                 i += concurrency;
                 let path = http::uri::PathAndQuery::from_static(
                     "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -243,4 +344,30 @@ pub async fn grpc_load(
         p50: pct(0.5),
         p99: pct(0.99),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+
+    fn traces(body: &Bytes) -> HashMap<Vec<u8>, usize> {
+        let req = ExportTraceServiceRequest::decode(body.clone()).unwrap();
+        let mut by_id = HashMap::new();
+        for span in &req.resource_spans[0].scope_spans[0].spans {
+            *by_id.entry(span.trace_id.clone()).or_default() += 1;
+        }
+        by_id
+    }
+
+    #[test]
+    fn fresh_traces_are_new_in_every_request() {
+        let fresh = FreshTraces::new(200, 10, 7).unwrap();
+        let (a, b) = (traces(&fresh.next()), traces(&fresh.next()));
+        assert_eq!(a.len(), 20);
+        assert!(a.values().chain(b.values()).all(|&n| n == 10));
+        let a: HashSet<_> = a.into_keys().collect();
+        assert!(b.keys().all(|id| !a.contains(id)));
+    }
 }

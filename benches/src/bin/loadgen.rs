@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use wasmcol_benches::{Bodies, FreshTraces};
 
 #[derive(Parser)]
 struct Args {
@@ -30,12 +31,26 @@ struct Args {
     /// gzip the requests.
     #[arg(long)]
     gzip: bool,
+    /// Send traces of this many spans with trace IDs never sent before in every request
+    /// (for tail sampling); without it 64 requests are cycled and trace IDs repeat.
+    #[arg(long)]
+    spans_per_trace: Option<usize>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let requests = Arc::new(wasmcol_benches::encoded_requests(64, a.spans));
+    let bodies = match a.spans_per_trace {
+        Some(per_trace) => {
+            // Distinct per run, so runs against one collector do not reuse trace IDs.
+            let first = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos() as u64;
+            Bodies::FreshTraces(FreshTraces::new(a.spans, per_trace, first)?)
+        }
+        None => Bodies::Cycle(wasmcol_benches::encoded_requests(64, a.spans)),
+    };
+    let requests = Arc::new(bodies);
     let r = wasmcol_benches::grpc_load(
         &a.endpoint,
         requests,

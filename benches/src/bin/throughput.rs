@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use wasmcol_benches::{cpu_seconds, encoded_requests, grpc_load, rss_bytes};
+use wasmcol_benches::{Bodies, cpu_seconds, encoded_requests, grpc_load, rss_bytes};
 
 #[derive(Parser)]
 struct Args {
@@ -339,7 +339,7 @@ async fn measure(
     sink_pid: u32,
     sink_http: &str,
 ) -> anyhow::Result<(wasmcol_benches::LoadResult, f64, f64, u64, u64)> {
-    let requests = Arc::new(encoded_requests(64, load.spans));
+    let requests = Arc::new(Bodies::Cycle(encoded_requests(64, load.spans)));
     let warmup = Duration::from_secs(a.warmup);
     let duration = Duration::from_secs(a.duration);
     let endpoint = format!("http://{target}");

@@ -74,10 +74,13 @@ impl ExporterFactory for LoadBalancingFactory {
         let mut template_errors = template_errors;
         if let Ok(c) = &checked
             && matches!(c.routing, RoutingKey::Attributes(_))
+            && signal != Signal::Traces
         {
             template_errors.push(KeyError::new(
                 "routing_key",
-                "attributes is not supported by wasmcol yet (use traceID, service, resource, metric or streamID)",
+                format!(
+                    "attributes is not supported by wasmcol yet for {signal:?} (traces only; use service or resource)"
+                ),
             ));
         }
         let checked = match checked {

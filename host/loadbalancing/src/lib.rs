@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod attribute_key;
 pub mod config;
 pub mod exporter;
 pub mod ring;

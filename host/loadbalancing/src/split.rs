@@ -2,22 +2,22 @@
 //! spans' resource and scope, so a backend receives exactly what upstream's exporter
 //! would send it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use prost::Message;
-use wasmcol_pdata::proto::common::v1::KeyValue;
 use wasmcol_pdata::proto::common::v1::any_value::Value as AnyValue;
+use wasmcol_pdata::proto::common::v1::{InstrumentationScope, KeyValue};
 use wasmcol_pdata::proto::logs::v1::{ResourceLogs, ScopeLogs};
 use wasmcol_pdata::proto::metrics::v1::metric::Data;
 use wasmcol_pdata::proto::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use wasmcol_pdata::proto::resource::v1::Resource;
-use wasmcol_pdata::proto::trace::v1::{ResourceSpans, ScopeSpans};
+use wasmcol_pdata::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use wasmcol_pdata::{
     Batch, DecodeError, ExportLogsServiceRequest, ExportMetricsServiceRequest,
     ExportTraceServiceRequest,
 };
 
-use crate::{Ring, RoutingKey};
+use crate::{Ring, RoutingKey, attribute_key};
 
 /// Why a request could not be routed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,19 +55,43 @@ pub fn split_traces(
                     .resource_spans
                     .push(rs);
             }
-            RoutingKey::TraceId => split_by_trace(rs, ring, &mut out)?,
+            RoutingKey::TraceId => split_spans(rs, &mut out, |_, _, _, span| {
+                ring.endpoint_for(&span.trace_id)
+                    .ok_or(RouteError::NoBackends)
+            })?,
+            RoutingKey::Attributes(names) => {
+                // Upstream keys each trace of each resource and scope by its first span.
+                let mut routed: HashMap<(usize, Vec<u8>), &str> = HashMap::new();
+                split_spans(rs, &mut out, |resource, index, scope, span| {
+                    if let Some(backend) = routed.get(&(index, span.trace_id.clone())) {
+                        return Ok(*backend);
+                    }
+                    let key = attribute_key::span_key(names, resource, scope, span);
+                    let backend = ring
+                        .endpoint_for(key.as_bytes())
+                        .ok_or(RouteError::NoBackends)?;
+                    routed.insert((index, span.trace_id.clone()), backend);
+                    Ok(backend)
+                })?
+            }
             other => return Err(RouteError::Unsupported(other.clone())),
         }
     }
     Ok(out)
 }
 
-/// Moves each span of `rs` to its trace's backend, under a copy of its resource and scope
-/// (one per backend, not one per span).
-fn split_by_trace(
+/// Moves each span of `rs` to the backend `backend_for` names (given the resource, the
+/// scope's index and the scope), under a copy of its resource and scope (one per backend,
+/// not one per span).
+fn split_spans<'r>(
     rs: ResourceSpans,
-    ring: &Ring,
     out: &mut BTreeMap<String, ExportTraceServiceRequest>,
+    mut backend_for: impl FnMut(
+        Option<&Resource>,
+        usize,
+        Option<&InstrumentationScope>,
+        &Span,
+    ) -> Result<&'r str, RouteError>,
 ) -> Result<(), RouteError> {
     let ResourceSpans {
         resource,
@@ -75,7 +99,7 @@ fn split_by_trace(
         schema_url,
     } = rs;
     // backend → (scope index → scope spans), so each backend gets one ResourceSpans.
-    let mut parts: BTreeMap<&str, BTreeMap<usize, ScopeSpans>> = BTreeMap::new();
+    let mut parts: BTreeMap<&'r str, BTreeMap<usize, ScopeSpans>> = BTreeMap::new();
     for (index, ss) in scope_spans.into_iter().enumerate() {
         let ScopeSpans {
             scope,
@@ -83,9 +107,7 @@ fn split_by_trace(
             schema_url: scope_schema,
         } = ss;
         for span in spans {
-            let backend = ring
-                .endpoint_for(&span.trace_id)
-                .ok_or(RouteError::NoBackends)?;
+            let backend = backend_for(resource.as_ref(), index, scope.as_ref(), &span)?;
             parts
                 .entry(backend)
                 .or_default()
@@ -686,6 +708,56 @@ mod tests {
             split_traces(request(), &RoutingKey::TraceId, &Ring::default()),
             Err(RouteError::NoBackends)
         );
+    }
+
+    /// Scenario: 160 spans of 40 traces under two services, routed by `service.name` (a
+    /// resource attribute) and the `route` attribute of each trace's first span in its
+    /// scope, over three backends; later spans carry another `route`.
+    /// Guarantees: each (resource, scope, trace) group goes whole to the backend the ring
+    /// names for upstream's key `service.name=<svc>|route=<first span's>|`; nothing is lost.
+    #[test]
+    fn attribute_routing_keys_each_trace_by_its_first_span() {
+        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
+        let mut req = request();
+        for rs in &mut req.resource_spans {
+            for ss in &mut rs.scope_spans {
+                for (i, span) in ss.spans.iter_mut().enumerate() {
+                    // Traces 0..40 appear once per scope; a second span of each trace later
+                    // in the scope carries a different value, which must not matter.
+                    span.attributes.push(KeyValue {
+                        key: "route".into(),
+                        value: Some(Any {
+                            value: Some(AnyValue::StringValue(format!("/r{}", i % 3))),
+                        }),
+                        ..Default::default()
+                    });
+                }
+                let mut late = ss.spans[0].clone();
+                late.name.push_str("-late");
+                late.attributes[0].value = Some(Any {
+                    value: Some(AnyValue::StringValue("/other".into())),
+                });
+                ss.spans.push(late);
+            }
+        }
+        let all = spans(&req);
+        let key = RoutingKey::Attributes(vec!["service.name".into(), "route".into()]);
+        let parts = split_traces(req, &key, &ring).unwrap();
+        assert!(parts.len() > 1, "all on one backend: {parts:?}");
+        let mut joined = Vec::new();
+        for (backend, part) in &parts {
+            for (svc, trace, name) in spans(part) {
+                let expected = format!("service.name={svc}|route=/r{}|", trace[0] % 3);
+                assert_eq!(
+                    ring.endpoint_for(expected.as_bytes()),
+                    Some(backend.as_str()),
+                    "{name}"
+                );
+                joined.push((svc, trace, name));
+            }
+        }
+        joined.sort();
+        assert_eq!(joined, all);
     }
 
     /// Four metrics (a gauge, a sum, a histogram, a summary), each with 30 data points over
