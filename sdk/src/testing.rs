@@ -119,13 +119,15 @@ impl MemItem for MemLog {
     }
 }
 
-/// An in-memory batch of items `I`. Attribute calls on sets that do not exist read as absent
-/// and change nothing; counts and item fields index directly and panic out of range (the
-/// host traps the plugin in both cases, so a unit test should not rely on either).
+/// An in-memory batch of items `I`. A call with an out-of-range resource, scope, item or
+/// event index traps like the host's: the call returns an empty value and changes nothing,
+/// the first such call is recorded ([`MemBatch::trap`]), and the `run_*` function returns
+/// it as an error. Nothing here panics on a plugin's indices.
 #[derive(Debug, Default)]
 pub struct MemBatch<I> {
     data: RefCell<MemData<I>>,
     context: RefCell<Vec<(String, Vec<String>)>>,
+    trap: RefCell<Option<String>>,
 }
 
 /// In-memory spans.
@@ -193,6 +195,7 @@ impl<I> MemBatch<I> {
     pub fn new() -> Self {
         MemBatch {
             context: RefCell::default(),
+            trap: RefCell::default(),
             data: RefCell::new(MemData {
                 resources: Vec::new(),
             }),
@@ -203,6 +206,7 @@ impl<I> MemBatch<I> {
     pub fn from_data(data: MemData<I>) -> Self {
         MemBatch {
             context: RefCell::default(),
+            trap: RefCell::default(),
             data: RefCell::new(data),
         }
     }
@@ -347,9 +351,24 @@ pub fn set_in(attrs: &mut Attrs, key: &str, value: &Value, mode: SetMode) -> boo
 }
 
 impl<I: MemItem> MemBatch<I> {
-    /// Runs `f` on the attribute set at `at`; `None` when it does not exist (where the host
-    /// would trap the plugin).
+    /// Records the first out-of-range call, where the host traps the plugin.
+    fn trapped<T: Default>(&self, call: &str) -> T {
+        self.trap
+            .borrow_mut()
+            .get_or_insert_with(|| format!("{call}: index out of range"));
+        T::default()
+    }
+
+    /// Runs `f` on the attribute set at `at`; a trap (and `None`) when it does not exist.
     fn with_attrs<T>(&self, at: Target, f: impl FnOnce(&mut Attrs) -> T) -> Option<T> {
+        let out = self.attrs_at(at, f);
+        if out.is_none() {
+            self.trapped::<()>("attribute target");
+        }
+        out
+    }
+
+    fn attrs_at<T>(&self, at: Target, f: impl FnOnce(&mut Attrs) -> T) -> Option<T> {
         let mut d = self.data.borrow_mut();
         let attrs = match at {
             Target::Resource(r) => &mut d.resources.get_mut(r as usize)?.attributes,
@@ -402,12 +421,29 @@ impl<I: MemItem> MemBatch<I> {
         out
     }
 
-    fn item<T>(&self, at: ItemRef, f: impl FnOnce(&mut I) -> T) -> T {
+    fn item<T: Default>(&self, at: ItemRef, f: impl FnOnce(&mut I) -> T) -> T {
         let mut d = self.data.borrow_mut();
-        f(
-            &mut d.resources[at.resource as usize].scopes[at.scope as usize].items
-                [at.item as usize],
-        )
+        let item = d
+            .resources
+            .get_mut(at.resource as usize)
+            .and_then(|r| r.scopes.get_mut(at.scope as usize))
+            .and_then(|s| s.items.get_mut(at.item as usize));
+        match item {
+            Some(item) => f(item),
+            None => self.trapped("item"),
+        }
+    }
+
+    fn scope<T: Default>(&self, r: u32, s: u32, f: impl FnOnce(&MemScope<I>) -> T) -> T {
+        let d = self.data.borrow();
+        match d
+            .resources
+            .get(r as usize)
+            .and_then(|r| r.scopes.get(s as usize))
+        {
+            Some(scope) => f(scope),
+            None => self.trapped("scope"),
+        }
     }
 
     fn all_items<T>(&self, mut f: impl FnMut(&I) -> T) -> Vec<T> {
@@ -426,12 +462,16 @@ impl<I: MemItem> BatchOps for MemBatch<I> {
         self.data.borrow().resources.len() as u32
     }
     fn scope_count(&self, r: u32) -> u32 {
-        self.data.borrow().resources[r as usize].scopes.len() as u32
+        let n = self
+            .data
+            .borrow()
+            .resources
+            .get(r as usize)
+            .map(|r| r.scopes.len() as u32);
+        n.unwrap_or_else(|| self.trapped("scope_count"))
     }
     fn item_count(&self, r: u32, s: u32) -> u32 {
-        self.data.borrow().resources[r as usize].scopes[s as usize]
-            .items
-            .len() as u32
+        self.scope(r, s, |s| s.items.len() as u32)
     }
     fn total_items(&self) -> u32 {
         self.data
@@ -443,9 +483,7 @@ impl<I: MemItem> BatchOps for MemBatch<I> {
             .sum()
     }
     fn scope_info(&self, at: ScopeRef) -> ScopeInfo {
-        self.data.borrow().resources[at.resource as usize].scopes[at.scope as usize]
-            .info
-            .clone()
+        self.scope(at.resource, at.scope, |s| s.info.clone())
     }
     fn attribute(&self, at: Target, key: &str) -> Option<Value> {
         self.with_attrs(at, |a| {
@@ -527,6 +565,11 @@ impl<I: MemItem> BatchOps for MemBatch<I> {
 }
 
 impl<I> MemBatch<I> {
+    /// Why the last `run_*` over this batch trapped (the first out-of-range call), if it did.
+    pub fn trap(&self) -> Option<String> {
+        self.trap.borrow().clone()
+    }
+
     /// Adds request context `key` with `values`, as a request header or the authenticator
     /// would give it.
     pub fn with_context(self, key: &str, values: &[&str]) -> Self {
@@ -595,17 +638,126 @@ pub fn build_for<P: Processor>(config_json: &str, signal: Signal) -> Result<P, C
     configure::<P>(config_json, signal)
 }
 
+/// Runs `process` over `batch`; a call that trapped makes the run fail like the host's call
+/// does: `Permanent("trap: ...")`, whatever the plugin returned.
+fn guarded<I>(
+    batch: &MemBatch<I>,
+    process: impl FnOnce(&MemBatch<I>) -> Result<Outcome, ProcessError>,
+) -> Result<Outcome, ProcessError> {
+    batch.trap.borrow_mut().take();
+    let out = process(batch);
+    match batch.trap() {
+        Some(why) => Err(ProcessError::Permanent(format!("trap: {why}"))),
+        None => out,
+    }
+}
+
 /// Runs `p` over an in-memory span batch.
 pub fn run_traces<P: Processor>(p: &mut P, batch: &MemTraces) -> Result<Outcome, ProcessError> {
-    p.process_traces(Traces::new(batch))
+    guarded(batch, |b| p.process_traces(Traces::new(b)))
 }
 
 /// Runs `p` over an in-memory metric batch.
 pub fn run_metrics<P: Processor>(p: &mut P, batch: &MemMetrics) -> Result<Outcome, ProcessError> {
-    p.process_metrics(Metrics::new(batch))
+    guarded(batch, |b| p.process_metrics(Metrics::new(b)))
 }
 
 /// Runs `p` over an in-memory log batch.
 pub fn run_logs<P: Processor>(p: &mut P, batch: &MemLogs) -> Result<Outcome, ProcessError> {
-    p.process_logs(Logs::new(batch))
+    guarded(batch, |b| p.process_logs(Logs::new(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{EventRef, ItemRef, ScopeRef};
+
+    /// Reads through raw indices, as a plugin holding stale references would.
+    struct Stale(u32);
+
+    impl Processor for Stale {
+        type Config = Option<()>;
+        fn new(_: Option<()>, _: Signal) -> Result<Self, ConfigErrors> {
+            Ok(Stale(7))
+        }
+        fn process_traces(&mut self, traces: Traces<'_>) -> Result<Outcome, ProcessError> {
+            let ops = traces.ops();
+            let at = ItemRef {
+                resource: 0,
+                scope: 0,
+                item: self.0,
+            };
+            ops.set_attribute(Target::Item(at), "k", &Value::from("v"), SetMode::Upsert);
+            Ok(Outcome::Forward)
+        }
+    }
+
+    fn one_span() -> MemTraces {
+        MemTraces::new().resource(&[], |r| {
+            r.scope("lib", |s| {
+                s.item(span("a"));
+            });
+        })
+    }
+
+    #[test]
+    fn an_out_of_range_index_traps_the_run() {
+        let batch = one_span();
+        let mut p = Stale(7);
+        let e = run_traces(&mut p, &batch).unwrap_err();
+        assert_eq!(
+            e,
+            ProcessError::Permanent("trap: attribute target: index out of range".into())
+        );
+        assert!(
+            batch.data().resources[0].scopes[0].items[0]
+                .attributes
+                .is_empty()
+        );
+        // A run in range afterwards starts clean.
+        p.0 = 0;
+        assert_eq!(run_traces(&mut p, &batch), Ok(Outcome::Forward));
+        assert_eq!(batch.trap(), None);
+    }
+
+    #[test]
+    fn counts_and_fields_out_of_range_trap_and_never_panic() {
+        let batch = one_span();
+        let bad = ItemRef {
+            resource: 0,
+            scope: 3,
+            item: 0,
+        };
+        assert_eq!(batch.scope_count(9), 0);
+        assert_eq!(
+            batch.trap().as_deref(),
+            Some("scope_count: index out of range")
+        );
+        assert_eq!(batch.item_count(0, 9), 0);
+        assert_eq!(
+            batch.scope_info(ScopeRef {
+                resource: 5,
+                scope: 0
+            }),
+            ScopeInfo::default()
+        );
+        assert_eq!(batch.span(bad), SpanInfo::default());
+        batch.set_span_name(bad, "x");
+        let event = EventRef {
+            span: ItemRef {
+                resource: 0,
+                scope: 0,
+                item: 0,
+            },
+            event: 2,
+        };
+        assert_eq!(batch.attribute(Target::Event(event), "k"), None);
+        assert!(!batch.remove_attribute(Target::Event(event), "k"));
+        // The first trap is the one reported.
+        assert_eq!(
+            batch.trap().as_deref(),
+            Some("scope_count: index out of range")
+        );
+        assert_eq!(batch.data().resources[0].scopes[0].items[0].info.name, "a");
+    }
 }
