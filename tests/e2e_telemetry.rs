@@ -249,7 +249,7 @@ fn accepted_spans(r: &Received) -> i64 {
             Some(number_data_point::Value::AsInt(v)) => Some(v),
             _ => None,
         })
-        .last()
+        .next_back()
         .unwrap_or(0)
 }
 
@@ -424,7 +424,7 @@ async fn failed_push_is_logged_and_the_next_one_goes_through() {
                 Some(Data::Sum(s)) => s.data_points.first().and_then(|p| p.value),
                 _ => None,
             })
-            .last()
+            .next_back()
     });
     assert!(
         matches!(failed, Some(number_data_point::Value::AsInt(n)) if n >= 2),
