@@ -9,7 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{Collector, WAIT, run_cli, write_config};
+use common::{Backend, Collector, Received, WAIT, run_cli, write_config};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
 
 const PIPELINE: &str = r#"
 receivers:
@@ -167,6 +170,268 @@ fn metrics_level_none_serves_nothing() {
     );
 }
 
+/// A pipeline with a batch processor, so `otelcol_processor_batch_batch_send_size` (a `normal`
+/// series) exists or not by level, with a periodic OTLP reader of `protocol` to `endpoint`.
+fn pushing_config(level: &str, protocol: &str, endpoint: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  batch:
+    timeout: 10ms
+exporters:
+  debug:
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [debug]
+  telemetry:
+    resource:
+      deployment.environment: e2e
+      service.version: null
+    metrics:
+      level: {level}
+      readers:
+        - periodic:
+            interval: 100
+            timeout: 5000
+            exporter:
+              otlp:
+                protocol: {protocol}
+                endpoint: {endpoint}
+                headers:
+                  - name: x-tenant
+                    value: self
+"#
+    )
+}
+
+fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// Every metric of every push so far, in arrival order.
+fn pushed(r: &Received) -> Vec<Metric> {
+    r.metrics
+        .iter()
+        .flat_map(|m| &m.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| sm.metrics.iter().cloned())
+        .collect()
+}
+
+/// The spans accepted by the `otlp` receiver over gRPC, as the last push carrying the
+/// series reports them.
+fn accepted_spans(r: &Received) -> i64 {
+    pushed(r)
+        .iter()
+        .filter(|m| m.name == "otelcol_receiver_accepted_spans")
+        .filter_map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.iter().find(|p| {
+                string_attr(&p.attributes, "receiver").as_deref() == Some("otlp")
+                    && string_attr(&p.attributes, "transport").as_deref() == Some("grpc")
+            }),
+            _ => None,
+        })
+        .filter_map(|p| match p.value {
+            Some(number_data_point::Value::AsInt(v)) => Some(v),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or(0)
+}
+
+/// Starts the collector pushing to `backend`, sends 10 spans and waits for a push that counts
+/// them; returns the collector (still running).
+async fn push_after_traffic(backend: &Backend, yaml: &str) -> Collector {
+    let c = Collector::start(yaml);
+    let mut client = TraceServiceClient::connect(c.grpc_url("otlp"))
+        .await
+        .unwrap();
+    client
+        .export(wasmcol_testkit::spans::request(0, 10))
+        .await
+        .unwrap();
+    assert!(
+        backend.wait_until(WAIT, |r| accepted_spans(r) == 10).await,
+        "no push counted the spans; log:\n{}",
+        c.log().join("\n")
+    );
+    c
+}
+
+/// A periodic reader over gRPC pushes the collector's own metrics with upstream's names,
+/// units and types and the resource (defaults, an added attribute, a removed default);
+/// `detailed` includes the batch processor's `normal` send-size histogram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_reader_pushes_own_metrics_over_grpc() {
+    let backend = Backend::start().await;
+    let yaml = pushing_config(
+        "detailed",
+        "grpc",
+        &format!("http://{}", backend.endpoint()),
+    );
+    let mut c = push_after_traffic(&backend, &yaml).await;
+    backend.with(|r| {
+        let metrics = pushed(r);
+        let accepted = metrics
+            .iter()
+            .find(|m| m.name == "otelcol_receiver_accepted_spans")
+            .unwrap();
+        assert_eq!(accepted.unit, "{spans}");
+        match &accepted.data {
+            Some(Data::Sum(s)) => {
+                assert!(s.is_monotonic, "{accepted:?}");
+                assert_eq!(s.aggregation_temporality, 2, "cumulative: {accepted:?}");
+            }
+            other => panic!("a sum: {other:?}"),
+        }
+        let uptime = metrics
+            .iter()
+            .find(|m| m.name == "otelcol_process_uptime")
+            .unwrap();
+        assert_eq!(uptime.unit, "s");
+        assert!(
+            metrics
+                .iter()
+                .all(|m| m.name.starts_with("otelcol_") || m.name.starts_with("wasmcol_")),
+            "{:?}",
+            metrics.iter().map(|m| &m.name).collect::<Vec<_>>()
+        );
+        let size = metrics
+            .iter()
+            .find(|m| m.name == "otelcol_processor_batch_batch_send_size")
+            .expect("detailed has the batch send size");
+        assert!(matches!(size.data, Some(Data::Histogram(_))), "{size:?}");
+        let resource = r.metrics[0].resource_metrics[0].resource.clone().unwrap();
+        let attrs = &resource.attributes;
+        assert_eq!(
+            string_attr(attrs, "service.name").as_deref(),
+            Some("wasmcol")
+        );
+        assert_eq!(
+            string_attr(attrs, "deployment.environment").as_deref(),
+            Some("e2e")
+        );
+        assert_eq!(
+            string_attr(attrs, "service.version"),
+            None,
+            "removed by null"
+        );
+        let id = string_attr(attrs, "service.instance.id").unwrap();
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+    });
+    c.sigterm();
+    assert!(c.wait_exit(WAIT).success());
+}
+
+/// Over HTTP at `basic`, the pushes carry the receiver's counts but not the `normal` batch
+/// send-size histogram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_reader_over_http_at_basic_level() {
+    let backend = Backend::start_http().await;
+    let yaml = pushing_config(
+        "basic",
+        "http/protobuf",
+        &format!("http://{}/v1/metrics", backend.endpoint()),
+    );
+    let mut c = push_after_traffic(&backend, &yaml).await;
+    backend.with(|r| {
+        let names: Vec<String> = pushed(r).into_iter().map(|m| m.name).collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n == "otelcol_processor_batch_timeout_trigger_send"),
+            "{names:?}"
+        );
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "otelcol_processor_batch_batch_send_size"),
+            "{names:?}"
+        );
+    });
+    c.sigterm();
+    assert!(c.wait_exit(WAIT).success());
+}
+
+/// `level: none` turns the periodic readers off too: not even the final push at shutdown
+/// reaches the backend, while the pipeline still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn level_none_pushes_nothing() {
+    let backend = Backend::start().await;
+    let yaml = pushing_config("none", "grpc", &format!("http://{}", backend.endpoint()));
+    let mut c = Collector::start(&yaml);
+    let mut client = TraceServiceClient::connect(c.grpc_url("otlp"))
+        .await
+        .unwrap();
+    client
+        .export(wasmcol_testkit::spans::request(0, 10))
+        .await
+        .unwrap();
+    c.sigterm();
+    assert!(c.wait_exit(WAIT).success());
+    assert_eq!(backend.with(|r| r.metrics.len()), 0);
+    assert!(
+        !c.log()
+            .iter()
+            .any(|l| l.contains("Pushing the collector's own metrics")),
+        "{:#?}",
+        c.log()
+    );
+}
+
+/// A push that fails is logged and counted and the collector keeps serving: the final push
+/// at shutdown reaches a backend that answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_push_is_logged_and_the_next_one_goes_through() {
+    let backend = Backend::start().await;
+    backend.refuse(Some(tonic::Code::Unavailable));
+    let yaml = pushing_config("normal", "grpc", &format!("http://{}", backend.endpoint()));
+    let mut c = Collector::start(&yaml);
+    assert!(
+        common::eventually(WAIT, || async { backend.refused() >= 2 }).await,
+        "{:#?}",
+        c.log()
+    );
+    assert!(
+        c.log()
+            .iter()
+            .any(|l| l.contains("Pushing the collector's own metrics failed")),
+        "{:#?}",
+        c.log()
+    );
+    backend.refuse(None);
+    c.sigterm();
+    assert!(c.wait_exit(WAIT).success());
+    let failed = backend.with(|r| {
+        pushed(r)
+            .into_iter()
+            .filter(|m| m.name == "wasmcol_telemetry_push_failed")
+            .filter_map(|m| match m.data {
+                Some(Data::Sum(s)) => s.data_points.first().and_then(|p| p.value),
+                _ => None,
+            })
+            .next_back()
+    });
+    assert!(
+        matches!(failed, Some(number_data_point::Value::AsInt(n)) if n >= 2),
+        "{failed:?}"
+    );
+}
+
 /// What upstream accepts under `service.telemetry` but wasmcol cannot honour is refused with
 /// its key path, one config per key (the first problem in `service` is reported).
 #[test]
@@ -174,8 +439,8 @@ fn validate_refuses_telemetry_keys_it_cannot_honour() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "metrics:\n      readers:\n        - periodic:\n            exporter:\n              otlp:\n                protocol: grpc\n                endpoint: http://127.0.0.1:4317\n",
-            "telemetry.metrics.readers[0].periodic: not implemented",
+            "metrics:\n      readers:\n        - periodic:\n            exporter:\n              otlp:\n                protocol: http/json\n                endpoint: http://127.0.0.1:4318/v1/metrics\n",
+            "telemetry.metrics.readers[0].periodic.exporter.otlp.protocol: not implemented",
         ),
         (
             "metrics:\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n                without_units: false\n",
@@ -218,8 +483,8 @@ fn validate_refuses_telemetry_keys_it_cannot_honour() {
             "telemetry.traces: not implemented",
         ),
         (
-            "resource:\n      service.name: mine\n",
-            "telemetry.resource: not implemented",
+            "resource:\n      service.name: [mine]\n",
+            "telemetry.resource.service.name: a resource attribute is a string",
         ),
     ];
     for (i, (telemetry, expected)) in cases.iter().enumerate() {

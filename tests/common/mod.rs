@@ -370,6 +370,15 @@ struct BackendState {
 }
 
 impl BackendState {
+    fn new() -> Arc<BackendState> {
+        Arc::new(BackendState {
+            received: Mutex::new(Received::default()),
+            refuse: Mutex::new(None),
+            refused: AtomicU64::new(0),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
     fn check(&self) -> Result<(), tonic::Status> {
         if let Some(code) = *self.refuse.lock() {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -436,12 +445,7 @@ impl Backend {
 
     fn serve(listener: tokio::net::TcpListener) -> Backend {
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(BackendState {
-            received: Mutex::new(Received::default()),
-            refuse: Mutex::new(None),
-            refused: AtomicU64::new(0),
-            notify: tokio::sync::Notify::new(),
-        });
+        let state = BackendState::new();
         let svc = Svc(state.clone());
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tokio::spawn(
@@ -465,6 +469,71 @@ impl Backend {
                 .serve_with_incoming(incoming),
         );
         Backend { addr, state }
+    }
+
+    /// Starts an OTLP/HTTP backend (protobuf bodies, no compression) on 127.0.0.1:0 that
+    /// records into the same [`Received`] (call inside a tokio runtime).
+    pub async fn start_http() -> Backend {
+        use prost::Message as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = BackendState::new();
+        let backend = Backend {
+            addr,
+            state: state.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let state = state.clone();
+                            async move {
+                                use http_body_util::BodyExt as _;
+                                let path = req.uri().path().to_owned();
+                                let body = req.into_body().collect().await?.to_bytes();
+                                let status = match (state.check(), path.as_str()) {
+                                    (Err(_), _) => http::StatusCode::SERVICE_UNAVAILABLE,
+                                    (Ok(()), "/v1/traces") => {
+                                        let r = ExportTraceServiceRequest::decode(body).unwrap();
+                                        state.received.lock().traces.push(r);
+                                        http::StatusCode::OK
+                                    }
+                                    (Ok(()), "/v1/metrics") => {
+                                        let r = ExportMetricsServiceRequest::decode(body).unwrap();
+                                        state.received.lock().metrics.push(r);
+                                        http::StatusCode::OK
+                                    }
+                                    (Ok(()), "/v1/logs") => {
+                                        let r = ExportLogsServiceRequest::decode(body).unwrap();
+                                        state.received.lock().logs.push(r);
+                                        http::StatusCode::OK
+                                    }
+                                    _ => http::StatusCode::NOT_FOUND,
+                                };
+                                state.notify.notify_waiters();
+                                let mut res = http::Response::new(http_body_util::Full::new(
+                                    bytes::Bytes::new(),
+                                ));
+                                *res.status_mut() = status;
+                                res.headers_mut().insert(
+                                    http::header::CONTENT_TYPE,
+                                    http::HeaderValue::from_static("application/x-protobuf"),
+                                );
+                                Ok::<_, hyper::Error>(res)
+                            }
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        backend
     }
 
     /// `host:port` for an exporter's `endpoint`.

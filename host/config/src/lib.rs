@@ -21,8 +21,9 @@ pub use error::{ConfigError, ConfigErrors, KeyError, Location};
 pub use id::{ComponentId, Kind, PipelineId};
 pub use load::{RawConfig, load, load_str};
 pub use service::{
-    LogSampling, LogsTelemetry, MetricReader, MetricsTelemetry, PipelineConfig, PromConfig,
-    PrometheusReader, PullExporter, PullReader, ServiceConfig, TelemetryConfig,
+    LogSampling, LogsTelemetry, MetricReader, MetricsTelemetry, NameValue, OtlpPush, PeriodicPush,
+    PeriodicReader, PipelineConfig, PromConfig, PrometheusReader, PullExporter, PullReader,
+    PushExporter, PushProtocol, ServiceConfig, TelemetryConfig,
 };
 pub use wasmcol_pdata::Signal;
 

@@ -64,9 +64,9 @@ pub struct TelemetryConfig {
     /// Internal traces: none are produced, so only an empty section or `level: none` is taken.
     #[serde(default)]
     pub traces: Option<Value>,
-    /// Resource attributes of the collector's own telemetry: refused until they reach an output.
+    /// Resource attributes of the collector's own telemetry; a null value removes a default.
     #[serde(default)]
-    pub resource: Option<Value>,
+    pub resource: IndexMap<String, Value>,
 }
 
 impl TelemetryConfig {
@@ -90,13 +90,47 @@ impl TelemetryConfig {
                 ));
             }
         }
-        if matches!(&self.resource, Some(Value::Mapping(m)) if !m.is_empty()) {
-            return Err(crate::KeyError::new(
-                "resource",
-                "not implemented: the Prometheus endpoint does not export resource attributes",
-            ));
+        self.metrics.periodic().map_err(|e| e.within("metrics"))?;
+        for (key, value) in &self.resource {
+            if !matches!(
+                value,
+                Value::Null | Value::String(_) | Value::Bool(_) | Value::Number(_)
+            ) {
+                return Err(crate::KeyError::new(
+                    format!("resource.{key}"),
+                    "a resource attribute is a string (or null to remove a default)",
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The resource of the collector's own telemetry, as upstream: `service.name`,
+    /// `service.instance.id` and `service.version` by default, then the configured attributes
+    /// (a null value removes the attribute).
+    pub fn resource(&self, name: &str, instance_id: &str, version: &str) -> Vec<(String, String)> {
+        let mut attrs: IndexMap<String, String> = [
+            ("service.name", name),
+            ("service.instance.id", instance_id),
+            ("service.version", version),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (key, value) in &self.resource {
+            let value = match value {
+                Value::Null => {
+                    attrs.shift_remove(key);
+                    continue;
+                }
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                _ => continue,
+            };
+            attrs.insert(key.clone(), value);
+        }
+        attrs.into_iter().collect()
     }
 }
 
@@ -318,9 +352,232 @@ pub struct MetricReader {
     /// A pull reader (a Prometheus endpoint).
     #[serde(default)]
     pub pull: Option<PullReader>,
-    /// A periodic reader pushing over OTLP: refused, not implemented.
+    /// A periodic reader pushing over OTLP.
     #[serde(default)]
-    pub periodic: Option<Value>,
+    pub periodic: Option<PeriodicReader>,
+}
+
+/// `readers[*].periodic`, upstream's (otelconf) shape: durations in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicReader {
+    /// Milliseconds between pushes (60000).
+    #[serde(default = "default_interval_ms")]
+    pub interval: u64,
+    /// Milliseconds one push may take (30000).
+    #[serde(default = "default_push_timeout_ms")]
+    pub timeout: u64,
+    /// Where the metrics go.
+    pub exporter: PushExporter,
+    /// Metric producers: refused unless empty (only the collector's own metrics are read).
+    #[serde(default)]
+    pub producers: Option<Value>,
+    /// Cardinality limits: refused (no limit is applied).
+    #[serde(default)]
+    pub cardinality_limits: Option<Value>,
+}
+
+fn default_interval_ms() -> u64 {
+    60_000
+}
+fn default_push_timeout_ms() -> u64 {
+    30_000
+}
+
+/// `readers[*].periodic.exporter`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushExporter {
+    /// OTLP over gRPC or HTTP.
+    #[serde(default)]
+    pub otlp: Option<OtlpPush>,
+    /// The console exporter: refused.
+    #[serde(default)]
+    pub console: Option<Value>,
+}
+
+/// `readers[*].periodic.exporter.otlp`, upstream's (otelconf) keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpPush {
+    /// `grpc`, `http/protobuf` (`http/json` is refused).
+    pub protocol: String,
+    /// gRPC: `scheme://host:port`; HTTP: the full URL (`http://host:4318/v1/metrics`).
+    pub endpoint: String,
+    /// CA certificate file to verify the server with.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// Client certificate file (mutual TLS).
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    /// Client key file (mutual TLS).
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// Headers on every push, as `{name, value}` pairs.
+    #[serde(default)]
+    pub headers: Vec<NameValue>,
+    /// Headers as `name=value,name=value` (the pairs in `headers` win).
+    #[serde(default)]
+    pub headers_list: Option<String>,
+    /// `gzip` or `none` (upstream's default: none).
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Milliseconds one request may take (10000).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Plaintext for a gRPC endpoint without a scheme.
+    #[serde(default)]
+    pub insecure: Option<bool>,
+    /// Only `cumulative` (upstream's default) is implemented.
+    #[serde(default)]
+    pub temporality_preference: Option<String>,
+    /// Only `explicit_bucket_histogram` (upstream's default) is implemented.
+    #[serde(default)]
+    pub default_histogram_aggregation: Option<String>,
+}
+
+/// One `{name, value}` header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameValue {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// The transport of a periodic reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+}
+
+/// A periodic reader, resolved: how often, how long, and the OTLP exporter (`otlp` or
+/// `otlphttp` component config) that sends the pushes.
+#[derive(Debug, Clone)]
+pub struct PeriodicPush {
+    /// Key path, for messages.
+    pub path: String,
+    /// Time between pushes.
+    pub interval: std::time::Duration,
+    /// Time one push may take.
+    pub timeout: std::time::Duration,
+    /// Which exporter the config is for.
+    pub protocol: PushProtocol,
+    /// The exporter's component config, built from the reader's keys.
+    pub exporter: Value,
+}
+
+impl OtlpPush {
+    /// The `otlp` / `otlphttp` exporter config that does what these keys ask, with the
+    /// exporter's own queue and retries off: a failed push is dropped and the next one carries
+    /// the (cumulative) values again.
+    fn exporter_config(
+        &self,
+        push_timeout_ms: u64,
+    ) -> Result<(PushProtocol, Value), crate::KeyError> {
+        use serde_yaml::Mapping;
+        let protocol = match self.protocol.as_str() {
+            "grpc" => PushProtocol::Grpc,
+            "http/protobuf" => PushProtocol::HttpProtobuf,
+            "http/json" => {
+                return Err(crate::KeyError::new(
+                    "protocol",
+                    "not implemented: http/json (grpc or http/protobuf)",
+                ));
+            }
+            other => {
+                return Err(crate::KeyError::new(
+                    "protocol",
+                    format!("unknown protocol {other:?} (grpc, http/protobuf)"),
+                ));
+            }
+        };
+        if self.endpoint.is_empty() {
+            return Err(crate::KeyError::new("endpoint", "required"));
+        }
+        for (key, value, only) in [
+            (
+                "temporality_preference",
+                &self.temporality_preference,
+                "cumulative",
+            ),
+            (
+                "default_histogram_aggregation",
+                &self.default_histogram_aggregation,
+                "explicit_bucket_histogram",
+            ),
+        ] {
+            if let Some(v) = value
+                && v != only
+            {
+                return Err(crate::KeyError::new(
+                    key,
+                    format!("not implemented: {v:?} (only {only})"),
+                ));
+            }
+        }
+        let compression = match self.compression.as_deref() {
+            None | Some("none") | Some("") => "none",
+            Some("gzip") => "gzip",
+            Some(other) => {
+                return Err(crate::KeyError::new(
+                    "compression",
+                    format!("unknown compression {other:?} (gzip or none)"),
+                ));
+            }
+        };
+        let mut headers = Mapping::new();
+        if let Some(list) = &self.headers_list {
+            for pair in list.split(',').filter(|p| !p.trim().is_empty()) {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(crate::KeyError::new(
+                        "headers_list",
+                        format!("{pair:?} is not name=value"),
+                    ));
+                };
+                headers.insert(k.trim().into(), v.trim().into());
+            }
+        }
+        for h in &self.headers {
+            headers.insert(h.name.clone().into(), h.value.clone().into());
+        }
+        let mut tls = Mapping::new();
+        if let Some(insecure) = self.insecure {
+            tls.insert("insecure".into(), insecure.into());
+        }
+        for (key, ours) in [
+            (&self.certificate, "ca_file"),
+            (&self.client_certificate, "cert_file"),
+            (&self.client_key, "key_file"),
+        ] {
+            if let Some(file) = key {
+                tls.insert(ours.into(), file.clone().into());
+            }
+        }
+        let timeout_ms = self.timeout.unwrap_or(10_000).min(push_timeout_ms);
+        let mut cfg = Mapping::new();
+        let endpoint_key = match protocol {
+            PushProtocol::Grpc => "endpoint",
+            PushProtocol::HttpProtobuf => "metrics_endpoint",
+        };
+        cfg.insert(endpoint_key.into(), self.endpoint.clone().into());
+        cfg.insert("compression".into(), compression.into());
+        cfg.insert("headers".into(), Value::Mapping(headers));
+        cfg.insert("tls".into(), Value::Mapping(tls));
+        cfg.insert("timeout".into(), format!("{timeout_ms}ms").into());
+        let off = || {
+            let mut m = Mapping::new();
+            m.insert("enabled".into(), false.into());
+            Value::Mapping(m)
+        };
+        cfg.insert("retry_on_failure".into(), off());
+        cfg.insert("sending_queue".into(), off());
+        Ok((protocol, Value::Mapping(cfg)))
+    }
 }
 
 /// `readers[*].pull`.
@@ -399,14 +656,15 @@ impl MetricsTelemetry {
         let mut served = None;
         for (i, reader) in self.readers.iter().enumerate() {
             let at = format!("readers[{i}]");
-            if reader.periodic.is_some() {
-                return Err(crate::KeyError::new(
-                    format!("{at}.periodic"),
-                    "not implemented: the collector's own metrics are only served by a pull.exporter.prometheus reader",
-                ));
-            }
-            let Some(pull) = &reader.pull else {
-                return Err(crate::KeyError::new(at, "a reader needs pull or periodic"));
+            let pull = match (&reader.pull, &reader.periodic) {
+                (Some(pull), None) => pull,
+                (None, Some(_)) => continue,
+                _ => {
+                    return Err(crate::KeyError::new(
+                        at,
+                        "a reader needs one of pull or periodic",
+                    ));
+                }
             };
             let at = format!("{at}.pull.exporter.prometheus");
             let cfg = &pull.exporter.prometheus;
@@ -445,9 +703,162 @@ impl MetricsTelemetry {
                 without_type_suffix: cfg.without_type_suffix.unwrap_or(false),
             });
         }
+        // Upstream serves localhost:8888 when no reader is configured; readers that only push
+        // leave no endpoint.
+        if served.is_none() && !self.readers.is_empty() {
+            return Ok(None);
+        }
         Ok(Some(served.unwrap_or_else(|| PrometheusReader {
             endpoint: "localhost:8888".into(),
             without_type_suffix: false,
         })))
+    }
+
+    /// The periodic OTLP readers (none when `level` is `none`).
+    pub fn periodic(&self) -> Result<Vec<PeriodicPush>, crate::KeyError> {
+        if self.level == "none" {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for (i, reader) in self.readers.iter().enumerate() {
+            let Some(p) = &reader.periodic else {
+                continue;
+            };
+            let at = format!("readers[{i}].periodic");
+            for (key, value) in [
+                ("producers", &p.producers),
+                ("cardinality_limits", &p.cardinality_limits),
+            ] {
+                let empty = match value {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Sequence(s)) => s.is_empty(),
+                    Some(Value::Mapping(m)) => m.is_empty(),
+                    Some(_) => false,
+                };
+                if !empty {
+                    return Err(crate::KeyError::new(
+                        format!("{at}.{key}"),
+                        "not implemented: only the collector's own metrics are pushed, without limits",
+                    ));
+                }
+            }
+            if p.interval == 0 || p.timeout == 0 {
+                return Err(crate::KeyError::new(
+                    at,
+                    "interval and timeout are milliseconds above zero",
+                ));
+            }
+            if p.exporter.console.is_some() {
+                return Err(crate::KeyError::new(
+                    format!("{at}.exporter.console"),
+                    "not implemented: only the otlp exporter pushes",
+                ));
+            }
+            let Some(otlp) = &p.exporter.otlp else {
+                return Err(crate::KeyError::new(format!("{at}.exporter"), "needs otlp"));
+            };
+            let (protocol, exporter) = otlp
+                .exporter_config(p.timeout)
+                .map_err(|e| e.within(&format!("{at}.exporter.otlp")))?;
+            out.push(PeriodicPush {
+                path: at,
+                interval: std::time::Duration::from_millis(p.interval),
+                timeout: std::time::Duration::from_millis(p.timeout),
+                protocol,
+                exporter,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telemetry(yaml: &str) -> TelemetryConfig {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn periodic_reader_becomes_an_exporter_config() {
+        let t = telemetry(
+            "metrics:
+  readers:
+    - periodic:
+        interval: 1000
+        exporter:
+          otlp:
+            protocol: http/protobuf
+            endpoint: https://backend:4318/v1/metrics
+            certificate: ca.pem
+            headers_list: a=1,b=2
+            headers: [{name: b, value: '3'}]
+            compression: gzip
+            timeout: 90000
+",
+        );
+        assert!(t.check().is_ok());
+        let pushes = t.metrics.periodic().unwrap_or_default();
+        assert_eq!(pushes.len(), 1);
+        let p = &pushes[0];
+        assert_eq!(p.interval, std::time::Duration::from_secs(1));
+        assert_eq!(p.timeout, std::time::Duration::from_secs(30));
+        assert_eq!(p.protocol, PushProtocol::HttpProtobuf);
+        let cfg = &p.exporter;
+        assert_eq!(cfg["metrics_endpoint"], "https://backend:4318/v1/metrics");
+        assert_eq!(cfg["headers"]["a"], "1");
+        assert_eq!(cfg["headers"]["b"], "3", "the pairs win over headers_list");
+        assert_eq!(cfg["tls"]["ca_file"], "ca.pem");
+        assert_eq!(cfg["compression"], "gzip");
+        assert_eq!(cfg["timeout"], "30000ms", "capped by the reader's timeout");
+        assert_eq!(cfg["retry_on_failure"]["enabled"], false);
+        // A push-only config serves no Prometheus endpoint.
+        assert_eq!(t.metrics.prometheus().ok().flatten(), None);
+    }
+
+    #[test]
+    fn unimplemented_periodic_keys_are_refused_with_their_path() {
+        for (yaml, path) in [
+            (
+                "exporter: {otlp: {protocol: grpc, endpoint: 'x:1', temporality_preference: delta}}",
+                "metrics.readers[0].periodic.exporter.otlp.temporality_preference",
+            ),
+            (
+                "exporter: {console: {}}",
+                "metrics.readers[0].periodic.exporter.console",
+            ),
+            (
+                "exporter: {otlp: {protocol: grpc, endpoint: 'x:1'}}\n        producers: [{opencensus: {}}]",
+                "metrics.readers[0].periodic.producers",
+            ),
+        ] {
+            let t = telemetry(&format!(
+                "metrics:\n  readers:\n    - periodic:\n        {yaml}\n"
+            ));
+            match t.check() {
+                Err(e) => assert_eq!(e.path, path, "{e}"),
+                Ok(()) => panic!("accepted: {yaml}"),
+            }
+        }
+    }
+
+    #[test]
+    fn resource_defaults_overrides_and_removals() {
+        let t = telemetry(
+            "resource:
+  service.name: edge
+  service.version: null
+  region: eu
+",
+        );
+        assert!(t.check().is_ok());
+        let r = t.resource("wasmcol", "id-1", "1.0");
+        let get = |k: &str| r.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("service.name"), Some("edge"));
+        assert_eq!(get("service.instance.id"), Some("id-1"));
+        assert_eq!(get("service.version"), None);
+        assert_eq!(get("region"), Some("eu"));
+        assert!(telemetry("resource: {a: [1]}").check().is_err());
     }
 }

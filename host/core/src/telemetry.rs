@@ -3,6 +3,11 @@
 //! Counters are registered without the `_total` suffix; [`Metrics::render`] adds it unless the
 //! config asks for `without_type_suffix`. Registering the same name and labels twice returns
 //! the same series, so components can be rebuilt without duplicating series.
+//!
+//! `service.telemetry.metrics.level` is applied at registration: a series above the level is
+//! handed out detached (its atomics count, nothing reads them) and never reaches an output.
+//! [`Metrics::to_otlp`] turns the registry into an OTLP request with upstream's units for the
+//! periodic (push) readers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+
+mod otlp;
 
 type Labels = Vec<(String, String)>;
 
@@ -106,10 +113,103 @@ struct Family {
     series: BTreeMap<Labels, Series>,
 }
 
+/// `service.telemetry.metrics.level`: which series exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// No metrics at all.
+    None,
+    /// The components' item counts, queues and the process.
+    Basic,
+    /// Adds batch sizes and wasmcol's finer series (the default).
+    Normal,
+    /// Adds byte-size histograms.
+    Detailed,
+}
+
+impl Level {
+    /// Parses `none`, `basic`, `normal` or `detailed`.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "none" => Some(Level::None),
+            "basic" => Some(Level::Basic),
+            "normal" => Some(Level::Normal),
+            "detailed" => Some(Level::Detailed),
+            _ => None,
+        }
+    }
+}
+
+/// The level from which a metric exists, following upstream (the service drops the byte-size
+/// histograms below `detailed`; batch sizes are `normal`). Series not listed are `basic`.
+pub fn metric_level(name: &str) -> Level {
+    if name.ends_with("_send_size_bytes") {
+        Level::Detailed
+    } else if matches!(
+        name,
+        "otelcol_processor_batch_batch_send_size"
+            | "otelcol_processor_batch_metadata_cardinality"
+            | "otelcol_exporter_queue_batch_send_size"
+            | "otelcol_loadbalancer_backend_latency"
+            | "wasmcol_plugin_duration_seconds"
+    ) {
+        Level::Normal
+    } else {
+        Level::Basic
+    }
+}
+
+/// Upstream's unit for a metric (UCUM, `{items}` style annotations), used by the OTLP push.
+pub fn metric_unit(name: &str) -> &'static str {
+    match name {
+        "otelcol_process_uptime" | "otelcol_process_cpu_seconds" => return "s",
+        "otelcol_process_memory_rss" => return "By",
+        "otelcol_processor_incoming_items" | "otelcol_processor_outgoing_items" => {
+            return "{items}";
+        }
+        "otelcol_exporter_queue_size" | "otelcol_exporter_queue_capacity" => return "{batches}",
+        "otelcol_processor_batch_batch_send_size" => return "{unit}",
+        "otelcol_processor_batch_metadata_cardinality" => return "{combination}",
+        "otelcol_processor_batch_batch_size_trigger_send"
+        | "otelcol_processor_batch_timeout_trigger_send" => return "{time}",
+        "otelcol_loadbalancer_backend_latency" => return "ms",
+        "otelcol_loadbalancer_num_backends" => return "{backends}",
+        _ => {}
+    }
+    if name.ends_with("_bytes") {
+        "By"
+    } else if name.ends_with("_seconds") {
+        "s"
+    } else if name.ends_with("_spans") {
+        "{spans}"
+    } else if name.ends_with("_metric_points") {
+        "{datapoints}"
+    } else if name.ends_with("_log_records") {
+        "{records}"
+    } else {
+        ""
+    }
+}
+
+/// Gauges read at collection that upstream exports as cumulative sums.
+fn is_observed_sum(name: &str) -> bool {
+    matches!(
+        name,
+        "otelcol_process_uptime" | "otelcol_process_cpu_seconds"
+    )
+}
+
 /// The registry of the collector's own metrics. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     families: Arc<Mutex<BTreeMap<String, Family>>>,
+    level: Level,
+    started: std::time::SystemTime,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::with_level(Level::Normal)
+    }
 }
 
 /// Labels sorted by name, as Prometheus exporters print them, so a series has one spelling.
@@ -123,9 +223,27 @@ fn labels(l: &[(&str, &str)]) -> Labels {
 }
 
 impl Metrics {
-    /// An empty registry.
+    /// An empty registry at the default level (`normal`).
     pub fn new() -> Self {
         Metrics::default()
+    }
+
+    /// An empty registry keeping the series `level` enables.
+    pub fn with_level(level: Level) -> Self {
+        Metrics {
+            families: Arc::default(),
+            level,
+            started: std::time::SystemTime::now(),
+        }
+    }
+
+    /// The level series are registered at.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    fn enabled(&self, name: &str) -> bool {
+        self.level != Level::None && metric_level(name) <= self.level
     }
 
     fn series<T: Clone>(
@@ -136,6 +254,9 @@ impl Metrics {
         make: impl FnOnce() -> (T, Series),
         get: impl Fn(&Series) -> Option<T>,
     ) -> T {
+        if !self.enabled(name) {
+            return make().0;
+        }
         let mut fams = self.families.lock();
         let fam = fams.entry(name.to_owned()).or_insert_with(|| Family {
             help: help.to_owned(),
@@ -195,6 +316,9 @@ impl Metrics {
         labels: &[(&str, &str)],
         f: impl Fn() -> f64 + Send + Sync + 'static,
     ) {
+        if !self.enabled(name) {
+            return;
+        }
         let mut fams = self.families.lock();
         let fam = fams.entry(name.to_owned()).or_insert_with(|| Family {
             help: help.to_owned(),
@@ -437,5 +561,65 @@ mod tests {
         let h = m.histogram("d", "d", &[], &[0.1, 1.0]);
         h.observe(0.5);
         assert!(m.render(false).contains("d_bucket{le=\"1\"} 1"));
+    }
+
+    #[test]
+    fn level_decides_which_series_exist() {
+        let basic = Metrics::with_level(Level::Basic);
+        basic
+            .histogram("otelcol_processor_batch_batch_send_size", "s", &[], &[10.0])
+            .observe(3.0);
+        basic
+            .counter("otelcol_receiver_accepted_spans", "a", &[])
+            .inc();
+        let text = basic.render(false);
+        assert!(!text.contains("batch_send_size"), "{text}");
+        assert!(
+            text.contains("otelcol_receiver_accepted_spans_total 1"),
+            "{text}"
+        );
+        let detailed = Metrics::with_level(Level::Detailed);
+        detailed.histogram("otelcol_processor_batch_batch_send_size", "s", &[], &[10.0]);
+        assert!(detailed.render(false).contains("batch_send_size"));
+        let none = Metrics::with_level(Level::None);
+        none.counter("otelcol_receiver_accepted_spans", "a", &[])
+            .inc();
+        none.gauge_fn("otelcol_process_uptime", "u", &[], || 1.0);
+        assert_eq!(none.render(false), "");
+    }
+
+    #[test]
+    fn otlp_has_upstream_units_and_types() {
+        use wasmcol_pdata::proto::metrics::v1::metric::Data;
+        let m = Metrics::new();
+        m.counter(
+            "otelcol_exporter_sent_spans",
+            "Sent.",
+            &[("exporter", "otlp")],
+        )
+        .add(4);
+        m.gauge("otelcol_exporter_queue_size", "Size.", &[]).set(2);
+        m.histogram("wasmcol_plugin_duration_seconds", "D.", &[], &[0.1, 1.0])
+            .observe(0.5);
+        let req = m.to_otlp(&[("service.name".into(), "wasmcol".into())]);
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let find = |n: &str| metrics.iter().find(|x| x.name == n).unwrap();
+        let sent = find("otelcol_exporter_sent_spans");
+        assert_eq!(sent.unit, "{spans}");
+        match &sent.data {
+            Some(Data::Sum(s)) => {
+                assert!(s.is_monotonic);
+                assert_eq!(s.data_points[0].attributes[0].key, "exporter");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(find("otelcol_exporter_queue_size").unit, "{batches}");
+        match &find("wasmcol_plugin_duration_seconds").data {
+            Some(Data::Histogram(h)) => {
+                assert_eq!(h.data_points[0].bucket_counts, vec![0, 1, 0]);
+                assert_eq!(h.data_points[0].count, 1);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

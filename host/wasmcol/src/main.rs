@@ -5,12 +5,14 @@
 mod components;
 mod healthcheck;
 mod logging;
+mod selfpush;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use wasmcol_core::telemetry::Level;
 use wasmcol_core::{Metrics, config};
 use wasmcol_wasm::{Runtime as PluginRuntime, RuntimeOptions};
 
@@ -165,6 +167,19 @@ fn validate(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
     if let Err(e) = cfg.service.telemetry.metrics.prometheus() {
         errors.push("service::telemetry::metrics", e);
     }
+    // The periodic readers' exporters read their certificates and check their settings.
+    if let Ok(pushes) = cfg.service.telemetry.metrics.periodic() {
+        let _guard = rt.enter();
+        let tasks = wasmcol_core::Tasks::new();
+        for push in &pushes {
+            if let Err(e) = selfpush::PeriodicReader::build(push, &tasks) {
+                errors.push(
+                    "service::telemetry::metrics",
+                    config::KeyError::new("", e.to_string()),
+                );
+            }
+        }
+    }
     if errors.is_empty() {
         println!("config is valid");
         Ok(())
@@ -207,8 +222,49 @@ fn run(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
     rt.block_on(serve(cfg))
 }
 
+/// A random (version 4) UUID, upstream's default `service.instance.id`.
+fn instance_id() -> String {
+    let mut b = rand::random::<[u8; 16]>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `target_info`: the resource on the Prometheus endpoint, as upstream's exporter writes it
+/// (dots in attribute names become underscores).
+fn register_target_info(metrics: &Metrics, resource: &[(String, String)]) {
+    let labels: Vec<(String, String)> = resource
+        .iter()
+        .map(|(k, v)| (k.replace(['.', '-'], "_"), v.clone()))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    metrics.gauge_fn("target_info", "Target metadata", &borrowed, || 1.0);
+}
+
 async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
+    let telemetry_cfg = &cfg.service.telemetry;
+    let level = Level::parse(&telemetry_cfg.metrics.level).unwrap_or(Level::Normal);
+    let metrics = Metrics::with_level(level);
+    let resource =
+        Arc::new(telemetry_cfg.resource("wasmcol", &instance_id(), env!("CARGO_PKG_VERSION")));
+    register_target_info(&metrics, &resource);
+    // The process series exist for the push readers too, not only on the Prometheus endpoint.
+    wasmcol_core::telemetry::register_process_metrics(&metrics);
+    let pushes = telemetry_cfg
+        .metrics
+        .periodic()
+        .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
     let plugins = plugin_runtime()?;
     let registry = components::registry(plugins.clone());
     let prometheus = cfg
@@ -240,6 +296,12 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    for push in &pushes {
+        selfpush::PeriodicReader::build(push, service.tasks())?
+            .start(metrics.clone(), resource.clone(), service.tasks())
+            .await?;
+        tracing::info!(reader = %push.path, "Pushing the collector's own metrics");
+    }
     // Plugins load and compile on the blocking pool meanwhile: the metrics endpoint answers.
     tracing::info!("Preparing components (loading plugins)");
     service
