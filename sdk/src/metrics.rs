@@ -1,7 +1,8 @@
 //! The plugin's own metrics (contract 0.2.0). The collector exports them with a
 //! `processor` label added; a name must start with `otelcol_processor_<NAME>_` (the
-//! plugin's [`crate::Processor::NAME`]), else the host ignores it. Counters are named
-//! without `_total`.
+//! plugin's [`crate::Processor::NAME`], every character other than ASCII letters and digits
+//! written `_`: package `region-tag` → `otelcol_processor_region_tag_`), else the host
+//! ignores it. Counters are named without `_total`.
 //!
 //! Natively (unit tests) the values are kept per thread; read them with [`value`].
 

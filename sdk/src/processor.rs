@@ -76,7 +76,8 @@ impl std::error::Error for ProcessError {}
 /// version.
 pub trait Processor: Sized + 'static {
     /// The plugin's type name, shown by `wasmcol plugin inspect` and used in its metric
-    /// names (`otelcol_processor_<NAME>_...`); empty: the Cargo package name.
+    /// names (`otelcol_processor_<NAME>_...`, a `-` written `_`); empty: the Cargo package
+    /// name.
     const NAME: &'static str = "";
     /// The plugin's version; empty: the Cargo package version.
     const VERSION: &'static str = "";

@@ -189,7 +189,7 @@ impl Instance {
     }
 
     /// Sends the plugin's own metrics (WIT 0.2.0) to `metrics`, labelled with `processor`,
-    /// under names starting `otelcol_processor_<plugin>_`.
+    /// under names starting with [`metric_prefix`]`(plugin)`.
     pub(crate) fn set_telemetry(
         &mut self,
         metrics: wasmcol_core::Metrics,
@@ -199,7 +199,7 @@ impl Instance {
         self.store.data_mut().telemetry = Some(PluginTelemetry {
             metrics,
             processor: Arc::from(processor),
-            prefix: format!("otelcol_processor_{plugin}_"),
+            prefix: metric_prefix(plugin),
             warned: false,
         });
     }
@@ -523,4 +523,30 @@ fn finish<K: ScopeAccess>(
         .into_payload()
         .map_err(|e| CallError::Trap(e.to_string()))?;
     Ok(Processed::Forward(wrap(p.with_context(context))))
+}
+
+/// The prefix a plugin's own metric names must start with: `otelcol_processor_<plugin>_`,
+/// with every character a Prometheus name cannot hold (the `-` of a Cargo package name, the
+/// default plugin name) written as `_`.
+pub(crate) fn metric_prefix(plugin: &str) -> String {
+    let name: String = plugin
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("otelcol_processor_{name}_")
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::metric_prefix;
+
+    #[test]
+    fn a_cargo_package_name_makes_a_valid_prefix() {
+        assert_eq!(
+            metric_prefix("probabilistic_sampler"),
+            "otelcol_processor_probabilistic_sampler_"
+        );
+        assert_eq!(metric_prefix("region-tag"), "otelcol_processor_region_tag_");
+        assert_eq!(metric_prefix("a.b c"), "otelcol_processor_a_b_c_");
+    }
 }

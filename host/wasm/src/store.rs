@@ -28,7 +28,7 @@ pub(crate) struct PluginTelemetry {
     pub(crate) metrics: wasmcol_core::Metrics,
     /// The processor id, added to every series as the `processor` label.
     pub(crate) processor: Arc<str>,
-    /// Names must start with this: `otelcol_processor_<plugin name>_`.
+    /// Names must start with this: `otelcol_processor_<plugin name>_`, `-` written `_`.
     pub(crate) prefix: String,
     /// A refused name was logged already (once per instance is enough).
     pub(crate) warned: bool,

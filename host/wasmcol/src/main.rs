@@ -5,6 +5,7 @@
 mod components;
 mod healthcheck;
 mod logging;
+mod plugin_new;
 mod selfpush;
 
 use std::process::ExitCode;
@@ -64,6 +65,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Write a ready plugin project: Cargo.toml with the SDK vendored, src/lib.rs with unit
+    /// tests, a sample batch.json and a collector.yaml that runs the plugin.
+    New {
+        /// The plugin's Cargo package name (letters, digits, `-`, `_`).
+        name: String,
+        /// The language of the project (only Rust today).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// Where to write it (must be absent or empty); default `./NAME`.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Print a plugin's name, version, signals, config schema and SHA-256.
     Inspect {
         /// The component (`.wasm`).
@@ -106,7 +119,19 @@ fn plugin_runtime() -> anyhow::Result<Arc<PluginRuntime>> {
     ))
 }
 
+/// A language `plugin new` writes a project in.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Lang {
+    Rust,
+}
+
 fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
+    if let PluginCommand::New { name, lang, dir } = &cmd {
+        let Lang::Rust = lang;
+        let dir = plugin_new::create(name, dir.as_deref())?;
+        print!("{}", plugin_new::next_steps(name, &dir));
+        return Ok(());
+    }
     // A command of its own: a current-thread runtime is all it needs.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -127,6 +152,7 @@ fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
             let out = rt.block_on(wasmcol_wasm::cli::run(&plugins, &file, json, &input))?;
             println!("{out}");
         }
+        PluginCommand::New { .. } => {}
     }
     Ok(())
 }
