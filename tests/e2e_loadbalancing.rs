@@ -111,6 +111,53 @@ async fn static_backends_receive_the_traces_the_ring_assigns() {
     );
 }
 
+/// Scenario: three backends, `routing_key: attributes` on `[tenant, span.kind]`; 120 spans,
+/// each its own trace, `tenant` a span attribute with six values, kind server.
+/// Guarantees: every span arrives exactly once, at the backend upstream's ring assigns to
+/// the key `tenant=<t>|span.kind=Server|`, and more than one backend is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_routing_sends_each_key_to_its_backend() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let names: Vec<String> = backends.iter().map(Backend::endpoint).collect();
+    let c = Collector::start(&config_with(
+        "    routing_key: attributes\n    routing_attributes: [tenant, span.kind]\n",
+        "",
+        &format!("      static:\n        hostnames: [{}]", names.join(", ")),
+    ));
+    let tenant = |id: u64| format!("t{}", id % 6);
+    let mut req = request(0, 120);
+    for span in &mut req.resource_spans[0].scope_spans[0].spans {
+        let id = u64::from_be_bytes(span.span_id.as_slice().try_into().unwrap());
+        span.kind = 2;
+        span.attributes.push(KeyValue {
+            key: "tenant".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(tenant(id))),
+            }),
+            ..Default::default()
+        });
+    }
+    client(c.grpc_url("otlp")).await.export(req).await.unwrap();
+    let ring = Ring::new(names.clone());
+    let mut expected: BTreeMap<String, BTreeMap<u64, u32>> = BTreeMap::new();
+    for id in 0u64..120 {
+        let key = format!("tenant={}|span.kind=Server|", tenant(id));
+        let at = ring.endpoint_for(key.as_bytes()).unwrap().to_owned();
+        expected.entry(at).or_default().insert(id, 1);
+    }
+    assert!(expected.len() > 1, "six keys on one backend: {expected:?}");
+    for b in &backends {
+        let want = expected.remove(&b.endpoint()).unwrap_or_default();
+        assert!(b.wait_for_spans(want.len()).await, "{} short", b.endpoint());
+        assert_eq!(arrivals(b), want, "backend {}", b.endpoint());
+    }
+}
+
 /// Scenario: the DNS resolver on `localhost` (answered from /etc/hosts, no network) with
 /// `port` set to a backend's port.
 /// Guarantees: the name resolves before the first request, every span arrives at that
