@@ -111,20 +111,19 @@ async fn a_new_plugin_tests_builds_runs_and_edits_spans_in_a_collector() {
         r#"{"key":"team","value":"payments"}"#,
     ]);
     assert!(ok, "{err}");
-    let teams: Vec<&str> =
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()["resourceSpans"][0]["scopeSpans"]
-            [0]["spans"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                s["attributes"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|kv| kv["key"] == "team"))
-                    .and_then(|kv| kv["value"]["stringValue"].as_str())
-                    .unwrap_or("")
-            })
-            .collect();
+    let ran: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let teams: Vec<&str> = ran["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["attributes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|kv| kv["key"] == "team"))
+                .and_then(|kv| kv["value"]["stringValue"].as_str())
+                .unwrap_or("")
+        })
+        .collect();
     assert_eq!(teams, ["payments", "storage"], "{out}");
 
     let backend = Backend::start().await;
