@@ -177,7 +177,7 @@ impl FreshTraces {
                     } else {
                         span.parent_span_id = root.clone();
                     }
-                    if trace % 20 == 0
+                    if trace.is_multiple_of(20)
                         && i % spans_per_trace == spans_per_trace - 1
                         && let Some(status) = span.status.as_mut()
                     {
