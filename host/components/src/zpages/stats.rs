@@ -131,39 +131,41 @@ pub struct Totals {
 /// Per component (role, id), the totals found in a scrape.
 pub type Snapshot = BTreeMap<(Role, String), Totals>;
 
+/// The role a metric belongs to, the label naming the component, and the field it feeds.
+type Route = (Role, &'static str, fn(&mut Totals, f64));
+
 /// Which field a metric feeds, and the label naming the component.
-fn route(name: &str) -> Option<(Role, &'static str, fn(&mut Totals, f64))> {
+fn route(name: &str) -> Option<Route> {
     fn prefix(name: &str, p: &str) -> bool {
         name.strip_prefix(p).is_some_and(|rest| !rest.is_empty())
     }
-    let r: (Role, &'static str, fn(&mut Totals, f64)) =
-        if prefix(name, "otelcol_receiver_accepted_") {
-            (Role::Receiver, "receiver", |t, v| t.accepted += v)
-        } else if prefix(name, "otelcol_receiver_refused_") {
-            (Role::Receiver, "receiver", |t, v| t.failed += v)
-        } else if name == "otelcol_processor_incoming_items" {
-            (Role::Processor, "processor", |t, v| t.accepted += v)
-        } else if name == "otelcol_processor_outgoing_items" {
-            (Role::Processor, "processor", |t, v| t.sent += v)
-        } else if name == "wasmcol_plugin_errors" {
-            (Role::Processor, "processor", |t, v| t.errors += v)
-        } else if prefix(name, "otelcol_exporter_sent_") {
-            (Role::Exporter, "exporter", |t, v| t.sent += v)
-        } else if prefix(name, "otelcol_exporter_send_failed_") {
-            (Role::Exporter, "exporter", |t, v| t.failed += v)
-        } else if name == "otelcol_exporter_queue_size" {
-            (Role::Exporter, "exporter", |t, v| {
-                *t.queue_size.get_or_insert(0.0) += v
-            })
-        } else if name == "otelcol_exporter_queue_capacity" {
-            (Role::Exporter, "exporter", |t, v| {
-                *t.queue_capacity.get_or_insert(0.0) += v
-            })
-        } else if name == "wasmcol_connector_failover_level" {
-            (Role::Connector, "connector", |t, v| t.level = Some(v))
-        } else {
-            return None;
-        };
+    let r: Route = if prefix(name, "otelcol_receiver_accepted_") {
+        (Role::Receiver, "receiver", |t, v| t.accepted += v)
+    } else if prefix(name, "otelcol_receiver_refused_") {
+        (Role::Receiver, "receiver", |t, v| t.failed += v)
+    } else if name == "otelcol_processor_incoming_items" {
+        (Role::Processor, "processor", |t, v| t.accepted += v)
+    } else if name == "otelcol_processor_outgoing_items" {
+        (Role::Processor, "processor", |t, v| t.sent += v)
+    } else if name == "wasmcol_plugin_errors" {
+        (Role::Processor, "processor", |t, v| t.errors += v)
+    } else if prefix(name, "otelcol_exporter_sent_") {
+        (Role::Exporter, "exporter", |t, v| t.sent += v)
+    } else if prefix(name, "otelcol_exporter_send_failed_") {
+        (Role::Exporter, "exporter", |t, v| t.failed += v)
+    } else if name == "otelcol_exporter_queue_size" {
+        (Role::Exporter, "exporter", |t, v| {
+            *t.queue_size.get_or_insert(0.0) += v
+        })
+    } else if name == "otelcol_exporter_queue_capacity" {
+        (Role::Exporter, "exporter", |t, v| {
+            *t.queue_capacity.get_or_insert(0.0) += v
+        })
+    } else if name == "wasmcol_connector_failover_level" {
+        (Role::Connector, "connector", |t, v| t.level = Some(v))
+    } else {
+        return None;
+    };
     Some(r)
 }
 
