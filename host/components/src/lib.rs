@@ -6,7 +6,8 @@
 //!   while the process is above its soft memory limit);
 //! - exporters: [`debug`] (logs what passes) and `nop` (discards);
 //! - connector: [`forward`] (same signal in and out);
-//! - extension: [`health_check`] (HTTP readiness endpoint).
+//! - extension: [`health_check`] (HTTP readiness endpoint), [`zpages`] (live pages of the
+//!   service and its pipeline graph).
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod forward;
 pub mod health_check;
 pub mod memory_limiter;
 mod timefmt;
+pub mod zpages;
 
 /// Timestamps as Go marshals them; the binary's JSON log lines use it too.
 pub use timefmt::rfc3339;
@@ -66,6 +68,12 @@ pub fn register(r: &mut Registry) {
         "Answers HTTP requests with 200 once the collector is ready and 503 otherwise.",
         Factory::Extension(Arc::new(health_check::HealthCheckFactory)),
     );
+    r.register(
+        "zpages",
+        &[],
+        "Serves live pages of the service: servicez, pipelinez, extensionz and a pipeline graph with rates (graphz).",
+        Factory::Extension(Arc::new(zpages::ZPagesFactory)),
+    );
 }
 
 /// Turns a list of validation messages into a build error, or `Ok` when there are none.
@@ -85,6 +93,6 @@ mod tests {
         assert_eq!(r.names(Kind::Processor), ["batch", "memory_limiter"]);
         assert_eq!(r.names(Kind::Exporter), ["debug", "nop"]);
         assert_eq!(r.names(Kind::Connector), ["forward"]);
-        assert_eq!(r.names(Kind::Extension), ["health_check"]);
+        assert_eq!(r.names(Kind::Extension), ["health_check", "zpages"]);
     }
 }

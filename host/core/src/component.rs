@@ -176,6 +176,32 @@ pub struct ConnectorRoutes {
 pub struct ServiceStatus {
     ready: AtomicBool,
     since: parking_lot::Mutex<Option<SystemTime>>,
+    topology: parking_lot::Mutex<Option<Arc<Topology>>>,
+}
+
+/// The configured service as ids, for pages that show it (`zpages`): set once the config is
+/// resolved, before any component is built.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Topology {
+    /// `service.extensions`, in start order.
+    pub extensions: Vec<String>,
+    /// Ids of the configured connectors (they appear as exporters and receivers of pipelines).
+    pub connectors: Vec<String>,
+    /// Every pipeline in config order.
+    pub pipelines: Vec<PipelineTopology>,
+}
+
+/// One pipeline's components, by id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineTopology {
+    /// `traces`, `metrics/name`, ...
+    pub id: String,
+    /// Receivers and connectors feeding it.
+    pub receivers: Vec<String>,
+    /// Processors in order.
+    pub processors: Vec<String>,
+    /// Exporters and connectors it fans out to.
+    pub exporters: Vec<String>,
 }
 
 impl ServiceStatus {
@@ -193,6 +219,16 @@ impl ServiceStatus {
     /// When it became ready.
     pub fn ready_since(&self) -> Option<SystemTime> {
         *self.since.lock()
+    }
+
+    /// Records the configured service.
+    pub fn set_topology(&self, t: Topology) {
+        *self.topology.lock() = Some(Arc::new(t));
+    }
+
+    /// The configured service, once resolved.
+    pub fn topology(&self) -> Option<Arc<Topology>> {
+        self.topology.lock().clone()
     }
 }
 

@@ -15,8 +15,8 @@ use indexmap::IndexMap;
 use wasmcol_config::{ComponentId, ConfigErrors, Kind, PipelineId, RawConfig};
 
 use crate::component::{
-    Connector, ConnectorRoutes, Exporter, Extension, Extensions, Lifecycle, Receiver,
-    ReceiverConsumers,
+    Connector, ConnectorRoutes, Exporter, Extension, Extensions, Lifecycle, PipelineTopology,
+    Receiver, ReceiverConsumers, Topology,
 };
 use crate::registry::Factory;
 use crate::{
@@ -43,6 +43,26 @@ pub struct Service {
 
 fn location(kind: Kind, id: &ComponentId) -> String {
     format!("{}::{}", kind.section(), id)
+}
+
+/// The configured service as ids (see [`Topology`]).
+fn topology(config: &RawConfig) -> Topology {
+    let ids = |v: &[ComponentId]| v.iter().map(ToString::to_string).collect();
+    Topology {
+        extensions: ids(&config.service.extensions),
+        connectors: config.connectors.keys().map(ToString::to_string).collect(),
+        pipelines: config
+            .service
+            .pipelines
+            .iter()
+            .map(|(id, p)| PipelineTopology {
+                id: id.to_string(),
+                receivers: ids(&p.receivers),
+                processors: ids(&p.processors),
+                exporters: ids(&p.exporters),
+            })
+            .collect(),
+    }
 }
 
 fn pipeline_location(p: &PipelineId) -> String {
@@ -170,13 +190,15 @@ impl<'a> Builder<'a> {
             errors.push("service::pipelines", e);
             Vec::new()
         });
+        let status = Arc::new(ServiceStatus::default());
+        status.set_topology(topology(config));
         Builder {
             config,
             registry,
             metrics,
             errors,
             tasks: Tasks::new(),
-            status: Arc::new(ServiceStatus::default()),
+            status,
             factories,
             order,
             extensions: Extensions::default(),

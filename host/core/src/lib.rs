@@ -23,7 +23,8 @@ pub mod telemetry;
 
 pub use component::{
     BuildError, ComponentError, Connector, ConnectorRoutes, CreateContext, Exporter, Extension,
-    Extensions, Lifecycle, Processor, Receiver, ReceiverConsumers, ServiceStatus,
+    Extensions, Lifecycle, PipelineTopology, Processor, Receiver, ReceiverConsumers, ServiceStatus,
+    Topology,
 };
 pub use consumer::{
     BackendStatus, ConsumeError, Consumer, ConsumerRef, FanOut, MAX_RETRY_HINT, PermanentError,

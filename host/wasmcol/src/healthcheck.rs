@@ -24,7 +24,7 @@ impl std::fmt::Display for Unhealthy {
 impl std::error::Error for Unhealthy {}
 
 /// `host:port` and the path of an `http://` URL.
-fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     let Some(rest) = url.strip_prefix("http://") else {
         anyhow::bail!(
             "{url:?}: only http:// URLs are supported (the health_check extension serves no TLS)"

@@ -7,6 +7,7 @@ mod healthcheck;
 mod logging;
 mod plugin_new;
 mod selfpush;
+mod top;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,6 +62,18 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
     },
+    /// A terminal view of a running collector's pipeline, read from its metrics endpoint.
+    Top {
+        /// The collector's Prometheus endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8888/metrics")]
+        metrics: String,
+        /// Seconds between refreshes (and the window rates are measured over).
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print one table (rates over one interval) and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +113,13 @@ fn main() -> ExitCode {
         Some(Command::Components) => list_components().map(|s| print!("{s}")),
         Some(Command::Plugin(cmd)) => plugin(cmd, &cli.config),
         Some(Command::Healthcheck { url, timeout }) => health(&url, timeout),
+        Some(Command::Top {
+            metrics,
+            interval,
+            once,
+        }) => std::time::Duration::try_from_secs_f64(interval)
+            .context("--interval")
+            .and_then(|i| top::run(&metrics, i, once)),
         None => run(&cli.config, &cli.set),
     };
     match result {
