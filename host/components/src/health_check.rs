@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use wasmcol_config::{GoDuration, Value};
 use wasmcol_core::component::ServiceStatus;
-use wasmcol_core::http::{Handler, HttpServer, ServerLimits, TimeoutKeys};
+use wasmcol_core::http::{Handler, ServerLimits, TimeoutKeys};
+
+use crate::ext_server::ExtensionServer;
 use wasmcol_core::{
     BuildError, ComponentError, CreateContext, Extension, ExtensionFactory, Lifecycle,
 };
@@ -169,7 +170,7 @@ pub struct HealthCheck {
     cfg: Arc<HealthCheckConfig>,
     status: Arc<ServiceStatus>,
     tasks: wasmcol_core::Tasks,
-    server: Mutex<Option<HttpServer>>,
+    server: ExtensionServer,
 }
 
 impl HealthCheck {
@@ -184,26 +185,22 @@ impl HealthCheck {
             cfg: Arc::new(cfg),
             status,
             tasks,
-            server: Mutex::new(None),
+            server: ExtensionServer::default(),
         }
     }
 
     /// Where it listens, once started.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.server.lock().as_ref().map(HttpServer::local_addr)
+        self.server.local_addr()
     }
 }
 
 #[async_trait]
 impl Lifecycle for HealthCheck {
     async fn start(&self) -> Result<(), ComponentError> {
-        if self.server.lock().is_some() {
+        if self.server.local_addr().is_some() {
             return Ok(());
         }
-        let endpoint = &self.cfg.endpoint;
-        let listener = wasmcol_core::http::bind(endpoint).await.map_err(|e| {
-            ComponentError::new(format!("failed to bind to address {endpoint}: {e}"))
-        })?;
         if self.cfg.check_collector_pipeline.enabled {
             tracing::warn!(
                 "health_check: check_collector_pipeline has no effect (upstream documents it as not working); readiness alone decides the answer"
@@ -221,18 +218,24 @@ impl Lifecycle for HealthCheck {
             idle_timeout: self.cfg.idle_timeout.map(Into::into),
             keep_alives_enabled: self.cfg.keep_alives_enabled,
         });
-        let server = HttpServer::start_with(listener, handler, limits, &self.tasks)
-            .map_err(|e| ComponentError::new(format!("health_check: {e}")))?;
-        tracing::info!(endpoint = %server.local_addr(), path = %self.cfg.path, "health_check listening");
-        *self.server.lock() = Some(server);
+        let started = self
+            .server
+            .start(
+                "health_check",
+                &self.cfg.endpoint,
+                handler,
+                limits,
+                &self.tasks,
+            )
+            .await?;
+        if let Some(addr) = started {
+            tracing::info!(endpoint = %addr, path = %self.cfg.path, "health_check listening");
+        }
         Ok(())
     }
 
     async fn shutdown(&self) -> Result<(), ComponentError> {
-        let server = self.server.lock().take();
-        if let Some(s) = server {
-            s.stop().await;
-        }
+        self.server.stop().await;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod debug;
+mod ext_server;
 pub mod forward;
 pub mod health_check;
 pub mod memory_limiter;

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use serde::Deserialize;
 use wasmcol_config::Value;
 use wasmcol_core::component::ServiceStatus;
-use wasmcol_core::http::{Handler, HttpServer};
+use wasmcol_core::http::{Handler, ServerLimits};
+
+use crate::ext_server::ExtensionServer;
 use wasmcol_core::{
     BuildError, ComponentError, CreateContext, Extension, ExtensionFactory, Lifecycle, Metrics,
 };
@@ -151,7 +152,7 @@ pub struct ZPages {
     cfg: ZPagesConfig,
     state: Arc<pages::State>,
     tasks: wasmcol_core::Tasks,
-    server: Mutex<Option<HttpServer>>,
+    server: ExtensionServer,
 }
 
 impl ZPages {
@@ -167,43 +168,42 @@ impl ZPages {
             cfg,
             state: Arc::new(pages::State::new(metrics, status, SystemTime::now())),
             tasks,
-            server: Mutex::new(None),
+            server: ExtensionServer::default(),
         }
     }
 
     /// Where it listens, once started.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.server.lock().as_ref().map(HttpServer::local_addr)
+        self.server.local_addr()
     }
 }
 
 #[async_trait]
 impl Lifecycle for ZPages {
     async fn start(&self) -> Result<(), ComponentError> {
-        if self.server.lock().is_some() {
-            return Ok(());
-        }
-        let endpoint = &self.cfg.endpoint;
-        let listener = wasmcol_core::http::bind(endpoint).await.map_err(|e| {
-            ComponentError::new(format!("failed to bind to address {endpoint}: {e}"))
-        })?;
         let state = self.state.clone();
         let handler: Handler = Arc::new(move |req| {
             let resp = state.respond(req.uri().path());
             Box::pin(async move { resp })
         });
-        let server = HttpServer::start(listener, handler, &self.tasks)
-            .map_err(|e| ComponentError::new(format!("zpages: {e}")))?;
-        tracing::info!(endpoint = %server.local_addr(), "zpages listening");
-        *self.server.lock() = Some(server);
+        let started = self
+            .server
+            .start(
+                "zpages",
+                &self.cfg.endpoint,
+                handler,
+                ServerLimits::default(),
+                &self.tasks,
+            )
+            .await?;
+        if let Some(addr) = started {
+            tracing::info!(endpoint = %addr, "zpages listening");
+        }
         Ok(())
     }
 
     async fn shutdown(&self) -> Result<(), ComponentError> {
-        let server = self.server.lock().take();
-        if let Some(s) = server {
-            s.stop().await;
-        }
+        self.server.stop().await;
         Ok(())
     }
 }
