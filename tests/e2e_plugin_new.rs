@@ -107,8 +107,10 @@ async fn a_new_plugin_tests_builds_runs_and_edits_spans_in_a_collector() {
         wasm_path,
         "--input",
         batch.to_str().unwrap(),
-        "--config",
+        "--plugin-config",
         r#"{"key":"team","value":"payments"}"#,
+        "--output",
+        "json",
     ]);
     assert!(ok, "{err}");
     let ran: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -238,10 +238,12 @@ fn plugin_inspect_and_run() {
         "plugin",
         "run",
         test_paths::TEMPLATE,
-        "--config",
+        "--plugin-config",
         r#"{"key":"team","value":"payments"}"#,
         "--input",
         &input,
+        "--output",
+        "json",
     ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -253,13 +255,131 @@ fn plugin_inspect_and_run() {
         "plugin",
         "run",
         test_paths::TEMPLATE,
-        "--config",
+        "--plugin-config",
         "{}",
         "--input",
         &input,
     ]);
     assert!(!ok);
     assert!(err.contains("missing field `key`"), "{err}");
+}
+
+/// `plugin run` as an author uses it: the config as the YAML body from a collector config
+/// (inline or `@file`), the outcome with counts for forward, drop and error, protobuf input,
+/// and a clear refusal of a signal the plugin does not handle or of the collector's flags.
+#[test]
+fn plugin_run_reports_the_outcome_with_counts() {
+    use prost::Message;
+    isolate_cache();
+    let dir = tempfile::tempdir().unwrap();
+    let spans = r#"{"resourceSpans":[
+        {"resource":{"attributes":[]},"scopeSpans":[{"spans":[
+            {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","name":"a"},
+            {"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b8","name":"b"}]}]},
+        {"resource":{"attributes":[]},"scopeSpans":[{"spans":[
+            {"traceId":"5bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b9","name":"c"}]}]}]}"#;
+    let json = write_config(&dir, "spans.json", spans);
+    let config = write_config(&dir, "plugin.yaml", "key: team\nvalue: payments\n");
+    let config_arg = format!("@{config}");
+    let run = |plugin: &str, config: &str, input: &str, extra: &[&str]| {
+        let mut args = vec!["plugin", "run", plugin, "--input", input];
+        if !config.is_empty() {
+            args.extend(["--plugin-config", config]);
+        }
+        args.extend(extra);
+        run_cli(&args)
+    };
+
+    // Forward, YAML config from a file: counts in and out, then the tagged spans.
+    let (ok, out, err) = run(test_paths::TEMPLATE, &config_arg, &json, &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("plugin:  template "), "{out}");
+    assert!(
+        out.contains("input:   traces: 2 resources, 3 spans"),
+        "{out}"
+    );
+    assert!(
+        out.contains("outcome: forward: 2 resources, 3 spans"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches(r#""stringValue": "payments""#).count(),
+        3,
+        "{out}"
+    );
+
+    // The same batch as OTLP protobuf, with inline YAML: the same result.
+    let request: wasmcol_pdata::ExportTraceServiceRequest =
+        wasmcol_pdata::from_json(spans.as_bytes()).unwrap();
+    let pb = dir.path().join("spans.pb");
+    std::fs::write(&pb, request.encode_to_vec()).unwrap();
+    let pb = pb.to_str().unwrap();
+    let (ok, out, err) = run(
+        test_paths::TEMPLATE,
+        "{key: team, value: payments}",
+        pb,
+        &["--signal", "traces"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("outcome: forward: 2 resources, 3 spans"),
+        "{out}"
+    );
+    let (ok, _, err) = run(test_paths::TEMPLATE, "{key: a, value: b}", pb, &[]);
+    assert!(!ok);
+    assert!(err.contains("name its signal with --signal"), "{err}");
+
+    // Drop.
+    let (ok, out, err) = run(test_paths::KEEP, "", &json, &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("outcome: drop"), "{out}");
+
+    // A plugin error: the outcome says which kind, and the exit code is non-zero.
+    let (ok, out, err) = run(test_paths::ERROR, "{permanent: true}", &json, &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("outcome: error (permanent"), "{out}");
+    assert!(err.contains("the plugin failed on the batch"), "{err}");
+
+    // A signal the plugin does not handle is refused, as `validate` refuses it.
+    let logs = write_config(
+        &dir,
+        "logs.json",
+        r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#,
+    );
+    let (ok, _, err) = run(test_paths::ERROR, "", &logs, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains(r#"plugin "test_error" does not handle logs (it handles: traces)"#),
+        "{err}"
+    );
+
+    // The collector's flags are not the plugin's.
+    let (ok, _, err) = run_cli(&[
+        "--config",
+        &config,
+        "plugin",
+        "run",
+        test_paths::KEEP,
+        "--input",
+        &json,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--plugin-config"), "{err}");
+
+    // A plugin that holds traces decides each trace of the input.
+    let tail = dir.path().join("tail_sampling.wasm");
+    std::fs::write(&tail, wasmcol_wasm::bundled::TAIL_SAMPLING).unwrap();
+    let (ok, out, err) = run(
+        tail.to_str().unwrap(),
+        "{policies: [{name: all, type: always_sample}]}",
+        &json,
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("decided 2 traces (as if each decision_wait had passed): 2 sampled"),
+        "{out}"
+    );
 }
 
 #[test]

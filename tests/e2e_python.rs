@@ -62,6 +62,27 @@ async fn python_plugin_builds_runs_and_tags_spans_in_the_collector() {
     assert!(out.contains("name: py_region"), "{out}");
     assert!(out.contains("signals: traces, metrics, logs"), "{out}");
 
+    let input = write_config(
+        &dir,
+        "logs.json",
+        r#"{"resourceLogs":[{"resource":{},"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#,
+    );
+    let (ok, out, err) = run_cli(&[
+        "plugin",
+        "run",
+        wasm_path,
+        "--input",
+        &input,
+        "--plugin-config",
+        "region: eu-west-1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("outcome: forward: 1 resources, 1 log records"),
+        "{out}"
+    );
+    assert!(out.contains(r#""stringValue": "eu-west-1""#), "{out}");
+
     // The plugin's own config errors, every one with its key path, through the collector.
     let backend = Backend::start().await;
     let processor = |config: &str| {

@@ -399,6 +399,29 @@ impl Instance {
         (decision, trace)
     }
 
+    /// [`decide_trace`](Self::decide_trace) over one trace given as a request (every span in
+    /// it belongs to the trace): its spans, with the plugin's edits, when sampled, `None` when
+    /// not. For `plugin run` and tests; the processor decides on views it holds.
+    pub async fn decide_request(
+        &mut self,
+        trace: wasmcol_pdata::ExportTraceServiceRequest,
+        first_arrival_unix_nano: u64,
+        now_unix_nano: u64,
+    ) -> Result<Option<wasmcol_pdata::ExportTraceServiceRequest>, CallError> {
+        let view = HostBatch::from_message(trace);
+        let (decision, back) = self
+            .decide_trace(view, first_arrival_unix_nano, now_unix_nano)
+            .await;
+        if !decision? {
+            return Ok(None);
+        }
+        let back = back.ok_or_else(|| CallError::Trap("the trace view was lost".into()))?;
+        back.into_payload()
+            .and_then(|p| p.into_message())
+            .map(Some)
+            .map_err(|e| CallError::Trap(e.to_string()))
+    }
+
     /// Processes one batch. A batch the plugin did not change is forwarded as it came (an
     /// encoded batch keeps its bytes; nothing is re-encoded).
     pub async fn process(&mut self, batch: Batch) -> Result<Processed, CallError> {

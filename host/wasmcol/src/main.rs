@@ -30,23 +30,36 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "An OpenTelemetry collector with WebAssembly processors"
 )]
 struct Cli {
-    /// Config file (repeatable; later files merge over earlier ones).
-    #[arg(long = "config", global = true)]
-    config: Vec<String>,
-    /// Override a config value, e.g. `--set processors.batch.timeout=2s` (repeatable).
-    #[arg(long = "set", global = true)]
-    set: Vec<String>,
-    /// Accepted for compatibility with upstream's command line; wasmcol has no feature gates.
-    #[arg(long = "feature-gates", global = true)]
-    feature_gates: Option<String>,
+    #[command(flatten)]
+    collector: CollectorArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The flags that configure a collector: the root command's and `validate`'s, as upstream.
+#[derive(clap::Args, Default)]
+struct CollectorArgs {
+    /// Config file (repeatable; later files merge over earlier ones).
+    #[arg(long = "config")]
+    config: Vec<String>,
+    /// Override a config value, e.g. `--set processors.batch.timeout=2s` (repeatable).
+    #[arg(long = "set")]
+    set: Vec<String>,
+    /// Accepted for compatibility with upstream's command line; wasmcol has no feature gates.
+    #[arg(long = "feature-gates")]
+    feature_gates: Option<String>,
+}
+
+impl CollectorArgs {
+    fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.set.is_empty() && self.feature_gates.is_none()
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Check a config, building every component and plugin, and print every problem.
-    Validate,
+    Validate(CollectorArgs),
     /// List the built-in component types and bundled plugins.
     Components,
     /// Inspect or try a plugin component.
@@ -95,23 +108,71 @@ enum PluginCommand {
         /// The component (`.wasm`).
         file: String,
     },
-    /// Run a plugin once over an OTLP/JSON request and print the result as OTLP/JSON.
-    /// `--config` is the plugin's config as JSON here (default `{}`).
+    /// Run a plugin once over one export request, as a pipeline would, and print the
+    /// outcome (forward, drop or error) with item counts and the resulting batch. Exits
+    /// non-zero when the plugin fails on the batch.
     Run {
         /// The component (`.wasm`).
         file: String,
-        /// OTLP/JSON export request (traces, metrics or logs).
+        /// The export request: OTLP/JSON, or OTLP protobuf with `--signal`; `-` reads stdin.
         #[arg(long)]
         input: String,
+        /// The plugin's config: the body it has under `processors:` in a collector config,
+        /// as JSON or YAML, or `@FILE` to read it from a file. Default: empty.
+        #[arg(long = "plugin-config", default_value = "{}")]
+        plugin_config: String,
+        /// The signal of a protobuf input (OTLP/JSON names its own).
+        #[arg(long, value_enum)]
+        signal: Option<SignalArg>,
+        /// `pretty`: plugin, input, outcome with counts, then the result as indented
+        /// OTLP/JSON; `json`: only the result, on one line, for scripts.
+        #[arg(long, value_enum, default_value = "pretty")]
+        output: RunOutput,
     },
+}
+
+/// A signal on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SignalArg {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl From<SignalArg> for wasmcol_pdata::Signal {
+    fn from(s: SignalArg) -> Self {
+        match s {
+            SignalArg::Traces => wasmcol_pdata::Signal::Traces,
+            SignalArg::Metrics => wasmcol_pdata::Signal::Metrics,
+            SignalArg::Logs => wasmcol_pdata::Signal::Logs,
+        }
+    }
+}
+
+/// How `plugin run` prints its result.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RunOutput {
+    Pretty,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let root = cli.collector;
     let result = match cli.command {
-        Some(Command::Validate) => validate(&cli.config, &cli.set),
+        None => run(&root.config, &root.set),
+        Some(Command::Validate(mut args)) => {
+            // Upstream takes the flags before or after `validate`.
+            args.config.splice(0..0, root.config);
+            args.set.splice(0..0, root.set);
+            validate(&args.config, &args.set)
+        }
+        Some(_) if !root.is_empty() => Err(anyhow::anyhow!(
+            "--config, --set and --feature-gates configure a collector: they go with no \
+             subcommand or with `validate` (a plugin's own config is `plugin run --plugin-config`)"
+        )),
         Some(Command::Components) => list_components().map(|s| print!("{s}")),
-        Some(Command::Plugin(cmd)) => plugin(cmd, &cli.config),
+        Some(Command::Plugin(cmd)) => plugin(cmd),
         Some(Command::Healthcheck { url, timeout }) => health(&url, timeout),
         Some(Command::Top {
             metrics,
@@ -120,7 +181,6 @@ fn main() -> ExitCode {
         }) => std::time::Duration::try_from_secs_f64(interval)
             .context("--interval")
             .and_then(|i| top::run(&metrics, i, once)),
-        None => run(&cli.config, &cli.set),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,7 +205,7 @@ enum Lang {
     Rust,
 }
 
-fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
+fn plugin(cmd: PluginCommand) -> anyhow::Result<()> {
     if let PluginCommand::New { name, lang, dir } = &cmd {
         let Lang::Rust = lang;
         let dir = plugin_new::create(name, dir.as_deref())?;
@@ -165,12 +225,36 @@ fn plugin(cmd: PluginCommand, config: &[String]) -> anyhow::Result<()> {
                 rt.block_on(wasmcol_wasm::cli::inspect(&plugins, &file))?
             )
         }
-        PluginCommand::Run { file, input } => {
-            let json = config.first().map(String::as_str).unwrap_or("{}");
-            let input =
-                std::fs::read_to_string(&input).with_context(|| format!("cannot read {input}"))?;
-            let out = rt.block_on(wasmcol_wasm::cli::run(&plugins, &file, json, &input))?;
-            println!("{out}");
+        PluginCommand::Run {
+            file,
+            input,
+            plugin_config,
+            signal,
+            output,
+        } => {
+            let config = match plugin_config.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("--plugin-config: cannot read {path}"))?,
+                None => plugin_config,
+            };
+            let config = wasmcol_wasm::cli::plugin_config(&config)?;
+            let bytes = if input == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                    .context("cannot read the input from stdin")?;
+                buf
+            } else {
+                std::fs::read(&input).with_context(|| format!("cannot read {input}"))?
+            };
+            let batch = wasmcol_wasm::cli::read_input(&bytes, signal.map(Into::into))?;
+            let report = rt.block_on(wasmcol_wasm::cli::run(&plugins, &file, &config, batch))?;
+            match output {
+                RunOutput::Json => println!("{}", report.json()?),
+                RunOutput::Pretty => print!("{}", report.pretty()?),
+            }
+            if report.failed() {
+                anyhow::bail!("the plugin failed on the batch");
+            }
         }
         PluginCommand::New { .. } => {}
     }
