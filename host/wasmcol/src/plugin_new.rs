@@ -158,7 +158,7 @@ pub fn next_steps(name: &str, dir: &Path) -> String {
          \n  cargo test\
          \n  cargo build --target wasm32-wasip2 --release\
          \n  wasmcol plugin run target/wasm32-wasip2/release/{lib}.wasm --input batch.json \\\
-         \n      --config '{{\"key\":\"team\",\"value\":\"payments\"}}'\
+         \n      --plugin-config '{{key: team, value: payments}}'\
          \n  wasmcol --config collector.yaml\n",
         dir = dir.display()
     )
@@ -176,7 +176,7 @@ fn files(name: &str) -> Vec<(&'static str, String)> {
     };
     vec![
         ("Cargo.toml", fill(CARGO_TOML)),
-        ("src/lib.rs", fill(LIB_RS)),
+        ("src/lib.rs", lib_rs(name)),
         ("batch.json", BATCH_JSON.to_owned()),
         ("collector.yaml", fill(COLLECTOR_YAML)),
         ("README.md", fill(README_MD)),
@@ -210,97 +210,21 @@ strip = true
 [workspace]
 "#;
 
-const LIB_RS: &str = r##"//! A wasmcol processor plugin: sets `key: value` on every span, data point and log record
-//! that lacks `key`. Its name (in `wasmcol plugin inspect` and its metrics' prefix) and version
-//! come from Cargo.toml; it handles all three signals through one `process`.
+/// The plugin template (`plugins/template`, built and tested with the bundled plugins): one
+/// source for the template and every new project's `src/lib.rs`.
+const TEMPLATE_LIB_RS: &str = include_str!("../../../plugins/template/src/lib.rs");
 
-use serde::Deserialize;
-use wasmcol_sdk::prelude::*;
+/// The template's lines that only the template needs: its name is fixed because its package
+/// is `wasmcol-plugin-template`, while a new plugin is named after its own package.
+const TEMPLATE_NAME_LINES: &str = "    // `wasmcol plugin new` drops these two lines: a new plugin is named after its package.\n    const NAME: &'static str = \"template\";\n";
 
-/// The plugin's config, from the `config:` key of its `wasm/<id>` processor.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The attribute to add.
-    pub key: String,
-    /// Its value.
-    pub value: String,
+/// A new project's `src/lib.rs`: the template, named after the project.
+fn lib_rs(name: &str) -> String {
+    TEMPLATE_LIB_RS
+        .replacen(TEMPLATE_NAME_LINES, "", 1)
+        .replace("Template", "Plugin")
+        .replace("\"template\"", &format!("{name:?}"))
 }
-
-/// The processor; the collector runs one per pipeline and instance.
-#[derive(Debug)]
-pub struct Plugin {
-    key: String,
-    value: Value,
-}
-
-impl Processor for Plugin {
-    type Config = Config;
-
-    fn new(config: Config, _signal: Signal) -> Result<Self, ConfigErrors> {
-        let mut errors = ConfigErrors::new();
-        if config.key.trim().is_empty() {
-            errors.push("key", "must not be empty");
-        }
-        errors.into_result(Plugin {
-            key: config.key,
-            value: Value::Str(config.value),
-        })
-    }
-
-    fn process(&mut self, batch: Batch<'_>) -> Result<Outcome, ProcessError> {
-        // One host call for the whole batch, whatever its size or signal.
-        batch.set_all(Level::Item, &self.key, &self.value, SetMode::Insert);
-        Ok(Outcome::Forward)
-    }
-}
-
-wasmcol_sdk::export_processor!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasmcol_sdk::testing::{self, MemLogs, MemTraces, log, span};
-
-    #[test]
-    fn sets_the_key_where_missing() {
-        let mut p: Plugin = testing::build(r#"{"key":"team","value":"payments"}"#).unwrap();
-        let batch = MemTraces::new().resource(&[], |r| {
-            r.scope("lib", |s| {
-                s.item(span("a")).item(span("b").attr("team", "search"));
-            });
-        });
-        assert_eq!(testing::run_traces(&mut p, &batch), Ok(Outcome::Forward));
-        let d = batch.data();
-        let spans = &d.resources[0].scopes[0].items;
-        assert_eq!(spans[0].attributes, vec![("team".into(), Value::from("payments"))]);
-        assert_eq!(spans[1].attributes, vec![("team".into(), Value::from("search"))]);
-    }
-
-    #[test]
-    fn logs_too() {
-        let mut p: Plugin = testing::build(r#"{"key":"team","value":"payments"}"#).unwrap();
-        let batch = MemLogs::new().resource(&[], |r| {
-            r.scope("lib", |s| {
-                s.item(log("hello"));
-            });
-        });
-        assert_eq!(testing::run_logs(&mut p, &batch), Ok(Outcome::Forward));
-        assert_eq!(
-            batch.data().resources[0].scopes[0].items[0].attributes,
-            vec![("team".into(), Value::from("payments"))]
-        );
-    }
-
-    #[test]
-    fn config_errors_name_the_key() {
-        let e = testing::build::<Plugin>(r#"{"key":" ","value":"x"}"#).unwrap_err();
-        assert_eq!(e.to_string(), "key: must not be empty");
-        let e = testing::build::<Plugin>(r#"{"key":"k","vlaue":"x"}"#).unwrap_err();
-        assert_eq!(e.0[0].path, "vlaue");
-    }
-}
-"##;
 
 const BATCH_JSON: &str = r#"{
   "resourceSpans": [
@@ -394,7 +318,7 @@ cargo test                                      # unit tests, natively (wasmcol_
 cargo build --target wasm32-wasip2 --release    # the component
 wasmcol plugin inspect target/wasm32-wasip2/release/{{lib}}.wasm
 wasmcol plugin run target/wasm32-wasip2/release/{{lib}}.wasm --input batch.json \
-    --config '{"key":"team","value":"payments"}'
+    --plugin-config '{key: team, value: payments}'
 wasmcol --config collector.yaml                 # OTLP on 127.0.0.1:24317 (gRPC) / 24318 (HTTP)
 ```
 
@@ -431,6 +355,22 @@ mod tests {
             assert!(e.contains(why), "{bad:?}: {e}");
         }
         assert!(check_name(&"a".repeat(65)).is_err());
+    }
+
+    /// The template's fixed name must not reach a new project (its name comes from Cargo), and
+    /// nothing else of the template may name it.
+    #[test]
+    fn a_new_lib_rs_is_the_template_named_after_the_project() {
+        assert!(TEMPLATE_LIB_RS.contains(TEMPLATE_NAME_LINES));
+        let lib = lib_rs("region-tag");
+        assert!(!lib.contains("const NAME"), "{lib}");
+        assert!(!lib.to_lowercase().contains("\"template\""), "{lib}");
+        assert!(!lib.contains("Template"), "{lib}");
+        assert!(
+            lib.contains("wasmcol_sdk::export_processor!(Plugin);"),
+            "{lib}"
+        );
+        assert!(lib.contains("\"region-tag\".into()"), "{lib}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! A template processor plugin: adds `key: value` to every item that lacks `key`.
+//! A processor plugin: adds `key: value` to every span, data point and log record that
+//! lacks `key`.
 //!
 //! Everything a plugin needs is here: a typed config with `deny_unknown_fields`, validation
 //! with key paths, a bulk host call in a signal-agnostic `process`, and unit tests that run
 //! natively. `VERSION` and `SIGNALS` are left to their defaults (the Cargo package version,
-//! all three signals); `NAME` is set because the package is `wasmcol-plugin-template`.
+//! all three signals). This file is wasmcol's plugin template: `wasmcol plugin new` writes it
+//! as a new project's `src/lib.rs`.
 
 use serde::Deserialize;
 use wasmcol_sdk::prelude::*;
@@ -31,6 +33,7 @@ pub struct Template {
 }
 
 impl Processor for Template {
+    // `wasmcol plugin new` drops these two lines: a new plugin is named after its package.
     const NAME: &'static str = "template";
     const CONFIG_SCHEMA: &'static str = r#"{"type":"object","required":["key"],"properties":{"key":{"type":"string"},"value":{"type":"string"}},"additionalProperties":false}"#;
     type Config = Config;
