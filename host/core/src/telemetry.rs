@@ -175,6 +175,16 @@ pub fn metric_unit(name: &str) -> &'static str {
         "otelcol_loadbalancer_num_backends" => return "{backends}",
         _ => {}
     }
+    // tail_sampling's histograms (upstream's units, whatever the plugin's name).
+    if name.ends_with("_sampling_decision_latency") {
+        return "µs";
+    } else if name.ends_with("_sampling_decision_timer_latency") {
+        return "ms";
+    } else if name.ends_with("_sampling_late_span_age")
+        || name.ends_with("_sampling_trace_removal_age")
+    {
+        return "s";
+    }
     if name.ends_with("_bytes") {
         "By"
     } else if name.ends_with("_seconds") {

@@ -125,7 +125,11 @@ pub(crate) struct Pending {
 
 enum Entry {
     Pending(Pending),
-    Decided(bool),
+    /// Decided (sampled or not) at `at`; kept until evicted so late spans follow it.
+    Decided {
+        sampled: bool,
+        at: Instant,
+    },
 }
 
 /// What the buffer did with a batch.
@@ -145,6 +149,9 @@ pub(crate) struct Ingested {
     pub(crate) cache_sampled: u64,
     /// Likewise for the non-sampled cache.
     pub(crate) cache_not_sampled: u64,
+    /// For each late part of a trace decided and still held: the time since its decision
+    /// (upstream's `sampling_late_span_age`).
+    pub(crate) late_span_ages: Vec<std::time::Duration>,
 }
 
 /// The per-trace buffer. Not synchronised: the processor holds it under a mutex, never
@@ -263,8 +270,14 @@ impl Buffer {
                     p.parts.push(rs);
                     p.spans += n;
                 }
-                Some(Entry::Decided(true)) => out.forward.push(rs),
-                Some(Entry::Decided(false)) => out.dropped_spans += n,
+                Some(Entry::Decided { sampled, at }) => {
+                    out.late_span_ages.push(now.saturating_duration_since(*at));
+                    if *sampled {
+                        out.forward.push(rs);
+                    } else {
+                        out.dropped_spans += n;
+                    }
+                }
                 None if self.sampled.hit(&id) => {
                     out.cache_sampled += 1;
                     out.forward.push(rs);
@@ -343,14 +356,15 @@ impl Buffer {
         out
     }
 
-    /// Records the decision on `id` and returns the spans that arrived while it was taken.
-    pub(crate) fn decided(&mut self, id: TraceId, sampled: bool) -> Vec<Part> {
+    /// Records the decision on `id`, taken at `now`, and returns the spans that arrived while
+    /// it was taken.
+    pub(crate) fn decided(&mut self, id: TraceId, sampled: bool, now: Instant) -> Vec<Part> {
         let late = match self.traces.get_mut(&id) {
             Some(Entry::Pending(p)) => std::mem::take(&mut p.parts),
             _ => Vec::new(),
         };
         if self.traces.contains_key(&id) {
-            self.traces.insert(id, Entry::Decided(sampled));
+            self.traces.insert(id, Entry::Decided { sampled, at: now });
         }
         if sampled {
             self.sampled.put(id);
@@ -420,12 +434,15 @@ mod tests {
         assert_eq!(due[0].parts.iter().map(|p| p.spans).sum::<usize>(), 2);
         // A span arriving while trace 1 is decided waits for its outcome.
         b.ingest(spans(&[1]), t0, 0);
-        assert_eq!(b.decided([1; 16], true).len(), 1);
-        b.decided([2; 16], false);
-        // Decided traces still in the buffer: late spans follow the decision.
-        let late = b.ingest(spans(&[1, 2]), t0, 0);
+        let decided_at = t0 + Duration::from_secs(1);
+        assert_eq!(b.decided([1; 16], true, decided_at).len(), 1);
+        b.decided([2; 16], false, decided_at);
+        // Decided traces still in the buffer: late spans follow the decision, and their age
+        // since it is measured.
+        let late = b.ingest(spans(&[1, 2]), decided_at + Duration::from_secs(3), 0);
         assert_eq!(late.forward.len(), 1);
         assert_eq!(late.dropped_spans, 1);
+        assert_eq!(late.late_span_ages, vec![Duration::from_secs(3); 2]);
         // Trace 3 evicts trace 1 (decided, not counted); trace 4 evicts 2; trace 5 evicts
         // the undecided 3: counted.
         let got = b.ingest(spans(&[3, 4, 5]), t0, 0);

@@ -1372,6 +1372,20 @@ async fn tail_sampling_holds_spans_and_forwards_decided_traces_whole() {
         )
     };
     assert_eq!((global("true"), global("false")), (1, 1));
+    // Upstream's histograms: two decisions, two late parts.
+    let text = m.render(false);
+    let count = |h: &str| {
+        let line =
+            format!("otelcol_processor_tail_sampling_{h}_count{{processor=\"tail_sampling\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{h} missing:\n{text}"))
+    };
+    assert_eq!(count("sampling_decision_latency"), 2);
+    assert_eq!(count("sampling_trace_removal_age"), 2);
+    assert_eq!(count("sampling_late_span_age"), 2);
+    assert!(count("sampling_decision_timer_latency") >= 1);
     p.shutdown().await.unwrap();
 }
 

@@ -30,15 +30,22 @@ pub struct TailSampling {
 
 const PREFIX: &str = "otelcol_processor_tail_sampling_";
 
-fn count_policy(policy: &str, sampled: bool) {
+fn count_policy(policy: &str, sampled: bool, spans: usize) {
+    let labels = [
+        ("policy", policy),
+        ("sampled", if sampled { "true" } else { "false" }),
+    ];
     counter_add(
         &format!("{PREFIX}count_traces_sampled"),
         "Count of traces that were sampled or not per sampling policy.",
-        &[
-            ("policy", policy),
-            ("sampled", if sampled { "true" } else { "false" }),
-        ],
+        &labels,
         1,
+    );
+    counter_add(
+        &format!("{PREFIX}count_spans_sampled"),
+        "Count of spans that were sampled or not per sampling policy.",
+        &labels,
+        spans as u64,
     );
 }
 
@@ -114,6 +121,7 @@ impl TailSampling {
             count_policy(
                 &p.name,
                 matches!(d, Decision::Sampled | Decision::InvertSampled),
+                t.spans.len(),
             );
             decisions.push(d);
             if d == Decision::Dropped {

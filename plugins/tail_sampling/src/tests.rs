@@ -298,4 +298,10 @@ fn metrics_count_per_policy_and_overall() {
         &[("sampled", "true")],
     );
     assert_eq!(g, Some(1.0));
+    decide(&mut p, &one_trace(vec![span("a"), span("b")], &[]));
+    let spans = wasmcol_sdk::metrics::value(
+        "otelcol_processor_tail_sampling_count_spans_sampled",
+        &[("policy", "all"), ("sampled", "true")],
+    );
+    assert_eq!(spans, Some(3.0));
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use wasmcol_core::{Batch, ConsumeError, ConsumerRef, Counter, Gauge, Metrics};
+use wasmcol_core::{Batch, ConsumeError, ConsumerRef, Counter, Gauge, Histogram, Metrics};
 use wasmcol_pdata::Payload;
 
 use super::{PluginMetrics, PluginProcessor};
@@ -42,7 +42,22 @@ struct HoldMetrics {
     new_traces: Counter,
     cache_sampled: Counter,
     cache_not_sampled: Counter,
+    /// Each `decide-trace` call, µs. Upstream times each policy; here the plugin evaluates
+    /// every policy of one trace in one call, so the call is what is timed.
+    decision_latency: Histogram,
+    /// Each run of the decision tick, ms.
+    timer_latency: Histogram,
+    /// From a trace's first span to its decision, when its spans leave memory, s.
+    removal_age: Histogram,
+    /// From a trace's decision to the arrival of a late span of it, s.
+    late_span_age: Histogram,
 }
+
+/// The OpenTelemetry SDKs' default explicit bucket bounds, which upstream's histograms use.
+const DEFAULT_BOUNDS: &[f64] = &[
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
+];
 
 impl HoldMetrics {
     fn new(m: &Metrics, plugin: &str, id: &str) -> Self {
@@ -73,6 +88,30 @@ impl HoldMetrics {
             ),
             cache_sampled: early("true"),
             cache_not_sampled: early("false"),
+            decision_latency: m.histogram(
+                &name("sampling_decision_latency"),
+                "Latency (in microseconds) of the decision on one trace (every policy).",
+                &l,
+                DEFAULT_BOUNDS,
+            ),
+            timer_latency: m.histogram(
+                &name("sampling_decision_timer_latency"),
+                "Latency (in milliseconds) of each run of the sampling decision timer.",
+                &l,
+                DEFAULT_BOUNDS,
+            ),
+            removal_age: m.histogram(
+                &name("sampling_trace_removal_age"),
+                "Time (in seconds) from the arrival of a new trace until its spans leave memory.",
+                &l,
+                DEFAULT_BOUNDS,
+            ),
+            late_span_age: m.histogram(
+                &name("sampling_late_span_age"),
+                "Time (in seconds) from the sampling decision to the arrival of a late span.",
+                &l,
+                DEFAULT_BOUNDS,
+            ),
         }
     }
 }
@@ -170,6 +209,10 @@ impl Held {
         self.hm.dropped_too_early.add(got.evicted_traces);
         self.hm.cache_sampled.add(got.cache_sampled);
         self.hm.cache_not_sampled.add(got.cache_not_sampled);
+        for age in &got.late_span_ages {
+            // Whole seconds, as upstream records them.
+            self.hm.late_span_age.observe(age.as_secs() as f64);
+        }
         if got.evicted_traces > 0 {
             tracing::warn!(processor = %self.maker.id, traces = got.evicted_traces, spans = got.evicted_spans, "num_traces reached: undecided traces evicted");
         }
@@ -181,18 +224,23 @@ impl Held {
 
     /// Decides the due traces (every held one when `shutdown`) and forwards the sampled.
     pub(super) async fn decide(&self, shutdown: bool) {
-        let due = self.buffer.lock().take_due(Instant::now(), shutdown);
+        let started = Instant::now();
+        let due = self.buffer.lock().take_due(started, shutdown);
         let mut out = Vec::new();
         let mut spans = 0usize;
         for d in due {
-            let id = d.id;
+            let (id, d_first) = (d.id, d.first_unix_nano);
             let (sampled, parts) = if shutdown && self.hold.drop_pending_on_shutdown {
                 self.hm.dropped_too_early.inc();
                 (false, Vec::new())
             } else {
                 self.decide_one(d).await
             };
-            let late = self.buffer.lock().decided(id, sampled);
+            let now = unix_nano();
+            self.hm
+                .removal_age
+                .observe((now.saturating_sub(d_first) / 1_000_000_000) as f64);
+            let late = self.buffer.lock().decided(id, sampled, Instant::now());
             if sampled {
                 spans += parts.iter().chain(&late).map(|p| p.spans).sum::<usize>();
                 out.extend(parts);
@@ -207,6 +255,9 @@ impl Held {
         if !out.is_empty() {
             self.forward(&out).await;
         }
+        self.hm
+            .timer_latency
+            .observe(started.elapsed().as_secs_f64() * 1000.0);
     }
 
     async fn forward(&self, parts: &[Part]) {
@@ -286,7 +337,9 @@ impl Held {
         let start = Instant::now();
         self.metrics.calls.inc();
         let (result, back) = p.inst.decide_trace(view, first, unix_nano()).await;
-        self.metrics.duration.observe(start.elapsed().as_secs_f64());
+        let took = start.elapsed();
+        self.metrics.duration.observe(took.as_secs_f64());
+        self.hm.decision_latency.observe(took.as_secs_f64() * 1e6);
         match &result {
             Err(e) if e.poisons() => drop(p),
             _ => {
