@@ -11,6 +11,8 @@
 //! trace's decision. A plugin author whose unit tests pass on the harness sees the same in a
 //! collector.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use bytes::Bytes;
