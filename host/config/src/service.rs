@@ -1,7 +1,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::{ComponentId, GoDuration, PipelineId, Value};
+use crate::{ComponentId, GoDuration, KeyError, PipelineId, Value};
 
 /// The `service` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -91,18 +91,79 @@ impl TelemetryConfig {
             }
         }
         self.metrics.periodic().map_err(|e| e.within("metrics"))?;
+        self.resource_attributes()?;
+        Ok(())
+    }
+
+    /// The configured resource attributes, in order (`None`: remove a default). Two shapes,
+    /// as upstream: the map `{key: value}`, and the declarative configuration's
+    /// `{attributes: [{name, value, type}], attributes_list: "k=v,..."}`, told apart by
+    /// `attributes` holding a list; a key of `attributes` wins over `attributes_list`.
+    fn resource_attributes(&self) -> Result<Vec<(String, Option<String>)>, crate::KeyError> {
+        let declarative = matches!(self.resource.get("attributes"), Some(Value::Sequence(_)))
+            || matches!(self.resource.get("attributes_list"), Some(Value::String(_)));
+        if !declarative {
+            return self
+                .resource
+                .iter()
+                .map(|(key, value)| {
+                    scalar(value).map(|v| (key.clone(), v)).ok_or_else(|| {
+                        crate::KeyError::new(
+                            format!("resource.{key}"),
+                            "a resource attribute is a string (or null to remove a default); \
+                             the declarative form is `attributes: [{name, value, type}]`",
+                        )
+                    })
+                })
+                .collect();
+        }
+        let mut out: Vec<(String, Option<String>)> = Vec::new();
         for (key, value) in &self.resource {
-            if !matches!(
-                value,
-                Value::Null | Value::String(_) | Value::Bool(_) | Value::Number(_)
-            ) {
-                return Err(crate::KeyError::new(
-                    format!("resource.{key}"),
-                    "a resource attribute is a string (or null to remove a default)",
-                ));
+            match (key.as_str(), value) {
+                ("attributes", Value::Sequence(list)) => {
+                    for (i, entry) in list.iter().enumerate() {
+                        let (name, value) = declared(entry).map_err(|(k, why)| {
+                            KeyError::new(format!("resource.attributes[{i}]{k}"), why)
+                        })?;
+                        out.retain(|(n, _)| *n != name);
+                        out.push((name, Some(value)));
+                    }
+                }
+                ("attributes_list", Value::String(list)) => {
+                    for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        let Some((name, value)) = pair.split_once('=') else {
+                            return Err(KeyError::new(
+                                "resource.attributes_list",
+                                format!("{pair:?} is not key=value"),
+                            ));
+                        };
+                        // `attributes` takes precedence over the list.
+                        if !out.iter().any(|(n, _)| n == name.trim()) {
+                            out.push((name.trim().to_owned(), Some(value.trim().to_owned())));
+                        }
+                    }
+                }
+                ("attributes" | "attributes_list", _) => {
+                    return Err(KeyError::new(
+                        format!("resource.{key}"),
+                        "`attributes` is a list of {name, value, type}, `attributes_list` a string",
+                    ));
+                }
+                ("schema_url" | "detection/development" | "detectors", _) => {
+                    return Err(KeyError::new(
+                        format!("resource.{key}"),
+                        "not implemented: only attributes and attributes_list are applied",
+                    ));
+                }
+                _ => {
+                    return Err(KeyError::new(
+                        format!("resource.{key}"),
+                        "unknown key in the declarative resource (attributes, attributes_list)",
+                    ));
+                }
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The resource of the collector's own telemetry, as upstream: `service.name`,
@@ -117,21 +178,79 @@ impl TelemetryConfig {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        for (key, value) in &self.resource {
-            let value = match value {
-                Value::Null => {
-                    attrs.shift_remove(key);
-                    continue;
+        for (key, value) in self.resource_attributes().unwrap_or_default() {
+            match value {
+                None => {
+                    attrs.shift_remove(&key);
                 }
-                Value::String(s) => s.clone(),
-                Value::Bool(b) => b.to_string(),
-                Value::Number(n) => n.to_string(),
-                _ => continue,
-            };
-            attrs.insert(key.clone(), value);
+                Some(v) => {
+                    attrs.insert(key, v);
+                }
+            }
         }
         attrs.into_iter().collect()
     }
+}
+
+/// A map-form resource value as text; `Some(None)` for null (remove a default).
+fn scalar(value: &Value) -> Option<Option<String>> {
+    match value {
+        Value::Null => Some(None),
+        Value::String(s) => Some(Some(s.clone())),
+        Value::Bool(b) => Some(Some(b.to_string())),
+        Value::Number(n) => Some(Some(n.to_string())),
+        _ => None,
+    }
+}
+
+/// One `{name, value, type}` of the declarative resource, or the key under the entry that
+/// is wrong and why. `type` (default `string`) must agree with the value; arrays are refused.
+fn declared(entry: &Value) -> Result<(String, String), (String, String)> {
+    let Value::Mapping(m) = entry else {
+        return Err((String::new(), "expected {name, value, type}".into()));
+    };
+    let mut name = None;
+    let mut value = None;
+    let mut ty = "string".to_owned();
+    for (k, v) in m {
+        match (k.as_str(), v) {
+            (Some("name"), Value::String(s)) if !s.is_empty() => name = Some(s.clone()),
+            (Some("name"), _) => return Err((".name".into(), "a non-empty string".into())),
+            (Some("value"), v) => value = Some(v.clone()),
+            (Some("type"), Value::String(t)) => ty = t.clone(),
+            (Some(other), _) if other != "type" => {
+                return Err((
+                    format!(".{other}"),
+                    "unknown key (name, value, type)".into(),
+                ));
+            }
+            _ => return Err((".type".into(), "a string".into())),
+        }
+    }
+    let name = name.ok_or_else(|| (".name".to_owned(), "required".to_owned()))?;
+    let value = value.ok_or_else(|| (".value".to_owned(), "required".to_owned()))?;
+    let text = match (ty.as_str(), &value) {
+        ("string", Value::String(s)) => s.clone(),
+        ("bool", Value::Bool(b)) => b.to_string(),
+        ("int", Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        ("double", Value::Number(n)) => n.to_string(),
+        ("string_array" | "bool_array" | "int_array" | "double_array", _) => {
+            return Err((
+                ".type".into(),
+                format!("not implemented: {ty} (resource attributes here are scalars)"),
+            ));
+        }
+        ("string" | "bool" | "int" | "double", _) => {
+            return Err((".value".into(), format!("not a {ty}")));
+        }
+        _ => {
+            return Err((
+                ".type".into(),
+                format!("unknown type {ty:?} (string, bool, int, double)"),
+            ));
+        }
+    };
+    Ok((name, text))
 }
 
 /// `service.telemetry.logs`, with upstream's (zap production) defaults.
@@ -860,5 +979,64 @@ mod tests {
         assert_eq!(get("service.version"), None);
         assert_eq!(get("region"), Some("eu"));
         assert!(telemetry("resource: {a: [1]}").check().is_err());
+    }
+
+    /// The declarative configuration's shape: a list of `{name, value, type}`, then
+    /// `attributes_list`, over the defaults; each mistake named by its path.
+    #[test]
+    fn declarative_resource_form() {
+        let t = telemetry(
+            "resource:
+  attributes:
+    - name: service.name
+      value: edge
+    - name: shard
+      value: 3
+      type: int
+  attributes_list: \"team=obs, shard=9\"
+",
+        );
+        assert_eq!(t.check(), Ok(()));
+        let r = t.resource("wasmcol", "id-1", "1.0");
+        let get = |k: &str| r.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("service.name"), Some("edge"));
+        assert_eq!(get("service.instance.id"), Some("id-1"));
+        assert_eq!(
+            get("shard"),
+            Some("3"),
+            "attributes win over attributes_list"
+        );
+        assert_eq!(get("team"), Some("obs"));
+        for (yaml, path) in [
+            (
+                "resource: {attributes: [{value: x}]}",
+                "resource.attributes[0].name",
+            ),
+            (
+                "resource: {attributes: [{name: a, value: x, type: int}]}",
+                "resource.attributes[0].value",
+            ),
+            (
+                "resource: {attributes: [{name: a, value: [x], type: string_array}]}",
+                "resource.attributes[0].type",
+            ),
+            (
+                "resource: {attributes: [{name: a, value: x, colour: red}]}",
+                "resource.attributes[0].colour",
+            ),
+            (
+                "resource: {attributes: [], schema_url: x}",
+                "resource.schema_url",
+            ),
+            (
+                "resource: {attributes_list: \"a\"}",
+                "resource.attributes_list",
+            ),
+        ] {
+            match telemetry(yaml).check() {
+                Err(e) => assert_eq!(e.path, path, "{yaml}: {e}"),
+                Ok(()) => panic!("accepted: {yaml}"),
+            }
+        }
     }
 }
