@@ -12,6 +12,7 @@ use std::time::Instant;
 use common::{Backend, Collector, Received, WAIT, run_cli, write_config};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
 
 const PIPELINE: &str = r#"
@@ -367,6 +368,107 @@ async fn periodic_reader_over_http_at_basic_level() {
     assert!(c.wait_exit(WAIT).success());
 }
 
+/// Every line the collector logs since its first processor started, as OTLP log records.
+fn log_bodies(r: &Received) -> Vec<(String, LogRecord, Vec<KeyValue>)> {
+    r.logs
+        .iter()
+        .flat_map(|l| &l.resource_logs)
+        .flat_map(|rl| {
+            let resource = rl.resource.clone().unwrap_or_default().attributes;
+            rl.scope_logs
+                .iter()
+                .flat_map(|sl| sl.log_records.iter().cloned())
+                .map(move |lr| {
+                    let body = match lr.body.as_ref().and_then(|b| b.value.as_ref()) {
+                        Some(any_value::Value::StringValue(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    (body, lr, resource.clone())
+                })
+        })
+        .collect()
+}
+
+/// `logs.processors`: a batch processor over gRPC and a simple one over HTTP each get the
+/// collector's own lines as OTLP log records (message as body, zap's level as severity, the
+/// fields and the caller as attributes, the telemetry resource, the declarative resource form
+/// applied), and the batch processor's last export at shutdown carries the shutdown line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_processors_export_the_collectors_own_lines() {
+    let grpc = Backend::start().await;
+    let http = Backend::start_http().await;
+    let yaml = format!(
+        r#"{PIPELINE}  telemetry:
+    resource:
+      attributes:
+        - name: deployment.environment
+          value: e2e
+    logs:
+      initial_fields:
+        tier: edge
+      processors:
+        - batch:
+            schedule_delay: 100
+            exporter:
+              otlp:
+                protocol: grpc
+                endpoint: http://{grpc}
+        - simple:
+            exporter:
+              otlp:
+                protocol: http/protobuf
+                endpoint: http://{http}/v1/logs
+"#,
+        grpc = grpc.endpoint(),
+        http = http.endpoint(),
+    );
+    let mut c = Collector::start(&yaml);
+    let ready = "Everything is ready. Begin running and processing data.";
+    for backend in [&grpc, &http] {
+        assert!(
+            backend
+                .wait_until(WAIT, |r| log_bodies(r).iter().any(|(b, _, _)| b == ready))
+                .await,
+            "no ready line exported; log:\n{}",
+            c.log().join("\n")
+        );
+        backend.with(|r| {
+            let logs = log_bodies(r);
+            let (_, record, resource) = logs.iter().find(|(b, _, _)| b == ready).unwrap();
+            assert_eq!(record.severity_number, 9, "{record:?}");
+            assert_eq!(record.severity_text, "info");
+            assert!(record.time_unix_nano > 0);
+            assert_eq!(
+                string_attr(&record.attributes, "tier").as_deref(),
+                Some("edge")
+            );
+            assert!(
+                string_attr(&record.attributes, "code.filepath").is_some(),
+                "{record:?}"
+            );
+            assert_eq!(
+                string_attr(resource, "service.name").as_deref(),
+                Some("wasmcol")
+            );
+            assert_eq!(
+                string_attr(resource, "deployment.environment").as_deref(),
+                Some("e2e")
+            );
+        });
+    }
+    c.sigterm();
+    assert!(c.wait_exit(WAIT).success());
+    grpc.with(|r| {
+        let bodies: Vec<String> = log_bodies(r).into_iter().map(|(b, _, _)| b).collect();
+        assert!(
+            bodies
+                .iter()
+                .any(|b| b.starts_with("Received signal, shutting down")),
+            "the final export carries the shutdown line: {bodies:?}"
+        );
+    });
+}
+
 /// `level: none` turns the periodic readers off too: not even the final push at shutdown
 /// reaches the backend, while the pipeline still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,8 +557,16 @@ fn validate_refuses_telemetry_keys_it_cannot_honour() {
             "telemetry.metrics.views: not implemented",
         ),
         (
-            "logs:\n      processors:\n        - batch:\n            exporter:\n              otlp:\n                endpoint: http://127.0.0.1:4317\n",
-            "telemetry.logs.processors: not implemented",
+            "logs:\n      processors:\n        - batch:\n            exporter:\n              console: {}\n",
+            "telemetry.logs.processors[0].batch.exporter.console: not implemented",
+        ),
+        (
+            "logs:\n      processors:\n        - simple:\n            exporter:\n              otlp:\n                protocol: http/json\n                endpoint: http://127.0.0.1:4318/v1/logs\n",
+            "telemetry.logs.processors[0].simple.exporter.otlp.protocol: not implemented",
+        ),
+        (
+            "resource:\n      attributes:\n        - name: team\n          value: [a]\n          type: string_array\n",
+            "telemetry.resource.attributes[0].type: not implemented",
         ),
         (
             "logs:\n      development: true\n",

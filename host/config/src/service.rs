@@ -285,9 +285,10 @@ pub struct LogsTelemetry {
     /// Fields added to every line.
     #[serde(default)]
     pub initial_fields: IndexMap<String, Value>,
-    /// OTLP log processors: refused (the logs go only to `output_paths`).
+    /// Log record processors exporting the lines over OTLP too (`batch` or `simple`, each
+    /// with `exporter.otlp`), as upstream's declarative configuration.
     #[serde(default)]
-    pub processors: Option<Value>,
+    pub processors: Vec<LogProcessor>,
 }
 
 fn default_log_level() -> String {
@@ -312,12 +313,69 @@ impl Default for LogsTelemetry {
             output_paths: default_output(),
             error_output_paths: default_output(),
             initial_fields: IndexMap::new(),
-            processors: None,
+            processors: Vec::new(),
         }
     }
 }
 
 impl LogsTelemetry {
+    /// The OTLP exports the log processors ask for, checked.
+    pub fn pushes(&self) -> Result<Vec<LogPush>, crate::KeyError> {
+        let mut out = Vec::new();
+        for (i, p) in self.processors.iter().enumerate() {
+            let at = format!("processors[{i}]");
+            let (kind, exporter, batch) = match (&p.batch, &p.simple) {
+                (Some(b), None) => ("batch", &b.exporter, Some(b)),
+                (None, Some(s)) => ("simple", &s.exporter, None),
+                _ => {
+                    return Err(crate::KeyError::new(at, "exactly one of batch or simple"));
+                }
+            };
+            let at = format!("{at}.{kind}");
+            if exporter.console.is_some() {
+                return Err(crate::KeyError::new(
+                    format!("{at}.exporter.console"),
+                    "not implemented: the lines already go to output_paths; only otlp exports",
+                ));
+            }
+            let Some(otlp) = &exporter.otlp else {
+                return Err(crate::KeyError::new(format!("{at}.exporter"), "needs otlp"));
+            };
+            let get = |v: Option<u64>, default: u64| v.unwrap_or(default);
+            let (delay, timeout, queue, max_batch) = match batch {
+                // The OpenTelemetry SDKs' defaults for a batch log record processor.
+                Some(b) => (
+                    get(b.schedule_delay, 1000),
+                    get(b.export_timeout, 30_000),
+                    get(b.max_queue_size, 2048),
+                    get(b.max_export_batch_size, 512),
+                ),
+                // A simple processor exports each record as it comes.
+                None => (0, 30_000, 2048, 1),
+            };
+            if timeout == 0 || queue == 0 || max_batch == 0 || max_batch > queue {
+                return Err(crate::KeyError::new(
+                    at,
+                    "export_timeout, max_queue_size and max_export_batch_size are above zero, \
+                     and max_export_batch_size is at most max_queue_size",
+                ));
+            }
+            let (protocol, exporter) = otlp
+                .exporter_config_for(timeout, "logs_endpoint")
+                .map_err(|e| e.within(&format!("{at}.exporter.otlp")))?;
+            out.push(LogPush {
+                path: at,
+                schedule_delay: std::time::Duration::from_millis(delay),
+                export_timeout: std::time::Duration::from_millis(timeout),
+                max_queue_size: queue as usize,
+                max_export_batch_size: max_batch as usize,
+                protocol,
+                exporter,
+            });
+        }
+        Ok(out)
+    }
+
     /// The sampling in effect: upstream samples unless `sampling.enabled: false`.
     pub fn sampling(&self) -> Option<LogSampling> {
         match &self.sampling {
@@ -356,14 +414,7 @@ impl LogsTelemetry {
                 format!("unknown encoding {:?} (console or json)", self.encoding),
             ));
         }
-        if matches!(&self.processors, Some(Value::Sequence(s)) if !s.is_empty())
-            || matches!(&self.processors, Some(Value::Mapping(_)))
-        {
-            return Err(crate::KeyError::new(
-                "processors",
-                "not implemented: the collector's logs are not exported over OTLP",
-            ));
-        }
+        self.pushes()?;
         for (key, paths) in [
             ("output_paths", &self.output_paths),
             ("error_output_paths", &self.error_output_paths),
@@ -590,6 +641,77 @@ pub struct PeriodicPush {
     pub exporter: Value,
 }
 
+/// One entry of `service.telemetry.logs.processors`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogProcessor {
+    /// A batch log record processor.
+    #[serde(default)]
+    pub batch: Option<BatchLogProcessor>,
+    /// A simple log record processor (each record exported as it comes).
+    #[serde(default)]
+    pub simple: Option<SimpleLogProcessor>,
+}
+
+/// `processors[*].batch`: the OpenTelemetry SDKs' batch log record processor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchLogProcessor {
+    /// Milliseconds between exports (1000).
+    #[serde(default)]
+    pub schedule_delay: Option<u64>,
+    /// Milliseconds one export may take (30000).
+    #[serde(default)]
+    pub export_timeout: Option<u64>,
+    /// Records waiting at most; more are dropped and counted (2048).
+    #[serde(default)]
+    pub max_queue_size: Option<u64>,
+    /// Records per export at most (512).
+    #[serde(default)]
+    pub max_export_batch_size: Option<u64>,
+    /// Where the records go.
+    pub exporter: LogExporter,
+}
+
+/// `processors[*].simple`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimpleLogProcessor {
+    /// Where the records go.
+    pub exporter: LogExporter,
+}
+
+/// A log processor's exporter: `otlp` (`console` is refused).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogExporter {
+    /// Over OTLP, with the same keys as a periodic metric reader's exporter.
+    #[serde(default)]
+    pub otlp: Option<OtlpPush>,
+    /// Refused: the lines already go to `output_paths`.
+    #[serde(default)]
+    pub console: Option<Value>,
+}
+
+/// A log processor, checked: its queue and batching, and the exporter config to build.
+#[derive(Debug, Clone)]
+pub struct LogPush {
+    /// Key path, for messages.
+    pub path: String,
+    /// Time between exports (zero: as soon as records wait).
+    pub schedule_delay: std::time::Duration,
+    /// Time one export may take.
+    pub export_timeout: std::time::Duration,
+    /// Records waiting at most.
+    pub max_queue_size: usize,
+    /// Records per export at most.
+    pub max_export_batch_size: usize,
+    /// Which exporter the config is for.
+    pub protocol: PushProtocol,
+    /// The exporter's component config, built from the processor's keys.
+    pub exporter: Value,
+}
+
 impl OtlpPush {
     /// The `otlp` / `otlphttp` exporter config that does what these keys ask, with the
     /// exporter's own queue and retries off: a failed push is dropped and the next one carries
@@ -597,6 +719,16 @@ impl OtlpPush {
     fn exporter_config(
         &self,
         push_timeout_ms: u64,
+    ) -> Result<(PushProtocol, Value), crate::KeyError> {
+        self.exporter_config_for(push_timeout_ms, "metrics_endpoint")
+    }
+
+    /// As [`exporter_config`](Self::exporter_config), with the `otlphttp` exporter's
+    /// per-signal endpoint key (`metrics_endpoint`, `logs_endpoint`) the URL goes to.
+    fn exporter_config_for(
+        &self,
+        push_timeout_ms: u64,
+        http_endpoint_key: &str,
     ) -> Result<(PushProtocol, Value), crate::KeyError> {
         use serde_yaml::Mapping;
         let protocol = match self.protocol.as_str() {
@@ -681,7 +813,7 @@ impl OtlpPush {
         let mut cfg = Mapping::new();
         let endpoint_key = match protocol {
             PushProtocol::Grpc => "endpoint",
-            PushProtocol::HttpProtobuf => "metrics_endpoint",
+            PushProtocol::HttpProtobuf => http_endpoint_key,
         };
         cfg.insert(endpoint_key.into(), self.endpoint.clone().into());
         cfg.insert("compression".into(), compression.into());
@@ -979,6 +1111,59 @@ mod tests {
         assert_eq!(get("service.version"), None);
         assert_eq!(get("region"), Some("eu"));
         assert!(telemetry("resource: {a: [1]}").check().is_err());
+    }
+
+    /// `logs.processors`: the SDKs' batch defaults, a simple processor exporting each record,
+    /// the HTTP URL going to the exporter's `logs_endpoint`, and what is refused by path.
+    #[test]
+    fn log_processors_become_exports() {
+        let t = telemetry(
+            "logs:
+  processors:
+    - batch:
+        exporter:
+          otlp: {protocol: grpc, endpoint: 'http://backend:4317'}
+    - simple:
+        exporter:
+          otlp: {protocol: http/protobuf, endpoint: 'https://backend:4318/v1/logs'}
+",
+        );
+        assert!(t.check().is_ok());
+        let p = t.logs.pushes().unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].path, "processors[0].batch");
+        assert_eq!(p[0].schedule_delay, std::time::Duration::from_secs(1));
+        assert_eq!(
+            (p[0].max_queue_size, p[0].max_export_batch_size),
+            (2048, 512)
+        );
+        assert_eq!(p[0].protocol, PushProtocol::Grpc);
+        assert_eq!(p[1].schedule_delay, std::time::Duration::ZERO);
+        assert_eq!(p[1].max_export_batch_size, 1);
+        assert_eq!(
+            p[1].exporter.get("logs_endpoint").and_then(Value::as_str),
+            Some("https://backend:4318/v1/logs")
+        );
+        for (yaml, path) in [
+            (
+                "logs: {processors: [{batch: {max_queue_size: 10, max_export_batch_size: 20, exporter: {otlp: {protocol: grpc, endpoint: x}}}}]}",
+                "logs.processors[0].batch",
+            ),
+            (
+                "logs: {processors: [{batch: {exporter: {console: {}}}}]}",
+                "logs.processors[0].batch.exporter.console",
+            ),
+            ("logs: {processors: [{}]}", "logs.processors[0]"),
+            (
+                "logs: {processors: [{simple: {exporter: {otlp: {protocol: grpc, endpoint: ''}}}}]}",
+                "logs.processors[0].simple.exporter.otlp.endpoint",
+            ),
+        ] {
+            match telemetry(yaml).check() {
+                Err(e) => assert_eq!(e.path, path, "{yaml}: {e}"),
+                Ok(()) => panic!("accepted: {yaml}"),
+            }
+        }
     }
 
     /// The declarative configuration's shape: a list of `{name, value, type}`, then

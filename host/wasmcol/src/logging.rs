@@ -21,20 +21,30 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use wasmcol_components::rfc3339;
 use wasmcol_config::{LogSampling, LogsTelemetry};
+use wasmcol_pdata::proto::common::v1::{AnyValue, KeyValue, any_value};
+use wasmcol_pdata::proto::logs::v1::LogRecord;
+
+use crate::selflogs::{LogExport, LogQueue};
 
 /// Installs the logger for `cfg`; `WASMCOL_LOG` (an `EnvFilter` directive) overrides the level.
-pub fn init(cfg: &LogsTelemetry) -> anyhow::Result<()> {
+/// Returns the OTLP log processors' exports, to start once the service runs.
+pub fn init(cfg: &LogsTelemetry) -> anyhow::Result<Vec<LogExport>> {
+    let pushes = cfg
+        .pushes()
+        .map_err(|e| anyhow::anyhow!("service::telemetry::logs: {e}"))?;
+    let (queues, exports) = crate::selflogs::queues(pushes);
     let level = match cfg.level.to_lowercase().as_str() {
         "dpanic" | "panic" | "fatal" => "error".to_owned(),
         other => other.to_owned(),
     };
     let filter = std::env::var("WASMCOL_LOG").unwrap_or(level).to_lowercase();
-    let layer = ZapLayer::new(cfg)?;
+    let mut layer = ZapLayer::new(cfg)?;
+    layer.otlp = queues;
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new(filter))
         .with(layer)
         .try_init();
-    Ok(())
+    Ok(exports)
 }
 
 enum Sink {
@@ -105,6 +115,8 @@ struct ZapLayer {
     out: Vec<Sink>,
     err: Vec<Sink>,
     sampler: Option<Sampler>,
+    /// The OTLP log processors' queues.
+    otlp: Vec<LogQueue>,
 }
 
 impl ZapLayer {
@@ -127,7 +139,76 @@ impl ZapLayer {
                 started: Instant::now(),
                 seen: Mutex::new(HashMap::new()),
             }),
+            otlp: Vec::new(),
         })
+    }
+
+    /// The line as an OTLP log record, as upstream's zap-to-OpenTelemetry bridge writes it:
+    /// the message as body, zap's level as severity, the initial and the line's fields as
+    /// attributes, the caller as `code.filepath` / `code.lineno`.
+    fn record(&self, event: &Event<'_>, v: &Fields) -> LogRecord {
+        let meta = event.metadata();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        let severity_number = match *meta.level() {
+            Level::TRACE => 1,
+            Level::DEBUG => 5,
+            Level::INFO => 9,
+            Level::WARN => 13,
+            Level::ERROR => 17,
+        };
+        let value = |j: &Json| {
+            Some(AnyValue {
+                value: Some(match j {
+                    Json::String(s) => any_value::Value::StringValue(s.clone()),
+                    Json::Bool(b) => any_value::Value::BoolValue(*b),
+                    Json::Number(n) => match n.as_i64() {
+                        Some(i) => any_value::Value::IntValue(i),
+                        None => any_value::Value::DoubleValue(n.as_f64().unwrap_or_default()),
+                    },
+                    other => any_value::Value::StringValue(other.to_string()),
+                }),
+            })
+        };
+        let mut attributes: Vec<KeyValue> = self
+            .initial
+            .iter()
+            .chain(v.fields.iter())
+            .map(|(k, j)| KeyValue {
+                key: k.clone(),
+                value: value(j),
+                ..Default::default()
+            })
+            .collect();
+        if self.caller {
+            let file = meta.file().map(str::to_owned).or(v.log_file.clone());
+            let line = meta.line().map(u64::from).or(v.log_line);
+            if let Some(f) = file {
+                attributes.push(KeyValue {
+                    key: "code.filepath".into(),
+                    value: value(&Json::String(f)),
+                    ..Default::default()
+                });
+            }
+            if let Some(l) = line {
+                attributes.push(KeyValue {
+                    key: "code.lineno".into(),
+                    value: value(&Json::from(l)),
+                    ..Default::default()
+                });
+            }
+        }
+        LogRecord {
+            time_unix_nano: now,
+            observed_time_unix_nano: now,
+            severity_number,
+            severity_text: meta.level().as_str().to_lowercase(),
+            body: value(&Json::String(v.message.clone())),
+            attributes,
+            ..Default::default()
+        }
     }
 
     fn line(&self, event: &Event<'_>, v: Fields) -> String {
@@ -194,6 +275,12 @@ impl<S: Subscriber> Layer<S> for ZapLayer {
             && !s.keep(*event.metadata().level(), &v.message)
         {
             return;
+        }
+        if !self.otlp.is_empty() {
+            let record = self.record(event, &v);
+            for q in &self.otlp {
+                q.offer(record.clone());
+            }
         }
         let line = self.line(event, v);
         for sink in &self.out {

@@ -6,6 +6,7 @@ mod components;
 mod healthcheck;
 mod logging;
 mod plugin_new;
+mod selflogs;
 mod selfpush;
 mod top;
 
@@ -342,14 +343,14 @@ fn list_components() -> anyhow::Result<String> {
 
 fn run(paths: &[String], sets: &[String]) -> anyhow::Result<()> {
     let cfg = load(paths, sets)?;
-    logging::init(&cfg.service.telemetry.logs)?;
+    let log_exports = logging::init(&cfg.service.telemetry.logs)?;
     let nofile = wasmcol_core::conn_limits::raise_open_file_limit();
     tracing::debug!(open_file_limit = ?nofile, "open-file limit");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, log_exports))
 }
 
 /// A random (version 4) UUID, upstream's default `service.instance.id`.
@@ -382,7 +383,10 @@ fn register_target_info(metrics: &Metrics, resource: &[(String, String)]) {
     metrics.gauge_fn("target_info", "Target metadata", &borrowed, || 1.0);
 }
 
-async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
+async fn serve(
+    cfg: config::RawConfig,
+    log_exports: Vec<selflogs::LogExport>,
+) -> anyhow::Result<()> {
     let telemetry_cfg = &cfg.service.telemetry;
     let level = Level::parse(&telemetry_cfg.metrics.level).unwrap_or(Level::Normal);
     let metrics = Metrics::with_level(level);
@@ -431,6 +435,9 @@ async fn serve(cfg: config::RawConfig) -> anyhow::Result<()> {
             .start(metrics.clone(), resource.clone(), service.tasks())
             .await?;
         tracing::info!(reader = %push.path, "Pushing the collector's own metrics");
+    }
+    for export in log_exports {
+        export.start(&metrics, &resource, service.tasks()).await?;
     }
     // Plugins load and compile on the blocking pool meanwhile: the metrics endpoint answers.
     tracing::info!("Preparing components (loading plugins)");

@@ -78,7 +78,7 @@ impl PeriodicReader {
             .with_context(|| format!("cannot start the telemetry reader {}", self.path))?;
         let failed = metrics.counter(
             "wasmcol_telemetry_push_failed",
-            "Pushes of the collector's own metrics that failed.",
+            "Pushes of the collector's own metrics or logs that failed.",
             &[],
         );
         let token = tasks.token();
