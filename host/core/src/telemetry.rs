@@ -167,10 +167,13 @@ pub fn metric_unit(name: &str) -> &'static str {
             return "{items}";
         }
         "otelcol_exporter_queue_size" | "otelcol_exporter_queue_capacity" => return "{batches}",
-        "otelcol_processor_batch_batch_send_size" => return "{unit}",
-        "otelcol_processor_batch_metadata_cardinality" => return "{combination}",
+        // As upstream's generated documentation.md of the batch processor and exporterhelper.
+        "otelcol_processor_batch_batch_send_size" | "otelcol_exporter_queue_batch_send_size" => {
+            return "{units}";
+        }
+        "otelcol_processor_batch_metadata_cardinality" => return "{combinations}",
         "otelcol_processor_batch_batch_size_trigger_send"
-        | "otelcol_processor_batch_timeout_trigger_send" => return "{time}",
+        | "otelcol_processor_batch_timeout_trigger_send" => return "{times}",
         "otelcol_loadbalancer_backend_latency" => return "ms",
         "otelcol_loadbalancer_num_backends" => return "{backends}",
         _ => {}
@@ -630,6 +633,44 @@ mod tests {
                 assert_eq!(h.data_points[0].count, 1);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Units as upstream's generated `documentation.md` files give them (batch processor,
+    /// exporterhelper, receiverhelper, processorhelper, tail_sampling).
+    #[test]
+    fn units_are_upstreams() {
+        for (name, unit) in [
+            ("otelcol_processor_batch_batch_send_size", "{units}"),
+            ("otelcol_processor_batch_batch_send_size_bytes", "By"),
+            ("otelcol_processor_batch_batch_size_trigger_send", "{times}"),
+            ("otelcol_processor_batch_timeout_trigger_send", "{times}"),
+            (
+                "otelcol_processor_batch_metadata_cardinality",
+                "{combinations}",
+            ),
+            ("otelcol_exporter_queue_batch_send_size", "{units}"),
+            ("otelcol_exporter_queue_size", "{batches}"),
+            ("otelcol_exporter_sent_spans", "{spans}"),
+            ("otelcol_exporter_sent_metric_points", "{datapoints}"),
+            ("otelcol_exporter_sent_log_records", "{records}"),
+            ("otelcol_receiver_accepted_spans", "{spans}"),
+            ("otelcol_processor_incoming_items", "{items}"),
+            (
+                "otelcol_processor_tail_sampling_sampling_decision_latency",
+                "µs",
+            ),
+            (
+                "otelcol_processor_tail_sampling_sampling_decision_timer_latency",
+                "ms",
+            ),
+            (
+                "otelcol_processor_tail_sampling_sampling_late_span_age",
+                "s",
+            ),
+            ("otelcol_process_uptime", "s"),
+        ] {
+            assert_eq!(metric_unit(name), unit, "{name}");
         }
     }
 }
