@@ -13,7 +13,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
+mod support;
+
+use support::runtime;
 
 use bytes::Bytes;
 use prost::Message;
@@ -37,7 +39,7 @@ use wasmcol_sdk::{
     Decision, LogInfo, MetricKind, Outcome, PointInfo, ProcessError, Processor, ScopeInfo,
     SpanInfo, Traces, Value,
 };
-use wasmcol_wasm::{CallError, Limits, Processed, Runtime, RuntimeOptions};
+use wasmcol_wasm::{CallError, Limits, Processed};
 
 // ---- inputs ----------------------------------------------------------------------------
 
@@ -641,20 +643,6 @@ fn per_trace(req: &ExportTraceServiceRequest) -> Vec<ExportTraceServiceRequest> 
         }
     }
     out.into_iter().map(|(_, t)| t).collect()
-}
-
-fn runtime() -> Arc<Runtime> {
-    static RUNTIME: std::sync::OnceLock<(tempfile::TempDir, Arc<Runtime>)> =
-        std::sync::OnceLock::new();
-    let (_, rt) = RUNTIME.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = Runtime::new(RuntimeOptions {
-            cache_dir: Some(dir.path().to_path_buf()),
-        })
-        .unwrap();
-        (dir, Arc::new(rt))
-    });
-    rt.clone()
 }
 
 /// Runs the component through the host's calls.

@@ -4,8 +4,11 @@
 // Test code: a failed expectation is reported by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
+use support::runtime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -63,21 +66,6 @@ fn ctx(id: &str, metrics: &Metrics) -> CreateContext {
         extensions: Extensions::default(),
         status: Default::default(),
     }
-}
-
-/// One plugin runtime for this test process, its compile cache in a temp dir.
-fn runtime() -> Arc<Runtime> {
-    static RUNTIME: std::sync::OnceLock<(tempfile::TempDir, Arc<Runtime>)> =
-        std::sync::OnceLock::new();
-    let (_, rt) = RUNTIME.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = Runtime::new(RuntimeOptions {
-            cache_dir: Some(dir.path().to_path_buf()),
-        })
-        .unwrap();
-        (dir, Arc::new(rt))
-    });
-    rt.clone()
 }
 
 fn registry() -> Registry {

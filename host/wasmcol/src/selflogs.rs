@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
-use wasmcol_config::{ComponentId, Kind, LogPush, PushProtocol};
-use wasmcol_core::component::{CreateContext, Extensions, ServiceStatus};
-use wasmcol_core::registry::ExporterFactory;
+use wasmcol_config::LogPush;
 use wasmcol_core::{Batch, Counter, Metrics, Sender, Signal, Tasks};
 use wasmcol_pdata::proto::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use wasmcol_pdata::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -84,33 +82,15 @@ impl LogExport {
         resource: &[(String, String)],
         tasks: &Tasks,
     ) -> anyhow::Result<()> {
-        let (ty, factory): (&str, &dyn ExporterFactory) = match self.push.protocol {
-            PushProtocol::Grpc => (
-                "otlp",
-                &wasmcol_otlp::exporter::grpc::OtlpGrpcExporterFactory,
-            ),
-            PushProtocol::HttpProtobuf => (
-                "otlphttp",
-                &wasmcol_otlp::exporter::http::OtlpHttpExporterFactory,
-            ),
-        };
-        let ctx = CreateContext {
-            id: ComponentId::new(ty, Some("telemetry_logs")),
-            kind: Kind::Exporter,
-            // The export's own sends are not pipeline traffic: they count in no exporter series.
-            metrics: Metrics::with_level(wasmcol_core::telemetry::Level::None),
-            tasks: tasks.clone(),
-            extensions: Extensions::default(),
-            status: Arc::new(ServiceStatus::default()),
-        };
         let path = format!("service::telemetry::logs::{}", self.push.path);
-        let sender = factory
-            .create(&ctx, &self.push.exporter, Signal::Logs)
-            .map_err(|e| {
-                let msgs: Vec<String> = e.0.iter().map(|k| k.to_string()).collect();
-                anyhow::anyhow!("{path}.exporter.otlp: {}", msgs.join("; "))
-            })?
-            .sender;
+        let sender = crate::selfpush::telemetry_sender(
+            self.push.protocol,
+            &self.push.exporter,
+            Signal::Logs,
+            "telemetry_logs",
+            &format!("{path}.exporter.otlp"),
+            tasks,
+        )?;
         sender
             .start()
             .await

@@ -17,6 +17,42 @@ use wasmcol_core::registry::ExporterFactory;
 use wasmcol_core::{Batch, Counter, Metrics, Sender, Signal, Tasks};
 use wasmcol_pdata::MetricsBatch;
 
+/// The sender of an `otlp` / `otlphttp` exporter built from `exporter` (a telemetry push's
+/// config) for `signal`, as exporter `<type>/<name>`; an invalid setting is reported under
+/// `path`. Its sends count in no exporter series: they are not pipeline traffic.
+pub fn telemetry_sender(
+    protocol: PushProtocol,
+    exporter: &wasmcol_config::Value,
+    signal: Signal,
+    name: &str,
+    path: &str,
+    tasks: &Tasks,
+) -> anyhow::Result<Arc<dyn Sender>> {
+    let (ty, factory): (&str, &dyn ExporterFactory) = match protocol {
+        PushProtocol::Grpc => (
+            "otlp",
+            &wasmcol_otlp::exporter::grpc::OtlpGrpcExporterFactory,
+        ),
+        PushProtocol::HttpProtobuf => (
+            "otlphttp",
+            &wasmcol_otlp::exporter::http::OtlpHttpExporterFactory,
+        ),
+    };
+    let ctx = CreateContext {
+        id: ComponentId::new(ty, Some(name)),
+        kind: Kind::Exporter,
+        metrics: Metrics::with_level(wasmcol_core::telemetry::Level::None),
+        tasks: tasks.clone(),
+        extensions: Extensions::default(),
+        status: Arc::new(ServiceStatus::default()),
+    };
+    let parts = factory.create(&ctx, exporter, signal).map_err(|e| {
+        let msgs: Vec<String> = e.0.iter().map(|k| k.to_string()).collect();
+        anyhow::anyhow!("{path}: {}", msgs.join("; "))
+    })?;
+    Ok(parts.sender)
+}
+
 /// One periodic reader, built and ready to start.
 pub struct PeriodicReader {
     sender: Arc<dyn Sender>,
@@ -28,37 +64,16 @@ pub struct PeriodicReader {
 impl PeriodicReader {
     /// Builds the reader's exporter; an invalid exporter setting names the reader's key.
     pub fn build(push: &PeriodicPush, tasks: &Tasks) -> anyhow::Result<Self> {
-        let (ty, factory): (&str, &dyn ExporterFactory) = match push.protocol {
-            PushProtocol::Grpc => (
-                "otlp",
-                &wasmcol_otlp::exporter::grpc::OtlpGrpcExporterFactory,
-            ),
-            PushProtocol::HttpProtobuf => (
-                "otlphttp",
-                &wasmcol_otlp::exporter::http::OtlpHttpExporterFactory,
-            ),
-        };
-        let ctx = CreateContext {
-            id: ComponentId::new(ty, Some("telemetry")),
-            kind: Kind::Exporter,
-            // The push's own sends are not pipeline traffic: they count in no exporter series.
-            metrics: Metrics::with_level(wasmcol_core::telemetry::Level::None),
-            tasks: tasks.clone(),
-            extensions: Extensions::default(),
-            status: Arc::new(ServiceStatus::default()),
-        };
-        let parts = factory
-            .create(&ctx, &push.exporter, Signal::Metrics)
-            .map_err(|e| {
-                let msgs: Vec<String> = e.0.iter().map(|k| k.to_string()).collect();
-                anyhow::anyhow!(
-                    "service::telemetry::metrics::{}.exporter.otlp: {}",
-                    push.path,
-                    msgs.join("; ")
-                )
-            })?;
+        let sender = telemetry_sender(
+            push.protocol,
+            &push.exporter,
+            Signal::Metrics,
+            "telemetry",
+            &format!("service::telemetry::metrics::{}.exporter.otlp", push.path),
+            tasks,
+        )?;
         Ok(PeriodicReader {
-            sender: parts.sender,
+            sender,
             interval: push.interval,
             timeout: push.timeout,
             path: push.path.clone(),
