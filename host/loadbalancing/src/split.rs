@@ -289,7 +289,7 @@ fn split_logs_by_attributes(
     let mut base = String::new();
     let pending = attribute_key::take_found(
         &names,
-        rl.resource.as_ref().map_or(&[][..], |r| &r.attributes),
+        rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]),
         &mut base,
     );
     if pending.is_empty() || rl.scope_logs.is_empty() {
@@ -309,7 +309,7 @@ fn split_logs_by_attributes(
         let mut scope_key = base.clone();
         let still = attribute_key::take_found(
             &pending,
-            sl.scope.as_ref().map_or(&[][..], |s| &s.attributes),
+            sl.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]),
             &mut scope_key,
         );
         if still.is_empty() {
@@ -495,7 +495,7 @@ fn split_metrics_by_attributes(
     let mut base = String::new();
     let pending = attribute_key::take_found_str(
         &names,
-        rm.resource.as_ref().map_or(&[][..], |r| &r.attributes),
+        rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]),
         &mut base,
     );
     if pending.is_empty() {
@@ -515,7 +515,7 @@ fn split_metrics_by_attributes(
         let mut scope_key = base.clone();
         let still = attribute_key::take_found_str(
             &pending,
-            sm.scope.as_ref().map_or(&[][..], |s| &s.attributes),
+            sm.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]),
             &mut scope_key,
         );
         if still.is_empty() {
@@ -1333,7 +1333,13 @@ mod tests {
         }
         let keys: std::collections::BTreeSet<&String> = expected.values().collect();
         assert!(keys.len() > 10, "{keys:?}");
-        assert_eq!(seen, expected.keys().map(|&i| (i, 1)).collect());
+        assert_eq!(
+            seen,
+            expected
+                .keys()
+                .map(|&i| (i, 1))
+                .collect::<BTreeMap<u64, u32>>()
+        );
     }
 
     /// Scenario: the key of one log record for the pseudo attributes and a missing name,
@@ -1415,28 +1421,18 @@ mod tests {
         assert_eq!(key_of(Some(bad)), body(""));
     }
 
-    /// Scenario: `routing_key: attributes` on `[tenant, host]` for metrics over three
-    /// backends: a resource holding both names; a resource whose `tenant` is an int, with a
-    /// scope holding `host`, and a scope whose gauge, sum and histogram points carry `host`
-    /// as a string, as an int, or not at all (and a metric without data).
-    /// Guarantees: upstream's metrics key, the raw string values only (`ah`, `` for an int,
-    /// nothing for a missing name); whole resources and scopes stay untouched; each point
-    /// goes to its key's backend in a copy of its metric that keeps name, description, unit
-    /// and the sum/histogram settings but not metadata; every point arrives exactly once.
-    #[test]
-    fn metric_attribute_routing_uses_upstream_raw_values() {
+    /// The metrics of [`metric_attribute_routing_uses_upstream_raw_values`]: a resource
+    /// holding both names, the scope holding `host`, the resource whose points are keyed one
+    /// by one, and each point's (time stamp's) expected key.
+    fn attribute_metrics() -> (
+        ResourceMetrics,
+        ScopeMetrics,
+        ResourceMetrics,
+        BTreeMap<u64, String>,
+    ) {
         use wasmcol_pdata::proto::metrics::v1::{
             Gauge, Histogram, HistogramDataPoint, NumberDataPoint, Sum,
         };
-        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
-        let key = RoutingKey::Attributes(vec!["tenant".into(), "host".into()]);
-        let mut k = String::new();
-        let pending = attribute_key::take_found_str(
-            &["tenant", "host", "zone"],
-            &[attr("tenant", AnyValue::IntValue(7)), text("zone", "z")],
-            &mut k,
-        );
-        assert_eq!((k.as_str(), pending), ("z", vec!["host"]));
         let mut expected: BTreeMap<u64, String> = BTreeMap::new();
         let host = |i: u64| match i % 4 {
             0 => vec![text("host", &format!("h{}", i % 7))],
@@ -1542,6 +1538,29 @@ mod tests {
             ],
             schema_url: "deep".into(),
         };
+        (whole, whole_scope, deep, expected)
+    }
+
+    /// Scenario: `routing_key: attributes` on `[tenant, host]` for metrics over three
+    /// backends: a resource holding both names; a resource whose `tenant` is an int, with a
+    /// scope holding `host`, and a scope whose gauge, sum and histogram points carry `host`
+    /// as a string, as an int, or not at all (and a metric without data).
+    /// Guarantees: upstream's metrics key, the raw string values only (`ah`, `` for an int,
+    /// nothing for a missing name); whole resources and scopes stay untouched; each point
+    /// goes to its key's backend in a copy of its metric that keeps name, description, unit
+    /// and the sum/histogram settings but not metadata; every point arrives exactly once.
+    #[test]
+    fn metric_attribute_routing_uses_upstream_raw_values() {
+        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
+        let key = RoutingKey::Attributes(vec!["tenant".into(), "host".into()]);
+        let mut k = String::new();
+        let pending = attribute_key::take_found_str(
+            &["tenant", "host", "zone"],
+            &[attr("tenant", AnyValue::IntValue(7)), text("zone", "z")],
+            &mut k,
+        );
+        assert_eq!((k.as_str(), pending), ("z", vec!["host"]));
+        let (whole, whole_scope, deep, expected) = attribute_metrics();
         let req = ExportMetricsServiceRequest {
             resource_metrics: vec![whole.clone(), deep.clone()],
         };
@@ -1591,7 +1610,13 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, expected.keys().map(|&i| (i, 1)).collect());
+        assert_eq!(
+            seen,
+            expected
+                .keys()
+                .map(|&i| (i, 1))
+                .collect::<BTreeMap<u64, u32>>()
+        );
         let keys: std::collections::BTreeSet<&String> = expected.values().collect();
         assert_eq!(keys.len(), 8, "{keys:?}");
     }
