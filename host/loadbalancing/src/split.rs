@@ -1288,6 +1288,7 @@ mod tests {
                         )
                     }),
                     schema_url: "scope-2".into(),
+                    ..Default::default()
                 },
             ],
             schema_url: "deep".into(),
