@@ -925,7 +925,9 @@ mod tests {
             listed,
             [
                 "exporter_otlp_lb$002Fa_traces",
-                "exporter_otlp_lb$002Fb_traces"
+                "exporter_otlp_lb$002Fa_traces.quarantine",
+                "exporter_otlp_lb$002Fb_traces",
+                "exporter_otlp_lb$002Fb_traces.quarantine"
             ]
         );
         assert!(
@@ -945,6 +947,11 @@ mod tests {
         );
         assert!(
             fs.delete_empty_keyspace("exporter_otlp_never_traces")
+                .await
+                .unwrap()
+        );
+        assert!(
+            fs.delete_empty_keyspace("exporter_otlp_lb$002Fa_traces.quarantine")
                 .await
                 .unwrap()
         );
