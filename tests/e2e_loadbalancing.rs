@@ -661,7 +661,7 @@ async fn log_attribute_routing_sends_each_key_to_its_backend() {
         &static_hostnames(&names),
     ));
     let tenant = |id: u64| format!("t{}", id % 6);
-    let severity = |id: u64| if id % 4 == 0 { "WARN" } else { "INFO" };
+    let severity = |id: u64| if id.is_multiple_of(4) { "WARN" } else { "INFO" };
     let scope = InstrumentationScope {
         name: "lb-test".into(),
         ..Default::default()
