@@ -21,6 +21,11 @@ fn config(resolver: &str) -> String {
 /// [`config`] with `top` and `otlp`: extra YAML lines for the exporter and its
 /// `protocol.otlp` template.
 fn config_with(top: &str, otlp: &str, resolver: &str) -> String {
+    config_for("traces", top, otlp, resolver)
+}
+
+/// [`config_with`] for a `signal` pipeline (`traces`, `metrics` or `logs`).
+fn config_for(signal: &str, top: &str, otlp: &str, resolver: &str) -> String {
     format!(
         r#"
 receivers:
@@ -38,11 +43,16 @@ exporters:
 {resolver}
 service:
   pipelines:
-    traces:
+    {signal}:
       receivers: [otlp]
       exporters: [loadbalancing]
 "#
     )
+}
+
+/// `hostnames` of a static resolver, as [`config_with`] takes it.
+fn static_hostnames(names: &[String]) -> String {
+    format!("      static:\n        hostnames: [{}]", names.join(", "))
 }
 
 /// Scenario: three backends behind a static resolver (the seed's alias `loadbalancing`,
@@ -622,4 +632,227 @@ service:
         );
         assert_eq!(arrived(b), want, "backend {}", b.endpoint());
     }
+}
+
+/// Scenario: a logs pipeline through `load_balancing` with `routing_key: attributes` on
+/// `[tenant, log.severity]` over three backends; 120 log records in one resource and scope,
+/// `tenant` a record attribute with six values, severities INFO and WARN.
+/// Guarantees: every record arrives exactly once, at the backend upstream's ring assigns to
+/// the key `tenant=<t>|log.severity=<severity>|`, under its resource and scope; more than one
+/// backend is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_attribute_routing_sends_each_key_to_its_backend() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, any_value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let names: Vec<String> = backends.iter().map(Backend::endpoint).collect();
+    let c = Collector::start(&config_for(
+        "logs",
+        "    routing_key: attributes\n    routing_attributes: [tenant, log.severity]\n",
+        "",
+        &static_hostnames(&names),
+    ));
+    let tenant = |id: u64| format!("t{}", id % 6);
+    let severity = |id: u64| if id.is_multiple_of(4) { "WARN" } else { "INFO" };
+    let scope = InstrumentationScope {
+        name: "lb-test".into(),
+        ..Default::default()
+    };
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope.clone()),
+                log_records: (0u64..120)
+                    .map(|id| LogRecord {
+                        time_unix_nano: id,
+                        severity_text: severity(id).into(),
+                        attributes: vec![KeyValue {
+                            key: "tenant".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(tenant(id))),
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+                schema_url: "scope-schema".into(),
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut cl = LogsServiceClient::connect(c.grpc_url("otlp"))
+        .await
+        .unwrap();
+    cl.export(req).await.unwrap();
+    let ring = Ring::new(names.clone());
+    let mut expected: BTreeMap<String, BTreeMap<u64, u32>> = BTreeMap::new();
+    for id in 0u64..120 {
+        let key = format!("tenant={}|log.severity={}|", tenant(id), severity(id));
+        let at = ring.endpoint_for(key.as_bytes()).unwrap().to_owned();
+        expected.entry(at).or_default().insert(id, 1);
+    }
+    assert!(
+        expected.len() > 1,
+        "twelve keys on one backend: {expected:?}"
+    );
+    let arrived = |b: &Backend| -> BTreeMap<u64, u32> {
+        let mut got = BTreeMap::new();
+        b.with(|r| {
+            for sl in r
+                .logs
+                .iter()
+                .flat_map(|l| &l.resource_logs)
+                .flat_map(|rl| &rl.scope_logs)
+            {
+                assert_eq!(sl.scope.as_ref(), Some(&scope));
+                assert_eq!(sl.schema_url, "scope-schema");
+                for record in &sl.log_records {
+                    *got.entry(record.time_unix_nano).or_insert(0) += 1;
+                }
+            }
+        });
+        got
+    };
+    for b in &backends {
+        let want = expected.remove(&b.endpoint()).unwrap_or_default();
+        assert!(
+            b.wait_until(WAIT, |r| {
+                r.logs
+                    .iter()
+                    .flat_map(|l| &l.resource_logs)
+                    .flat_map(|rl| &rl.scope_logs)
+                    .map(|sl| sl.log_records.len())
+                    .sum::<usize>()
+                    >= want.len()
+            })
+            .await,
+            "{} short",
+            b.endpoint()
+        );
+        assert_eq!(arrived(b), want, "backend {}", b.endpoint());
+    }
+}
+
+/// Scenario: backends A and B (B refusing with `UNAVAILABLE`) behind a static resolver, each
+/// backend's queue persistent on `file_storage`; 200 spans (each its own trace) are
+/// acknowledged, so B's share waits on disk in B's own keyspace; the collector is SIGKILLed
+/// and restarted on the same storage with the list [A, C].
+/// Guarantees: every span that was queued for B arrives exactly once (in this run; across
+/// crashes the guarantee is at-least-once), at the backend the new ring assigns to its
+/// trace; B receives nothing; the replay is logged with B's name and counted in B's
+/// `otelcol_exporter_sent_spans`; B's keyspaces are gone from the storage afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_backends_persistent_queue_is_rerouted_after_a_restart() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let c_backend = Backend::start().await;
+    b.refuse(Some(tonic::Code::Unavailable));
+    let storage = tempfile::tempdir().unwrap();
+    let yaml = |names: &[String]| {
+        let otlp = "        sending_queue:\n          storage: file_storage\n        retry_on_failure:\n          initial_interval: 50ms\n          max_interval: 100ms\n          max_elapsed_time: 0\n";
+        format!(
+            "extensions:\n  file_storage:\n    directory: {}\n{}  extensions: [file_storage]\n",
+            storage.path().display(),
+            config_with("", otlp, &static_hostnames(names)),
+        )
+    };
+    let first = [a.endpoint(), b.endpoint()];
+    let c = Collector::start(&yaml(&first));
+    let mut cl = client(c.grpc_url("otlp")).await;
+    for start in [0u64, 50, 100, 150] {
+        cl.export(request(start, 50)).await.unwrap();
+    }
+    let trace = |id: u64| -> Vec<u8> { [[0u8; 8], id.to_be_bytes()].concat() };
+    let old_ring = Ring::new(first.clone());
+    let (for_b, for_a): (Vec<u64>, Vec<u64>) = (0u64..200)
+        .partition(|&id| old_ring.endpoint_for(&trace(id)) == Some(b.endpoint().as_str()));
+    assert!(!for_a.is_empty() && !for_b.is_empty());
+    assert!(
+        delivery_support::wait_all(&a, &for_a, WAIT)
+            .await
+            .is_empty(),
+        "A's share did not arrive"
+    );
+    assert!(
+        common::eventually(WAIT, || async { b.refused() > 0 }).await,
+        "B was never tried"
+    );
+    let (dir, config) = c.sigkill();
+    let second = [a.endpoint(), c_backend.endpoint()];
+    std::fs::write(&config, yaml(&second)).unwrap();
+    let before_a = arrivals(&a);
+    let mut c = Collector::start_in(dir, config, false, &[]);
+    let new_ring = Ring::new(second.clone());
+    let replayed = |bk: &Backend| -> BTreeMap<u64, u32> {
+        let before = if bk.endpoint() == a.endpoint() {
+            before_a.clone()
+        } else {
+            BTreeMap::new()
+        };
+        arrivals(bk)
+            .into_iter()
+            .filter(|(id, _)| for_b.contains(id))
+            .map(|(id, n)| (id, n - before.get(&id).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    };
+    assert!(
+        common::eventually(WAIT, || async {
+            replayed(&a).len() + replayed(&c_backend).len() >= for_b.len()
+        })
+        .await,
+        "B's queued spans did not all arrive: {} of {}",
+        replayed(&a).len() + replayed(&c_backend).len(),
+        for_b.len()
+    );
+    for bk in [&a, &c_backend] {
+        let want: BTreeMap<u64, u32> = for_b
+            .iter()
+            .filter(|&&id| new_ring.endpoint_for(&trace(id)) == Some(bk.endpoint().as_str()))
+            .map(|&id| (id, 1))
+            .collect();
+        assert_eq!(replayed(bk), want, "backend {}", bk.endpoint());
+    }
+    assert!(b.spans().is_empty(), "B accepted spans while refusing");
+    let b_name = b.endpoint();
+    assert!(
+        common::eventually(WAIT, || async {
+            c.log()
+                .iter()
+                .any(|l| l.contains("its keyspace is deleted") && l.contains(&b_name))
+        })
+        .await,
+        "no log line for B's replay"
+    );
+    let sent = c
+        .metric(&format!(
+            r#"otelcol_exporter_sent_spans_total{{exporter="otlp/loadbalancing/{b_name}"}}"#
+        ))
+        .await;
+    assert_eq!(sent, Some(for_b.len() as f64), "B's replay not counted");
+    c.sigterm();
+    assert!(
+        c.wait_exit(WAIT).success(),
+        "collector did not stop cleanly"
+    );
+    let db = fjall::Database::builder(storage.path().join("fjall"))
+        .open()
+        .unwrap();
+    let escaped_b = b_name.replace(':', "$003A");
+    let left: Vec<String> = db
+        .list_keyspace_names()
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| n.contains(&escaped_b))
+        .collect();
+    assert!(left.is_empty(), "B's keyspaces left behind: {left:?}");
 }

@@ -575,6 +575,59 @@ impl FileStorage {
     pub fn db_path(&self) -> PathBuf {
         db_path(&self.cfg.directory)
     }
+
+    /// The names of the keyspaces that start with `prefix`, sorted, so a component can find
+    /// queues it owns whose exporter no longer exists (a load balancer's removed backends).
+    /// Runs on the blocking pool.
+    pub async fn keyspaces_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let store = self.store().ok_or_else(not_started)?;
+        let prefix = prefix.to_owned();
+        self.tasks
+            .spawn_blocking(move || {
+                let db = store.db.read();
+                let db = db.as_ref().ok_or_else(reopening)?;
+                let mut names: Vec<String> = db
+                    .list_keyspace_names()
+                    .iter()
+                    .filter(|n| n.starts_with(prefix.as_str()))
+                    .map(|n| n.to_string())
+                    .collect();
+                names.sort();
+                Ok(names)
+            })
+            .await
+            .map_err(|e| StorageError(format!("list task failed: {e}")))?
+    }
+
+    /// Deletes the keyspace `name` if it holds no record, once every write sent before is
+    /// durable (so a queue's last deletes count, and cannot recreate it afterwards); true when
+    /// it is gone (or never existed), false when records remain and it was kept. The caller
+    /// makes sure no queue uses it any more. Runs on the blocking pool.
+    pub async fn delete_empty_keyspace(&self, name: &str) -> Result<bool, StorageError> {
+        let store = self.store().ok_or_else(not_started)?;
+        store.sync().await?;
+        let name = name.to_owned();
+        self.tasks
+            .spawn_blocking(move || {
+                let db = store.db.read().clone().ok_or_else(reopening)?;
+                if !db.keyspace_exists(&name) {
+                    return Ok(true);
+                }
+                let ks = db.keyspace(&name, KeyspaceCreateOptions::default)?;
+                if !ks.is_empty()? {
+                    return Ok(false);
+                }
+                db.delete_keyspace(ks)?;
+                db.persist(PersistMode::SyncAll)?;
+                Ok(true)
+            })
+            .await
+            .map_err(|e| StorageError(format!("delete task failed: {e}")))?
+    }
+}
+
+fn not_started() -> StorageError {
+    StorageError("storage is not started".into())
 }
 
 /// The fjall database directory inside a `file_storage` directory.
@@ -801,9 +854,128 @@ pub fn queue_name(kind: &str, ty: &str, name: &str, signal: &str) -> String {
     out
 }
 
+/// The `name` part of a keyspace name made by [`queue_name`], with its `$XXXX` escapes
+/// undone; `None` when `escaped` holds an escape that is not one.
+pub fn unescape_queue_name(escaped: &str) -> Option<String> {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let hex = rest.get(at + 1..at + 5)?;
+        out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+        rest = &rest[at + 5..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_names_come_back() {
+        for name in ["lb/127.0.0.1:4317", "lb/[::1]:5317", "plain", ""] {
+            let escaped = queue_name("exporter", "otlp", name, "traces");
+            let middle = escaped
+                .strip_prefix("exporter_otlp_")
+                .and_then(|m| m.strip_suffix("_traces"))
+                .unwrap();
+            assert_eq!(unescape_queue_name(middle).as_deref(), Some(name));
+        }
+        assert_eq!(unescape_queue_name("a$00"), None);
+        assert_eq!(unescape_queue_name("a$zzzzb"), None);
+    }
+
+    /// Scenario: a started file_storage with three queue keyspaces (two under one prefix),
+    /// a record in each; the prefix is listed; one keyspace is deleted while it holds its
+    /// record, then after the record is removed; the storage restarts on the same directory.
+    /// Guarantees: only the prefixed keyspaces are listed; a keyspace holding a record is
+    /// kept; the emptied one is gone after the restart; the others stay with their records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyspaces_are_listed_by_prefix_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = || FileStorage {
+            id: "file_storage".into(),
+            cfg: FileStorageConfig {
+                directory: dir.path().to_owned(),
+                ..Default::default()
+            },
+            tasks: Tasks::new(),
+            metrics: Metrics::default(),
+            store: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        };
+        let fs = storage();
+        fs.start().await.unwrap();
+        let store = fs.store().unwrap();
+        for name in [
+            "exporter_otlp_lb$002Fa_traces",
+            "exporter_otlp_lb$002Fb_traces",
+            "exporter_otlp_other_traces",
+        ] {
+            let (ks, _) = store.open_queue(name).unwrap();
+            ks.insert(crate::record::key(1), b"x").unwrap();
+        }
+        let listed = fs
+            .keyspaces_with_prefix("exporter_otlp_lb$002F")
+            .await
+            .unwrap();
+        assert_eq!(
+            listed,
+            [
+                "exporter_otlp_lb$002Fa_traces",
+                "exporter_otlp_lb$002Fa_traces.quarantine",
+                "exporter_otlp_lb$002Fb_traces",
+                "exporter_otlp_lb$002Fb_traces.quarantine"
+            ]
+        );
+        assert!(
+            !fs.delete_empty_keyspace("exporter_otlp_lb$002Fa_traces")
+                .await
+                .unwrap()
+        );
+        store
+            .keyspace("exporter_otlp_lb$002Fa_traces")
+            .unwrap()
+            .remove(crate::record::key(1))
+            .unwrap();
+        assert!(
+            fs.delete_empty_keyspace("exporter_otlp_lb$002Fa_traces")
+                .await
+                .unwrap()
+        );
+        assert!(
+            fs.delete_empty_keyspace("exporter_otlp_never_traces")
+                .await
+                .unwrap()
+        );
+        assert!(
+            fs.delete_empty_keyspace("exporter_otlp_lb$002Fa_traces.quarantine")
+                .await
+                .unwrap()
+        );
+        drop(store);
+        fs.shutdown().await.unwrap();
+        let fs = storage();
+        fs.start().await.unwrap();
+        assert_eq!(
+            fs.keyspaces_with_prefix("exporter_otlp_").await.unwrap(),
+            [
+                "exporter_otlp_lb$002Fb_traces",
+                "exporter_otlp_lb$002Fb_traces.quarantine",
+                "exporter_otlp_other_traces",
+                "exporter_otlp_other_traces.quarantine"
+            ]
+        );
+        let (b, _) = fs
+            .store()
+            .unwrap()
+            .open_queue("exporter_otlp_lb$002Fb_traces")
+            .unwrap();
+        assert!(b.get(crate::record::key(1)).unwrap().is_some());
+        fs.shutdown().await.unwrap();
+    }
 
     #[test]
     fn queue_names_follow_upstream() {

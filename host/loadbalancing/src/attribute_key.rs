@@ -8,6 +8,7 @@ use std::fmt::Write;
 use base64::Engine;
 use wasmcol_pdata::proto::common::v1::any_value::Value;
 use wasmcol_pdata::proto::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use wasmcol_pdata::proto::logs::v1::LogRecord;
 use wasmcol_pdata::proto::resource::v1::Resource;
 use wasmcol_pdata::proto::trace::v1::Span;
 
@@ -38,6 +39,207 @@ pub(crate) fn span_key(
         key.push('|');
     }
     key
+}
+
+/// Appends `name=value|` for each of `names` found in `attributes`, in order, and returns the
+/// names not found there: upstream's resource → scope → item descent for logs.
+pub(crate) fn take_found<'n>(
+    names: &[&'n str],
+    attributes: &[KeyValue],
+    key: &mut String,
+) -> Vec<&'n str> {
+    let mut pending = Vec::new();
+    for name in names {
+        match get(Some(attributes), name) {
+            Some(value) => {
+                key.push_str(name);
+                key.push('=');
+                push_value(key, value);
+                key.push('|');
+            }
+            None => pending.push(*name),
+        }
+    }
+    pending
+}
+
+/// The metrics form of [`take_found`]. Upstream's metrics splitter appends only the value's
+/// `Str()` (empty unless it is a string), with neither the name nor a separator, and this
+/// does the same: a mixed fleet of wasmcol and otelcol load balancers must hash the same
+/// bytes to route a data point to the same backend.
+pub(crate) fn take_found_str<'n>(
+    names: &[&'n str],
+    attributes: &[KeyValue],
+    key: &mut String,
+) -> Vec<&'n str> {
+    let mut pending = Vec::new();
+    for name in names {
+        match get(Some(attributes), name) {
+            Some(value) => push_str_only(key, value),
+            None => pending.push(*name),
+        }
+    }
+    pending
+}
+
+/// Appends, for each of `names` found in a data point's `attributes`, the value's `Str()`
+/// (see [`take_found_str`]); a name the point lacks adds nothing, as upstream.
+pub(crate) fn push_point_key(names: &[&str], attributes: &[KeyValue], key: &mut String) {
+    for name in names {
+        if let Some(value) = get(Some(attributes), name) {
+            push_str_only(key, value);
+        }
+    }
+}
+
+/// Go pdata's `Value.Str()`: the string, or nothing for any other type.
+fn push_str_only(key: &mut String, value: Option<&Value>) {
+    if let Some(Value::StringValue(s)) = value {
+        key.push_str(s);
+    }
+}
+
+/// Appends `name=value|` for each of `names` still pending at a log record: the pseudo
+/// attributes `log.severity` (the severity text) and `log.body` (the body as pdata's
+/// `AsString`, see [`push_as_string`]), else the record's attribute, `name=|` when missing.
+pub(crate) fn push_record_key(names: &[&str], record: &LogRecord, key: &mut String) {
+    for name in names {
+        key.push_str(name);
+        key.push('=');
+        match *name {
+            "log.severity" => key.push_str(&record.severity_text),
+            "log.body" => push_as_string(key, inner(record.body.as_ref())),
+            _ => {
+                if let Some(value) = get(Some(&record.attributes), name) {
+                    push_value(key, value);
+                }
+            }
+        }
+        key.push('|');
+    }
+}
+
+/// Appends a value as Go pdata's `Value.AsString` renders it, which upstream uses for
+/// `log.body`: strings as they are, integers and booleans as Go formats them, doubles as
+/// JSON numbers (ES6 form: `1e-7`, `1e+21`), bytes in standard base64, maps and arrays as
+/// `encoding/json` marshals their raw form (keys sorted, `<>&` escaped as `\u003c`..., bytes
+/// as base64 strings, an empty value as `null`). Where Go's marshalling fails (a NaN or an
+/// infinity inside a map or array) the result is empty, as upstream's; a NaN or infinite
+/// body is `json: unsupported value: NaN` (`+Inf`, `-Inf`), pdata's text.
+pub(crate) fn push_as_string(out: &mut String, value: Option<&Value>) {
+    match value {
+        None | Some(Value::StringValueStrindex(_)) => {}
+        Some(Value::StringValue(s)) => out.push_str(s),
+        Some(Value::DoubleValue(d)) if !d.is_finite() => {
+            out.push_str("json: unsupported value: ");
+            out.push_str(&go_float(*d));
+        }
+        Some(Value::DoubleValue(d)) => push_es6_float(out, *d),
+        Some(v @ (Value::KvlistValue(_) | Value::ArrayValue(_))) => {
+            let mut json = String::new();
+            if push_json(&mut json, Some(v)) {
+                out.push_str(&json);
+            }
+        }
+        other => push_value(out, other),
+    }
+}
+
+/// A finite double as Go's `encoding/json` writes it (ES6 number to string): plain
+/// digits for 1e-6 <= |f| < 1e21, else the shortest exponent form without padding.
+fn push_es6_float(out: &mut String, f: f64) {
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Rust's `{:e}` is shortest round-trip, `1e-7` / `1.5e21`; Go writes `1.5e+21`.
+        let sci = format!("{f:e}");
+        match sci.split_once('e') {
+            Some((m, exp)) if !exp.starts_with('-') => {
+                let _ = write!(out, "{m}e+{exp}");
+            }
+            _ => out.push_str(&sci),
+        }
+    } else {
+        // Rust's Display of an f64 is the shortest round-trip digits, never an exponent.
+        let _ = write!(out, "{f}");
+    }
+}
+
+/// Appends a value as Go's `json.Marshal` of its pdata raw form; false when Go's marshal
+/// would fail (a NaN or an infinity anywhere inside).
+fn push_json(out: &mut String, value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::StringValueStrindex(_)) => out.push_str("null"),
+        Some(Value::StringValue(s)) => push_json_string(out, s),
+        Some(Value::IntValue(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Some(Value::DoubleValue(d)) if !d.is_finite() => return false,
+        Some(Value::DoubleValue(d)) => push_es6_float(out, *d),
+        Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
+        Some(Value::BytesValue(b)) => {
+            out.push('"');
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
+            out.push('"');
+        }
+        Some(Value::KvlistValue(list)) => {
+            // A Go map: the last of duplicate keys wins, and keys are written sorted.
+            let map: std::collections::BTreeMap<&str, Option<&Value>> = list
+                .values
+                .iter()
+                .map(|kv| (kv.key.as_str(), inner(kv.value.as_ref())))
+                .collect();
+            out.push('{');
+            for (i, (k, v)) in map.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(out, k);
+                out.push(':');
+                if !push_json(out, v) {
+                    return false;
+                }
+            }
+            out.push('}');
+        }
+        Some(Value::ArrayValue(array)) => {
+            out.push('[');
+            for (i, v) in array.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if !push_json(out, v.value.as_ref()) {
+                    return false;
+                }
+            }
+            out.push(']');
+        }
+    }
+    true
+}
+
+/// A JSON string as Go's `encoding/json` writes it, HTML-safe (`<`, `>`, `&`, U+2028 and
+/// U+2029 escaped).
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The value of the first attribute named `name` (`None` inside: present without a value).

@@ -7,9 +7,14 @@
 //! `interval` on a tracked task. A failed resolution keeps the last good ring and is
 //! counted. A vanished backend's sender hands every later attempt back to the router, so its
 //! queue drains into the backends that remain; then its chain is stopped.
+//!
+//! Each backend's chain has its own component id, so a persistent queue has its own keyspace
+//! per backend. Once the first ring exists, the keyspaces of backends not in it (left by a
+//! run that had other backends) are opened as removed backends: the same hand-over replays
+//! their records through the ring, and each keyspace is deleted once empty.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,13 +22,14 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wasmcol_config::exporterhelper::{HelperConfig, RetryConfig};
+use wasmcol_config::exporterhelper::{HelperConfig, QueueConfig, RetryConfig};
 use wasmcol_config::{ComponentId, KeyError, Value};
 use wasmcol_core::{
     Batch, BuildError, ChainBuilder, ComponentError, ConsumeError, CreateContext, Exporter,
     ExporterFactory, ExporterParts, Lifecycle, Sender, Signal, Tasks,
 };
 use wasmcol_delivery::retry::Backoff;
+use wasmcol_delivery::storage::{FileStorage, queue_name, unescape_queue_name};
 use wasmcol_pdata::{LogsBatch, MetricsBatch, TracesBatch};
 
 use crate::{
@@ -71,18 +77,6 @@ impl ExporterFactory for LoadBalancingFactory {
                 Ok(_) => Vec::new(),
                 Err(e) => e.0.into_iter().map(|k| k.within("protocol.otlp")).collect(),
             };
-        let mut template_errors = template_errors;
-        if let Ok(c) = &checked
-            && matches!(c.routing, RoutingKey::Attributes(_))
-            && signal != Signal::Traces
-        {
-            template_errors.push(KeyError::new(
-                "routing_key",
-                format!(
-                    "attributes is not supported by wasmcol yet for {signal:?} (traces only; use service or resource)"
-                ),
-            ));
-        }
         let checked = match checked {
             Ok(c) if template_errors.is_empty() => c,
             Ok(_) => return Err(BuildError(template_errors)),
@@ -129,6 +123,7 @@ impl ExporterFactory for LoadBalancingFactory {
             timeout: helper.timeout.map(Duration::from),
             tasks,
             metrics,
+            orphans_checked: AtomicBool::new(false),
             this: this.clone(),
         }));
         Ok(ExporterParts {
@@ -267,6 +262,8 @@ struct Inner {
     timeout: Option<Duration>,
     tasks: Tasks,
     metrics: LbMetrics,
+    /// Set once the persistent queues of backends missing from the first ring were looked for.
+    orphans_checked: AtomicBool,
     /// Handed to each backend's sender so a removed backend can route through this.
     this: Weak<Inner>,
 }
@@ -286,6 +283,8 @@ const RING_CHANGE_RETRIES: u32 = 3;
 struct BackendSender {
     otlp: Arc<dyn Sender>,
     removed: AtomicBool,
+    /// Items handed to the load balancer since the backend was removed, for the log line.
+    handed_over: AtomicU64,
     lb: Weak<Inner>,
 }
 
@@ -321,8 +320,13 @@ impl Sender for BackendSender {
                 Err(e) => return Err(e),
             }
         }
+        let items = batch.item_count() as u64;
         match self.lb.upgrade() {
-            Some(lb) => lb.route(batch).await,
+            Some(lb) => {
+                lb.route(batch).await?;
+                self.handed_over.fetch_add(items, Ordering::Relaxed);
+                Ok(())
+            }
             None => Err(ConsumeError::ShuttingDown),
         }
     }
@@ -343,8 +347,9 @@ enum RoundError {
 
 impl Inner {
     /// Builds and starts the exporter chain of one backend, with its own component id so a
-    /// persistent queue gets its own keyspace per backend.
-    async fn backend(&self, name: &str) -> Result<Backend, ComponentError> {
+    /// persistent queue gets its own keyspace per backend. A backend built `removed` hands
+    /// everything its queue holds to the ring from the first attempt.
+    async fn backend(&self, name: &str, removed: bool) -> Result<Backend, ComponentError> {
         let endpoint = endpoint_of(name);
         let id = ComponentId::new("otlp", Some(&format!("{}/{endpoint}", self.ctx.id)));
         let ctx = CreateContext {
@@ -359,7 +364,8 @@ impl Inner {
             .and_then(|mut parts| {
                 let wrapped = Arc::new(BackendSender {
                     otlp: parts.sender,
-                    removed: AtomicBool::new(false),
+                    removed: AtomicBool::new(removed),
+                    handed_over: AtomicU64::new(0),
                     lb: self.this.clone(),
                 });
                 sender = Some(wrapped.clone());
@@ -394,7 +400,7 @@ impl Inner {
                 Some(b) => {
                     backends.insert(name.clone(), b.clone());
                 }
-                None => match self.backend(name).await {
+                None => match self.backend(name, false).await {
                     Ok(b) => {
                         backends.insert(name.clone(), b);
                     }
@@ -420,7 +426,79 @@ impl Inner {
         for (name, backend) in gone {
             backend.sender.removed.store(true, Ordering::Release);
             let stop = self.tasks.token();
-            self.tasks.spawn(drain(name, backend.exporter, stop));
+            self.tasks.spawn(drain(name, backend, stop));
+        }
+        if !self.state.read().ring.is_empty() && !self.orphans_checked.swap(true, Ordering::AcqRel)
+        {
+            self.replay_orphans().await;
+        }
+    }
+
+    /// The `file_storage` extension of the backends' persistent queues, if they have one.
+    fn queue_storage(&self) -> Option<Arc<dyn wasmcol_core::Extension>> {
+        let Value::Mapping(m) = &self.template else {
+            return None;
+        };
+        let queue = m.get("sending_queue")?;
+        let id = wasmcol_config::decode::<QueueConfig>(queue).ok()?.storage?;
+        self.ctx.extensions.get(&id).cloned()
+    }
+
+    /// Finds the persistent queues of this load balancer's backends that are not in the ring
+    /// (a restart with another backend list) and replays each through the ring as a removed
+    /// backend, so what they hold is delivered rather than stranded on disk.
+    async fn replay_orphans(&self) {
+        let Some(ext) = self.queue_storage() else {
+            return;
+        };
+        let Some(storage) = ext.as_any().downcast_ref::<FileStorage>() else {
+            return;
+        };
+        let in_ring: Vec<String> = self
+            .state
+            .read()
+            .ring
+            .endpoints()
+            .iter()
+            .map(|n| endpoint_of(n))
+            .collect();
+        let (prefix, suffix) = backend_queue_affixes(&self.ctx.id.to_string(), self.signal);
+        let names = match storage.keyspaces_with_prefix(&prefix).await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::error!(error = %e, "load_balancing: cannot list the persistent queues of earlier backends");
+                return;
+            }
+        };
+        for keyspace in names {
+            let Some(endpoint) = keyspace
+                .strip_prefix(&prefix)
+                .and_then(|m| m.strip_suffix(&suffix))
+                .and_then(unescape_queue_name)
+            else {
+                continue;
+            };
+            // A `/` means another load balancer whose id extends this one's.
+            if endpoint.is_empty() || endpoint.contains('/') || in_ring.contains(&endpoint) {
+                continue;
+            }
+            let backend = match self.backend(&endpoint, true).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(backend = %endpoint, error = %e, "load_balancing: cannot open the persistent queue of an earlier backend");
+                    continue;
+                }
+            };
+            tracing::info!(backend = %endpoint, requests = backend.exporter.pending().unwrap_or(0),
+                "load_balancing: persistent queue of a backend not in the ring; re-routing it through the ring");
+            let stop = self.tasks.token();
+            self.tasks.spawn(replay_orphan(
+                endpoint,
+                backend,
+                ext.clone(),
+                keyspace,
+                stop,
+            ));
         }
     }
 
@@ -584,20 +662,77 @@ impl Inner {
 /// Lets a removed backend's queue empty through the remaining backends (its sender now hands
 /// every attempt over), then stops it. Bounded by [`DRAIN_LIMIT`] and by shutdown; what is
 /// left then gets one last hand-off attempt per request from the chain's shutdown.
-async fn drain(name: String, exporter: Arc<dyn Exporter>, stop: CancellationToken) {
-    let until = Instant::now() + DRAIN_LIMIT;
-    while exporter.pending().unwrap_or(0) > 0 && Instant::now() < until {
+async fn drain(name: String, backend: Backend, stop: CancellationToken) {
+    wait_drained(
+        &*backend.exporter,
+        Some(Instant::now() + DRAIN_LIMIT),
+        &stop,
+    )
+    .await;
+    let left = backend.exporter.pending().unwrap_or(0);
+    let items = backend.sender.handed_over.load(Ordering::Relaxed);
+    if let Err(err) = backend.exporter.shutdown().await {
+        tracing::warn!(backend = %name, left, items, error = %err, "load_balancing: removed backend did not drain");
+    } else {
+        tracing::info!(backend = %name, items, "load_balancing: removed backend drained into the remaining ones");
+    }
+}
+
+/// Waits until `exporter` holds nothing, `until` passes or `stop` is cancelled.
+async fn wait_drained(exporter: &dyn Exporter, until: Option<Instant>, stop: &CancellationToken) {
+    while exporter.pending().unwrap_or(0) > 0 && until.is_none_or(|u| Instant::now() < u) {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(DRAIN_POLL) => {}
         }
     }
-    let left = exporter.pending().unwrap_or(0);
-    if let Err(err) = exporter.shutdown().await {
-        tracing::warn!(backend = %name, left, error = %err, "load_balancing: removed backend did not drain");
-    } else {
-        tracing::info!(backend = %name, "load_balancing: removed backend drained into the remaining ones");
+}
+
+/// Replays the persistent queue of a backend that was not in the first ring (see
+/// [`Inner::replay_orphans`]): no time limit but shutdown, as nothing else would ever read
+/// it; the keyspace is deleted once it is empty, else kept for the next start.
+async fn replay_orphan(
+    name: String,
+    backend: Backend,
+    storage: Arc<dyn wasmcol_core::Extension>,
+    keyspace: String,
+    stop: CancellationToken,
+) {
+    wait_drained(&*backend.exporter, None, &stop).await;
+    if let Err(err) = backend.exporter.shutdown().await {
+        tracing::warn!(backend = %name, error = %err, "load_balancing: earlier backend's queue stopped with an error");
     }
+    let items = backend.sender.handed_over.load(Ordering::Relaxed);
+    let Some(storage) = storage.as_any().downcast_ref::<FileStorage>() else {
+        return;
+    };
+    match storage.delete_empty_keyspace(&keyspace).await {
+        Ok(true) => {
+            // Quarantined records, if any, stay for inspection; an empty quarantine goes too.
+            let quarantine = format!("{keyspace}.quarantine");
+            if let Err(e) = storage.delete_empty_keyspace(&quarantine).await {
+                tracing::warn!(keyspace = %quarantine, error = %e, "load_balancing: cannot delete an empty quarantine keyspace");
+            }
+            tracing::info!(backend = %name, items, keyspace = %keyspace,
+                "load_balancing: queue of a backend no longer in the ring re-routed; its keyspace is deleted");
+        }
+        Ok(false) => tracing::warn!(backend = %name, items, keyspace = %keyspace,
+            "load_balancing: queue of a backend no longer in the ring not emptied before shutdown; kept for the next start"),
+        Err(e) => tracing::error!(backend = %name, items, keyspace = %keyspace, error = %e,
+            "load_balancing: cannot delete the emptied queue of a backend no longer in the ring"),
+    }
+}
+
+/// What the persistent queue keyspaces of this load balancer's backends start and end with:
+/// a backend's chain is `otlp/<lb id>/<endpoint>`, its keyspace `exporter_otlp_<lb
+/// id>/<endpoint>_<signal>`, escaped (see [`queue_name`]).
+fn backend_queue_affixes(lb_id: &str, signal: Signal) -> (String, String) {
+    let with_empty_signal = queue_name("exporter", "otlp", &format!("{lb_id}/"), "");
+    let prefix = with_empty_signal
+        .strip_suffix('_')
+        .unwrap_or(&with_empty_signal)
+        .to_owned();
+    (prefix, format!("_{}", signal.as_str()))
 }
 
 impl Inner {
@@ -714,6 +849,19 @@ mod tests {
         assert_eq!(endpoint_of("10.0.0.1"), "10.0.0.1:4317");
         assert_eq!(endpoint_of("[::1]"), "[::1]:4317");
         assert_eq!(endpoint_of("[::1]:5317"), "[::1]:5317");
+    }
+
+    #[test]
+    fn backend_queues_are_found_by_their_affixes() {
+        let (prefix, suffix) = backend_queue_affixes("loadbalancing/x", Signal::Logs);
+        let name = queue_name("exporter", "otlp", "loadbalancing/x/127.0.0.1:4317", "logs");
+        let middle = name
+            .strip_prefix(&prefix)
+            .and_then(|m| m.strip_suffix(&suffix))
+            .and_then(unescape_queue_name);
+        assert_eq!(middle.as_deref(), Some("127.0.0.1:4317"));
+        let other = queue_name("exporter", "otlp", "loadbalancing/xy/a:1", "logs");
+        assert!(!other.starts_with(&prefix), "{other} {prefix}");
     }
 
     #[test]

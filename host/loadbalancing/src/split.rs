@@ -175,7 +175,8 @@ pub fn split_encoded_by_trace(
 
 /// Splits `req` into one request per backend of `ring`. By `traceID`, each log record goes
 /// to its trace's backend, and a record without a trace id to a random one (as upstream:
-/// not every log belongs to a trace); by `service`, each resource goes whole.
+/// not every log belongs to a trace); by `service`, each resource goes whole; by
+/// `attributes`, as [`split_logs_by_attributes`] describes.
 pub fn split_logs(
     req: ExportLogsServiceRequest,
     key: &RoutingKey,
@@ -198,6 +199,7 @@ pub fn split_logs(
                     .push(rl);
             }
             RoutingKey::TraceId => split_logs_by_trace(rl, ring, &mut out)?,
+            RoutingKey::Attributes(names) => split_logs_by_attributes(rl, names, ring, &mut out)?,
             other => return Err(RouteError::Unsupported(other.clone())),
         }
     }
@@ -243,6 +245,17 @@ fn split_logs_by_trace(
                 .push(record);
         }
     }
+    emit_logs(parts, resource, schema_url, out);
+    Ok(())
+}
+
+/// Puts each backend's scopes of one resource under one copy of that resource.
+fn emit_logs(
+    parts: BTreeMap<&str, BTreeMap<usize, ScopeLogs>>,
+    resource: Option<Resource>,
+    schema_url: String,
+    out: &mut BTreeMap<String, ExportLogsServiceRequest>,
+) {
     for (backend, scopes) in parts {
         out.entry(backend.to_owned())
             .or_default()
@@ -253,6 +266,81 @@ fn split_logs_by_trace(
                 schema_url: schema_url.clone(),
             });
     }
+}
+
+/// `routing_key: attributes` for logs, as upstream's newest splitter: the names found on
+/// the resource make the key `name=value|...` (in configured order); when none is left to
+/// find, or the resource has no scopes, the resource goes whole. Otherwise each scope adds
+/// the names found on its attributes, and goes whole when none is left. Otherwise each
+/// record completes its key with the names still pending (`log.severity`, `log.body`, the
+/// record's attributes, `name=|` when missing), and goes under copies of its resource and
+/// scope (one per backend).
+fn split_logs_by_attributes(
+    rl: ResourceLogs,
+    names: &[String],
+    ring: &Ring,
+    out: &mut BTreeMap<String, ExportLogsServiceRequest>,
+) -> Result<(), RouteError> {
+    let backend_of = |key: &str| {
+        ring.endpoint_for(key.as_bytes())
+            .ok_or(RouteError::NoBackends)
+    };
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut base = String::new();
+    let pending = attribute_key::take_found(
+        &names,
+        rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]),
+        &mut base,
+    );
+    if pending.is_empty() || rl.scope_logs.is_empty() {
+        out.entry(backend_of(&base)?.to_owned())
+            .or_default()
+            .resource_logs
+            .push(rl);
+        return Ok(());
+    }
+    let ResourceLogs {
+        resource,
+        scope_logs,
+        schema_url,
+    } = rl;
+    let mut parts: BTreeMap<&str, BTreeMap<usize, ScopeLogs>> = BTreeMap::new();
+    for (index, sl) in scope_logs.into_iter().enumerate() {
+        let mut scope_key = base.clone();
+        let still = attribute_key::take_found(
+            &pending,
+            sl.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]),
+            &mut scope_key,
+        );
+        if still.is_empty() {
+            parts
+                .entry(backend_of(&scope_key)?)
+                .or_default()
+                .insert(index, sl);
+            continue;
+        }
+        let ScopeLogs {
+            scope,
+            log_records,
+            schema_url: scope_schema,
+        } = sl;
+        for record in log_records {
+            let mut key = scope_key.clone();
+            attribute_key::push_record_key(&still, &record, &mut key);
+            parts
+                .entry(backend_of(&key)?)
+                .or_default()
+                .entry(index)
+                .or_insert_with(|| ScopeLogs {
+                    scope: scope.clone(),
+                    log_records: Vec::new(),
+                    schema_url: scope_schema.clone(),
+                })
+                .log_records
+                .push(record);
+        }
+    }
+    emit_logs(parts, resource, schema_url, out);
     Ok(())
 }
 
@@ -261,6 +349,8 @@ fn split_logs_by_trace(
 /// `streamID` each data point goes to the backend of its stream (resource, scope, metric name,
 /// unit and type, point attributes), under one copy of its resource, scope and metric per
 /// backend.
+///
+/// By `attributes`, as [`split_metrics_by_attributes`] describes (upstream's key exactly).
 ///
 /// The `resource` and `streamID` keys are wasmcol's own encodings of those identities
 /// (sorted attributes, protobuf values): stable across wasmcol instances and restarts, but not
@@ -285,6 +375,10 @@ pub fn split_metrics(
             ),
             RoutingKey::Resource => Some(resource_key(rm.resource.as_ref())),
             RoutingKey::Metric | RoutingKey::StreamId => None,
+            RoutingKey::Attributes(names) => {
+                split_metrics_by_attributes(rm, names, ring, &mut out)?;
+                continue;
+            }
             other => return Err(RouteError::Unsupported(other.clone())),
         };
         match whole {
@@ -351,6 +445,17 @@ fn split_resource_metrics(
             }
         }
     }
+    emit_metrics(parts, resource, schema_url, out);
+    Ok(())
+}
+
+/// Puts each backend's scopes of one resource under one copy of that resource.
+fn emit_metrics(
+    parts: BTreeMap<&str, BTreeMap<usize, ScopeMetrics>>,
+    resource: Option<Resource>,
+    schema_url: String,
+    out: &mut BTreeMap<String, ExportMetricsServiceRequest>,
+) {
     for (backend, scopes) in parts {
         out.entry(backend.to_owned())
             .or_default()
@@ -361,6 +466,92 @@ fn split_resource_metrics(
                 schema_url: schema_url.clone(),
             });
     }
+}
+
+/// `routing_key: attributes` for metrics, replicating upstream's `splitMetricsByAttributes`
+/// byte for byte so a fleet mixing wasmcol and otelcol load balancers routes each data point
+/// to the same backend. That key is NOT the `name=value|` form of traces and logs: for each
+/// name found, only the value's Go `Str()` is appended (empty for a non-string value), with
+/// neither the name nor a separator, and a name a data point lacks contributes nothing.
+///
+/// The descent: the names found on the resource make the key; when none is left, the
+/// resource goes whole. Otherwise each scope adds the names found on its attributes and goes
+/// whole (under a copy of its resource) when none is left. Otherwise each data point is keyed
+/// by the names still pending, in a copy of its metric that keeps upstream's fields only:
+/// name, description, unit, and the sum's monotonicity and temporality or the histograms'
+/// temporality; `metadata` is not copied, and a metric without data points (or without data)
+/// is not sent, as upstream. Points of one metric that go to the same backend share one copy.
+fn split_metrics_by_attributes(
+    rm: ResourceMetrics,
+    names: &[String],
+    ring: &Ring,
+    out: &mut BTreeMap<String, ExportMetricsServiceRequest>,
+) -> Result<(), RouteError> {
+    let backend_of = |key: &str| {
+        ring.endpoint_for(key.as_bytes())
+            .ok_or(RouteError::NoBackends)
+    };
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut base = String::new();
+    let pending = attribute_key::take_found_str(
+        &names,
+        rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]),
+        &mut base,
+    );
+    if pending.is_empty() {
+        out.entry(backend_of(&base)?.to_owned())
+            .or_default()
+            .resource_metrics
+            .push(rm);
+        return Ok(());
+    }
+    let ResourceMetrics {
+        resource,
+        scope_metrics,
+        schema_url,
+    } = rm;
+    let mut parts: BTreeMap<&str, BTreeMap<usize, ScopeMetrics>> = BTreeMap::new();
+    for (index, sm) in scope_metrics.into_iter().enumerate() {
+        let mut scope_key = base.clone();
+        let still = attribute_key::take_found_str(
+            &pending,
+            sm.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]),
+            &mut scope_key,
+        );
+        if still.is_empty() {
+            parts
+                .entry(backend_of(&scope_key)?)
+                .or_default()
+                .insert(index, sm);
+            continue;
+        }
+        let ScopeMetrics {
+            scope,
+            metrics,
+            schema_url: scope_schema,
+        } = sm;
+        for metric in metrics {
+            let pieces = group_points(metric, false, |_, attributes| {
+                let mut key = scope_key.clone();
+                attribute_key::push_point_key(&still, attributes, &mut key);
+                backend_of(&key)
+            })?;
+            for (backend, piece) in pieces {
+                parts
+                    .entry(backend)
+                    .or_default()
+                    .entry(index)
+                    .or_insert_with(|| ScopeMetrics {
+                        scope: scope.clone(),
+                        metrics: Vec::new(),
+                        schema_url: scope_schema.clone(),
+                    })
+                    .metrics
+                    .push(piece);
+            }
+        }
+    }
+    emit_metrics(parts, resource, schema_url, out);
     Ok(())
 }
 
@@ -371,6 +562,27 @@ fn split_points<'r>(
     scope_id: &[u8],
     ring: &'r Ring,
 ) -> Result<Vec<(&'r str, Metric)>, RouteError> {
+    let mut metric_id = scope_id.to_vec();
+    push_field(&mut metric_id, metric.name.as_bytes());
+    push_field(&mut metric_id, metric.unit.as_bytes());
+    group_points(metric, true, |kind, attributes| {
+        let mut id = metric_id.clone();
+        id.push(kind);
+        push_attributes(&mut id, attributes);
+        ring.endpoint_for(&id).ok_or(RouteError::NoBackends)
+    })
+}
+
+/// A metric's data points grouped by the backend `backend_of` names for each (given the
+/// data's protobuf field number and the point's attributes), each group in a copy of the
+/// metric with its data settings (temporality, monotonicity). With `whole_shell` the copy
+/// keeps `metadata` and a metric without data goes to the backend of no attributes; without
+/// it, upstream's attribute split: no `metadata`, and a metric without data is not sent.
+fn group_points<'r>(
+    metric: Metric,
+    whole_shell: bool,
+    mut backend_of: impl FnMut(u8, &[KeyValue]) -> Result<&'r str, RouteError>,
+) -> Result<Vec<(&'r str, Metric)>, RouteError> {
     let Metric {
         name,
         description,
@@ -378,9 +590,7 @@ fn split_points<'r>(
         metadata,
         data,
     } = metric;
-    let mut metric_id = scope_id.to_vec();
-    push_field(&mut metric_id, name.as_bytes());
-    push_field(&mut metric_id, unit.as_bytes());
+    let metadata = if whole_shell { metadata } else { Vec::new() };
     let shell = |data: Option<Data>| Metric {
         name: name.clone(),
         description: description.clone(),
@@ -388,15 +598,9 @@ fn split_points<'r>(
         metadata: metadata.clone(),
         data,
     };
-    let backend_of = |kind: u8, attributes: &[KeyValue]| {
-        let mut id = metric_id.clone();
-        id.push(kind);
-        push_attributes(&mut id, attributes);
-        ring.endpoint_for(&id).ok_or(RouteError::NoBackends)
-    };
     // Each arm: take the points out, group them by backend, and put each group back into a
     // copy of the metric's data (temporality, monotonicity kept).
-    macro_rules! by_stream {
+    macro_rules! by_point {
         ($variant:ident, $kind:expr, $d:expr) => {{
             let mut d = $d;
             let points = std::mem::take(&mut d.data_points);
@@ -418,12 +622,13 @@ fn split_points<'r>(
         }};
     }
     Ok(match data {
-        Some(Data::Gauge(d)) => by_stream!(Gauge, 5, d),
-        Some(Data::Sum(d)) => by_stream!(Sum, 7, d),
-        Some(Data::Histogram(d)) => by_stream!(Histogram, 9, d),
-        Some(Data::ExponentialHistogram(d)) => by_stream!(ExponentialHistogram, 10, d),
-        Some(Data::Summary(d)) => by_stream!(Summary, 11, d),
-        None => vec![(backend_of(0, &[])?, shell(None))],
+        Some(Data::Gauge(d)) => by_point!(Gauge, 5, d),
+        Some(Data::Sum(d)) => by_point!(Sum, 7, d),
+        Some(Data::Histogram(d)) => by_point!(Histogram, 9, d),
+        Some(Data::ExponentialHistogram(d)) => by_point!(ExponentialHistogram, 10, d),
+        Some(Data::Summary(d)) => by_point!(Summary, 11, d),
+        None if whole_shell => vec![(backend_of(0, &[])?, shell(None))],
+        None => Vec::new(),
     })
 }
 
@@ -971,5 +1176,449 @@ mod tests {
             split_metrics(metrics(), &RoutingKey::TraceId, &ring),
             Err(RouteError::Unsupported(RoutingKey::TraceId))
         );
+    }
+
+    fn attr(key: &str, value: AnyValue) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(Any { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn text(key: &str, value: &str) -> KeyValue {
+        attr(key, AnyValue::StringValue(value.into()))
+    }
+
+    fn scoped(attributes: Vec<KeyValue>) -> Option<InstrumentationScope> {
+        Some(InstrumentationScope {
+            attributes,
+            ..Default::default()
+        })
+    }
+
+    /// Scenario: `routing_key: attributes` on `[tenant, team, log.severity]` over three
+    /// backends: a resource holding all three names, a resource with `tenant` and no scopes,
+    /// and a resource with `tenant` whose scopes hold both remaining names, one of them, or
+    /// none (records with and without `team`, severities s0..s4).
+    /// Guarantees: the key is upstream's `name=value|` in configured order; a resource (or
+    /// scope) resolving every name goes whole, untouched; otherwise each record goes to the
+    /// backend of its own key under its resource and scope (schema URLs kept); every record
+    /// arrives exactly once.
+    #[test]
+    fn log_attribute_routing_descends_resource_scope_record() {
+        use wasmcol_pdata::proto::logs::v1::LogRecord;
+        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
+        let key =
+            RoutingKey::Attributes(vec!["tenant".into(), "team".into(), "log.severity".into()]);
+        let mut expected: BTreeMap<u64, String> = BTreeMap::new();
+        let mut id = 0u64;
+        let mut records = |n: usize, key_of: &dyn Fn(&LogRecord) -> String| -> Vec<LogRecord> {
+            (0..n)
+                .map(|i| {
+                    id += 1;
+                    let mut r = LogRecord {
+                        time_unix_nano: id,
+                        severity_text: format!("s{}", i % 5),
+                        ..Default::default()
+                    };
+                    if i % 3 != 0 {
+                        r.attributes.push(text("team", &format!("r{}", i % 4)));
+                    }
+                    expected.insert(id, key_of(&r));
+                    r
+                })
+                .collect()
+        };
+        let whole = ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    text("log.severity", "sev"),
+                    text("team", "x"),
+                    attr("tenant", AnyValue::IntValue(7)),
+                ],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records(6, &|_| "tenant=7|team=x|log.severity=sev|".into()),
+                ..Default::default()
+            }],
+            schema_url: "res-schema".into(),
+        };
+        let bare = ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![text("tenant", "b")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let team = |r: &LogRecord| {
+            r.attributes
+                .first()
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map_or(String::new(), |v| match v {
+                    AnyValue::StringValue(s) => s.clone(),
+                    _ => String::new(),
+                })
+        };
+        let deep = ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![text("tenant", "c")],
+                ..Default::default()
+            }),
+            scope_logs: vec![
+                ScopeLogs {
+                    scope: scoped(vec![text("log.severity", "S"), text("team", "s")]),
+                    log_records: records(9, &|_| "tenant=c|team=s|log.severity=S|".into()),
+                    schema_url: "whole-scope".into(),
+                },
+                ScopeLogs {
+                    scope: scoped(vec![text("team", "t")]),
+                    log_records: records(30, &|r| {
+                        format!("tenant=c|team=t|log.severity={}|", r.severity_text)
+                    }),
+                    schema_url: "scope-1".into(),
+                },
+                ScopeLogs {
+                    log_records: records(60, &|r| {
+                        format!(
+                            "tenant=c|team={}|log.severity={}|",
+                            team(r),
+                            r.severity_text
+                        )
+                    }),
+                    schema_url: "scope-2".into(),
+                    ..Default::default()
+                },
+            ],
+            schema_url: "deep".into(),
+        };
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![whole.clone(), bare.clone(), deep.clone()],
+        };
+        let parts = split_logs(req, &key, &ring).unwrap();
+        assert!(parts.len() > 1, "all on one backend");
+        let at = |k: &str| ring.endpoint_for(k.as_bytes()).unwrap();
+        assert!(
+            parts[at("tenant=7|team=x|log.severity=sev|")]
+                .resource_logs
+                .contains(&whole)
+        );
+        assert!(parts[at("tenant=b|")].resource_logs.contains(&bare));
+        let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+        for (backend, part) in &parts {
+            for rl in &part.resource_logs {
+                for sl in &rl.scope_logs {
+                    if sl.schema_url == "whole-scope" {
+                        assert_eq!(sl, &deep.scope_logs[0]);
+                    }
+                    for r in &sl.log_records {
+                        let k = &expected[&r.time_unix_nano];
+                        assert_eq!(at(k), backend.as_str(), "{k}");
+                        if rl.schema_url == "deep" {
+                            let original = deep
+                                .scope_logs
+                                .iter()
+                                .find(|s| s.log_records.contains(r))
+                                .unwrap();
+                            assert_eq!(
+                                (&sl.scope, &sl.schema_url),
+                                (&original.scope, &original.schema_url)
+                            );
+                            assert_eq!(rl.resource, deep.resource);
+                        }
+                        *seen.entry(r.time_unix_nano).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let keys: std::collections::BTreeSet<&String> = expected.values().collect();
+        assert!(keys.len() > 10, "{keys:?}");
+        assert_eq!(
+            seen,
+            expected
+                .keys()
+                .map(|&i| (i, 1))
+                .collect::<BTreeMap<u64, u32>>()
+        );
+    }
+
+    /// Scenario: the key of one log record for the pseudo attributes and a missing name,
+    /// with bodies of each type.
+    /// Guarantees: `log.body` renders as pdata's `AsString` (JSON for maps and arrays, keys
+    /// sorted, HTML-escaped); a missing attribute gives `name=|`.
+    #[test]
+    fn log_record_keys_render_the_body_as_pdata_as_string() {
+        use wasmcol_pdata::proto::common::v1::{ArrayValue, KeyValueList};
+        use wasmcol_pdata::proto::logs::v1::LogRecord;
+        let key_of = |body: Option<AnyValue>| {
+            let record = LogRecord {
+                severity_text: "WARN".into(),
+                body: body.map(|v| Any { value: Some(v) }),
+                attributes: vec![attr("n", AnyValue::DoubleValue(2.5))],
+                ..Default::default()
+            };
+            let mut k = String::new();
+            attribute_key::push_record_key(
+                &["log.severity", "log.body", "n", "missing"],
+                &record,
+                &mut k,
+            );
+            k
+        };
+        let body = |b: &str| format!("log.severity=WARN|log.body={b}|n=2.5|missing=|");
+        assert_eq!(key_of(None), body(""));
+        assert_eq!(
+            key_of(Some(AnyValue::StringValue("a<b".into()))),
+            body("a<b")
+        );
+        assert_eq!(key_of(Some(AnyValue::IntValue(-3))), body("-3"));
+        assert_eq!(key_of(Some(AnyValue::DoubleValue(1e-7))), body("1e-7"));
+        assert_eq!(key_of(Some(AnyValue::DoubleValue(1e21))), body("1e+21"));
+        assert_eq!(
+            key_of(Some(AnyValue::DoubleValue(1e20))),
+            body("100000000000000000000")
+        );
+        assert_eq!(
+            key_of(Some(AnyValue::DoubleValue(f64::NAN))),
+            body("json: unsupported value: NaN")
+        );
+        assert_eq!(
+            key_of(Some(AnyValue::BytesValue(vec![1, 255]))),
+            body("Af8=")
+        );
+        let map = AnyValue::KvlistValue(KeyValueList {
+            values: vec![
+                text("z", "x&y\n"),
+                attr("a", AnyValue::BoolValue(true)),
+                attr(
+                    "m",
+                    AnyValue::ArrayValue(ArrayValue {
+                        values: vec![
+                            Any {
+                                value: Some(AnyValue::IntValue(1)),
+                            },
+                            Any { value: None },
+                            Any {
+                                value: Some(AnyValue::BytesValue(vec![0])),
+                            },
+                            Any {
+                                value: Some(AnyValue::DoubleValue(0.5)),
+                            },
+                        ],
+                    }),
+                ),
+            ],
+        });
+        assert_eq!(
+            key_of(Some(map)),
+            body(r#"{"a":true,"m":[1,null,"AA==",0.5],"z":"x\u0026y\n"}"#)
+        );
+        let bad = AnyValue::ArrayValue(ArrayValue {
+            values: vec![Any {
+                value: Some(AnyValue::DoubleValue(f64::INFINITY)),
+            }],
+        });
+        assert_eq!(key_of(Some(bad)), body(""));
+    }
+
+    /// The metrics of [`metric_attribute_routing_uses_upstream_raw_values`]: a resource
+    /// holding both names, the scope holding `host`, the resource whose points are keyed one
+    /// by one, and each point's (time stamp's) expected key.
+    fn attribute_metrics() -> (
+        ResourceMetrics,
+        ScopeMetrics,
+        ResourceMetrics,
+        BTreeMap<u64, String>,
+    ) {
+        use wasmcol_pdata::proto::metrics::v1::{
+            Gauge, Histogram, HistogramDataPoint, NumberDataPoint, Sum,
+        };
+        let mut expected: BTreeMap<u64, String> = BTreeMap::new();
+        let host = |i: u64| match i % 4 {
+            0 => vec![text("host", &format!("h{}", i % 7))],
+            1 => vec![attr("host", AnyValue::IntValue(1))],
+            _ => vec![text("other", "o")],
+        };
+        let mut point = |i: u64| {
+            let key = match i % 4 {
+                0 => format!("h{}", i % 7),
+                _ => String::new(),
+            };
+            expected.insert(i, key);
+            (i, host(i))
+        };
+        let gauge_points: Vec<NumberDataPoint> = (0..40)
+            .map(|i| {
+                let (t, attributes) = point(i);
+                NumberDataPoint {
+                    time_unix_nano: t,
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let sum_points: Vec<NumberDataPoint> = (40..80)
+            .map(|i| {
+                let (t, attributes) = point(i);
+                NumberDataPoint {
+                    time_unix_nano: t,
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let histogram_points: Vec<HistogramDataPoint> = (80..120)
+            .map(|i| {
+                let (t, attributes) = point(i);
+                HistogramDataPoint {
+                    time_unix_nano: t,
+                    attributes,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let metric = |name: &str, data: Option<Data>| Metric {
+            name: name.into(),
+            description: format!("{name} description"),
+            unit: "ms".into(),
+            metadata: vec![text("meta", "m")],
+            data,
+        };
+        let whole = ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![text("host", "h"), text("tenant", "a")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![metric("w", None)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let whole_scope = ScopeMetrics {
+            scope: scoped(vec![text("host", "s")]),
+            metrics: vec![metric("ws", None)],
+            schema_url: "whole-scope".into(),
+        };
+        let deep = ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![attr("tenant", AnyValue::IntValue(7))],
+                ..Default::default()
+            }),
+            scope_metrics: vec![
+                whole_scope.clone(),
+                ScopeMetrics {
+                    metrics: vec![
+                        metric(
+                            "g",
+                            Some(Data::Gauge(Gauge {
+                                data_points: gauge_points,
+                            })),
+                        ),
+                        metric(
+                            "s",
+                            Some(Data::Sum(Sum {
+                                data_points: sum_points,
+                                aggregation_temporality: 1,
+                                is_monotonic: true,
+                            })),
+                        ),
+                        metric(
+                            "h",
+                            Some(Data::Histogram(Histogram {
+                                data_points: histogram_points,
+                                aggregation_temporality: 2,
+                            })),
+                        ),
+                        metric("empty", None),
+                    ],
+                    schema_url: "points".into(),
+                    ..Default::default()
+                },
+            ],
+            schema_url: "deep".into(),
+        };
+        (whole, whole_scope, deep, expected)
+    }
+
+    /// Scenario: `routing_key: attributes` on `[tenant, host]` for metrics over three
+    /// backends: a resource holding both names; a resource whose `tenant` is an int, with a
+    /// scope holding `host`, and a scope whose gauge, sum and histogram points carry `host`
+    /// as a string, as an int, or not at all (and a metric without data).
+    /// Guarantees: upstream's metrics key, the raw string values only (`ah`, `` for an int,
+    /// nothing for a missing name); whole resources and scopes stay untouched; each point
+    /// goes to its key's backend in a copy of its metric that keeps name, description, unit
+    /// and the sum/histogram settings but not metadata; every point arrives exactly once.
+    #[test]
+    fn metric_attribute_routing_uses_upstream_raw_values() {
+        let ring = Ring::new(["gw-1:4317", "gw-2:4317", "gw-3:4317"]);
+        let key = RoutingKey::Attributes(vec!["tenant".into(), "host".into()]);
+        let mut k = String::new();
+        let pending = attribute_key::take_found_str(
+            &["tenant", "host", "zone"],
+            &[attr("tenant", AnyValue::IntValue(7)), text("zone", "z")],
+            &mut k,
+        );
+        assert_eq!((k.as_str(), pending), ("z", vec!["host"]));
+        let (whole, whole_scope, deep, expected) = attribute_metrics();
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![whole.clone(), deep.clone()],
+        };
+        let parts = split_metrics(req, &key, &ring).unwrap();
+        let at = |k: &str| ring.endpoint_for(k.as_bytes()).unwrap();
+        assert!(parts[at("ah")].resource_metrics.contains(&whole));
+        let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+        for (backend, part) in &parts {
+            for rm in part
+                .resource_metrics
+                .iter()
+                .filter(|rm| rm.schema_url == "deep")
+            {
+                assert_eq!(rm.resource, deep.resource);
+                for sm in &rm.scope_metrics {
+                    if sm.schema_url == "whole-scope" {
+                        assert_eq!(sm, &whole_scope);
+                        assert_eq!(backend.as_str(), at("s"));
+                        continue;
+                    }
+                    assert_eq!(sm.schema_url, "points");
+                    for m in &sm.metrics {
+                        assert!(m.metadata.is_empty(), "metadata copied");
+                        assert_eq!(
+                            (m.description.as_str(), m.unit.as_str()),
+                            (&*format!("{} description", m.name), "ms")
+                        );
+                        let times: Vec<u64> = match m.data.as_ref().unwrap() {
+                            Data::Gauge(g) => {
+                                g.data_points.iter().map(|p| p.time_unix_nano).collect()
+                            }
+                            Data::Sum(d) => {
+                                assert!(d.is_monotonic && d.aggregation_temporality == 1);
+                                d.data_points.iter().map(|p| p.time_unix_nano).collect()
+                            }
+                            Data::Histogram(d) => {
+                                assert_eq!(d.aggregation_temporality, 2);
+                                d.data_points.iter().map(|p| p.time_unix_nano).collect()
+                            }
+                            other => panic!("unexpected {other:?}"),
+                        };
+                        for t in times {
+                            assert_eq!(at(&expected[&t]), backend.as_str(), "point {t}");
+                            *seen.entry(t).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            expected
+                .keys()
+                .map(|&i| (i, 1))
+                .collect::<BTreeMap<u64, u32>>()
+        );
+        let keys: std::collections::BTreeSet<&String> = expected.values().collect();
+        assert_eq!(keys.len(), 8, "{keys:?}");
     }
 }
