@@ -8,6 +8,8 @@
 //! validated, and serde's "unknown field `__probe`, expected one of `a`, `b`" names the keys
 //! accepted there. A key whose value answers the same way with a map (or a list of maps) is
 //! a nested struct and is walked in turn.
+// Test code: a failed expectation is reported by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -465,8 +467,7 @@ fn config_around(kind: Kind, name: &str, body: &Value) -> Value {
         ),
         Kind::Connector => {
             set(&mut doc, &traces("exporters"), list.clone());
-            let out = yaml("{receivers: [], exporters: [nop]}");
-            let mut out = out;
+            let mut out = yaml("{receivers: [], exporters: [nop]}");
             set(&mut out, &[Seg::Key("receivers".into())], list);
             set(
                 &mut doc,
@@ -485,7 +486,7 @@ fn config_around(kind: Kind, name: &str, body: &Value) -> Value {
 /// A minimal valid body of each component type whose defaults are not valid alone; every
 /// other type starts from an empty body. The test fails when a registered type's base is
 /// not valid, so a new type that needs one is noticed.
-fn bases(storage: &std::path::Path) -> BTreeMap<(Kind, &'static str), Value> {
+fn bases(storage: &std::path::Path) -> BTreeMap<(Kind, String), Value> {
     let template = wasmcol_wasm::bundled::test_paths::TEMPLATE;
     let storage = storage.display();
     [
@@ -508,7 +509,7 @@ fn bases(storage: &std::path::Path) -> BTreeMap<(Kind, &'static str), Value> {
         (Kind::Extension, "zpages", "endpoint: '127.0.0.1:0'".to_owned()),
     ]
     .into_iter()
-    .map(|(k, n, body)| ((k, n), yaml(&body)))
+    .map(|(k, n, body)| ((k, n.to_owned()), yaml(&body)))
     .collect()
 }
 
@@ -565,7 +566,7 @@ fn inventory_of_everything(classes: &BTreeMap<String, Classes>) -> Found {
         let (kind, name) = (entry.kind, entry.name.as_str());
         let ours = Location::Component(kind, name.parse().unwrap());
         let check = |body: &Value| lines(&validate(&config_around(kind, name, body), &ctx), &ours);
-        let base = bases.get(&(kind, name)).cloned().unwrap_or(Value::Null);
+        let base = bases.get(&(kind, name.to_owned())).cloned().unwrap_or(Value::Null);
         found.add(format!("{}::{name}", kind.section()), &check, &base, classes);
     }
     let known: BTreeSet<&str> = found.sections.iter().map(|(n, _)| n.as_str()).collect();
