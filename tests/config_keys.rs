@@ -197,54 +197,66 @@ struct Walked {
     refused: Option<String>,
 }
 
-/// Every accepted key under the struct at `path`, depth first.
-fn walk(check: &Check, base: &Value, path: &[Seg], out: &mut Vec<Walked>) -> Result<(), String> {
-    let keys = keys_at(check, base, path)
-        .ok_or_else(|| format!("no key list at `{}`", render(path)))?;
-    for key in keys {
-        let mut kp = path.to_vec();
-        kp.push(Seg::Key(key));
-        walk_key(check, base, &kp, out)?;
-    }
-    Ok(())
+/// What a walk of one body works with.
+struct Walker<'a> {
+    check: &'a Check<'a>,
+    base: &'a Value,
+    /// Keys whose value is handed on unread by the host (the `wasm` processor's `config`
+    /// goes to whatever plugin `path` names): walked no further.
+    opaque: &'a [&'a str],
 }
 
-/// One key: refused as a whole, a nested struct, a list of structs, or a leaf.
-fn walk_key(check: &Check, base: &Value, kp: &[Seg], out: &mut Vec<Walked>) -> Result<(), String> {
-    if let Some(msg) = refusal(check, base, kp) {
-        out.push(Walked {
-            path: display(kp),
-            refused: Some(msg),
-        });
-        return Ok(());
-    }
-    if kp.len() < MAX_DEPTH {
-        if keys_at(check, base, kp).is_some_and(|k| !k.is_empty()) {
-            return walk(check, base, kp, out);
+impl Walker<'_> {
+    /// Every accepted key under the struct at `path`, depth first.
+    fn walk(&self, path: &[Seg], out: &mut Vec<Walked>) -> Result<(), String> {
+        let keys = keys_at(self.check, self.base, path)
+            .ok_or_else(|| format!("no key list at `{}`", render(path)))?;
+        for key in keys {
+            let mut kp = path.to_vec();
+            kp.push(Seg::Key(key));
+            self.walk_key(&kp, out)?;
         }
-        let mut first = kp.to_vec();
-        first.push(Seg::Index(0));
-        if keys_at(check, base, &first).is_some_and(|k| !k.is_empty()) {
-            // Every item the base config has is walked: items of one list can differ (a
-            // reader is `pull` or `periodic`), and each is checked in its own context.
-            for i in 0..items_at(base, kp).max(1) {
-                let mut item = kp.to_vec();
-                item.push(Seg::Index(i));
-                walk(check, base, &item, out)?;
-            }
+        Ok(())
+    }
+
+    /// One key: refused as a whole, a nested struct, a list of structs, or a leaf.
+    fn walk_key(&self, kp: &[Seg], out: &mut Vec<Walked>) -> Result<(), String> {
+        let (check, base) = (self.check, self.base);
+        if let Some(msg) = refusal(check, base, kp) {
+            out.push(Walked {
+                path: display(kp),
+                refused: Some(msg),
+            });
             return Ok(());
         }
+        if kp.len() < MAX_DEPTH && !self.opaque.contains(&display(kp).as_str()) {
+            if keys_at(check, base, kp).is_some_and(|k| !k.is_empty()) {
+                return self.walk(kp, out);
+            }
+            let mut first = kp.to_vec();
+            first.push(Seg::Index(0));
+            if keys_at(check, base, &first).is_some_and(|k| !k.is_empty()) {
+                // Every item the base config has is walked: items of one list can differ (a
+                // reader is `pull` or `periodic`), and each is checked in its own context.
+                for i in 0..items_at(base, kp).max(1) {
+                    let mut item = kp.to_vec();
+                    item.push(Seg::Index(i));
+                    self.walk(&item, out)?;
+                }
+                return Ok(());
+            }
+        }
+        out.push(Walked {
+            path: display(kp),
+            refused: None,
+        });
+        Ok(())
     }
-    out.push(Walked {
-        path: display(kp),
-        refused: None,
-    });
-    Ok(())
 }
 
 /// Every accepted key of one body, each table path once (a key refused in any list item is
 /// refused).
-fn inventory(check: &Check, base: &Value) -> Result<Vec<Walked>, String> {
+fn inventory(check: &Check, base: &Value, opaque: &[&str]) -> Result<Vec<Walked>, String> {
     let problems = check(base);
     if !problems.is_empty() {
         return Err(format!(
@@ -253,7 +265,12 @@ fn inventory(check: &Check, base: &Value) -> Result<Vec<Walked>, String> {
         ));
     }
     let mut walked = Vec::new();
-    walk(check, base, &[], &mut walked)?;
+    Walker {
+        check,
+        base,
+        opaque,
+    }
+    .walk(&[], &mut walked)?;
     let mut by_path: BTreeMap<String, Option<String>> = BTreeMap::new();
     for w in walked {
         let slot = by_path.entry(w.path).or_default();
@@ -380,6 +397,9 @@ fn table(sections: &[(String, Vec<Row>)]) -> String {
         out.push_str(&format!(
             "\n## {name}\n\n| key | status | note |\n|---|---|---|\n"
         ));
+        if rows.is_empty() {
+            out.push_str("| (no keys) | | |\n");
+        }
         for r in rows {
             out.push_str(&format!(
                 "| `{}` | {} | {} |\n",
@@ -534,7 +554,8 @@ impl Found {
     /// Walks one body and classifies its keys.
     fn add(&mut self, name: String, check: &Check, base: &Value, classes: &BTreeMap<String, Classes>) {
         let empty = Classes::default();
-        let walked = inventory(check, base).unwrap_or_else(|e| {
+        let opaque: &[&str] = if name == "processors::wasm" { &["config"] } else { &[] };
+        let walked = inventory(check, base, opaque).unwrap_or_else(|e| {
             self.problems.push(format!("{name}: {e}"));
             Vec::new()
         });
@@ -669,7 +690,7 @@ fn fake_classes() -> Classes {
 
 #[test]
 fn the_walk_finds_nested_and_listed_keys_and_refusals() {
-    let walked = inventory(&fake_check::<Fake>, &Value::Null).unwrap();
+    let walked = inventory(&fake_check::<Fake>, &Value::Null, &[]).unwrap();
     let (rows, problems) = classify("receivers::fake", &walked, &fake_classes());
     assert!(problems.is_empty(), "{problems:?}");
     let got: Vec<(&str, Status)> = rows.iter().map(|r| (r.path.as_str(), r.status)).collect();
@@ -689,7 +710,7 @@ fn the_walk_finds_nested_and_listed_keys_and_refusals() {
 
 #[test]
 fn a_new_accepted_but_unclassified_key_fails_naming_component_and_path() {
-    let walked = inventory(&fake_check::<FakeWithNewKey>, &Value::Null).unwrap();
+    let walked = inventory(&fake_check::<FakeWithNewKey>, &Value::Null, &[]).unwrap();
     let (_, problems) = classify("receivers::fake", &walked, &fake_classes());
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
@@ -704,7 +725,7 @@ fn a_classified_key_that_is_gone_or_refused_fails() {
     let mut classes = fake_classes();
     classes.implemented.insert("tls.tpm".into());
     classes.implemented.insert("removed".into());
-    let walked = inventory(&fake_check::<Fake>, &Value::Null).unwrap();
+    let walked = inventory(&fake_check::<Fake>, &Value::Null, &[]).unwrap();
     let (_, problems) = classify("receivers::fake", &walked, &classes);
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].contains("`tls.tpm` is refused"), "{}", problems[0]);
@@ -713,6 +734,6 @@ fn a_classified_key_that_is_gone_or_refused_fails() {
 
 #[test]
 fn an_invalid_base_config_is_reported() {
-    let e = inventory(&fake_check::<Fake>, &yaml("endpoint: [1]")).unwrap_err();
+    let e = inventory(&fake_check::<Fake>, &yaml("endpoint: [1]"), &[]).unwrap_err();
     assert!(e.starts_with("the base config is not valid: endpoint: invalid type"), "{e}");
 }
