@@ -330,7 +330,8 @@ fn classify(component: &str, walked: &[Walked], classes: &Classes) -> (Vec<Row>,
     let mut seen = BTreeSet::new();
     for w in walked {
         seen.insert(w.path.as_str());
-        let classified = classes.implemented.contains(&w.path) || classes.hint.contains_key(&w.path);
+        let classified =
+            classes.implemented.contains(&w.path) || classes.hint.contains_key(&w.path);
         let (status, note) = match (&w.refused, classes.hint.get(&w.path)) {
             (Some(msg), _) => {
                 if classified {
@@ -420,11 +421,13 @@ fn lines(errors: &ConfigErrors, ours: &Location) -> Vec<String> {
     errors
         .0
         .iter()
-        .map(|e: &ConfigError| match (&e.location == ours, e.path.is_empty()) {
-            (true, true) => e.message.clone(),
-            (true, false) => format!("{}: {}", e.path, e.message),
-            (false, _) => e.to_string(),
-        })
+        .map(
+            |e: &ConfigError| match (&e.location == ours, e.path.is_empty()) {
+                (true, true) => e.message.clone(),
+                (true, false) => format!("{}: {}", e.path, e.message),
+                (false, _) => e.to_string(),
+            },
+        )
         .collect()
 }
 
@@ -466,7 +469,11 @@ fn config_around(kind: Kind, name: &str, body: &Value) -> Value {
          service: {pipelines: {traces: {receivers: [nop], exporters: [nop]}}}",
     );
     let section = kind.section();
-    set(&mut doc, &[Seg::Key(section.into()), Seg::Key(name.into())], body.clone());
+    set(
+        &mut doc,
+        &[Seg::Key(section.into()), Seg::Key(name.into())],
+        body.clone(),
+    );
     let traces = |k: &str| {
         vec![
             Seg::Key("service".into()),
@@ -552,9 +559,19 @@ struct Found {
 
 impl Found {
     /// Walks one body and classifies its keys.
-    fn add(&mut self, name: String, check: &Check, base: &Value, classes: &BTreeMap<String, Classes>) {
+    fn add(
+        &mut self,
+        name: String,
+        check: &Check,
+        base: &Value,
+        classes: &BTreeMap<String, Classes>,
+    ) {
         let empty = Classes::default();
-        let opaque: &[&str] = if name == "processors::wasm" { &["config"] } else { &[] };
+        let opaque: &[&str] = if name == "processors::wasm" {
+            &["config"]
+        } else {
+            &[]
+        };
         let walked = inventory(check, base, opaque).unwrap_or_else(|e| {
             self.problems.push(format!("{name}: {e}"));
             Vec::new()
@@ -587,8 +604,16 @@ fn inventory_of_everything(classes: &BTreeMap<String, Classes>) -> Found {
         let (kind, name) = (entry.kind, entry.name.as_str());
         let ours = Location::Component(kind, name.parse().unwrap());
         let check = |body: &Value| lines(&validate(&config_around(kind, name, body), &ctx), &ours);
-        let base = bases.get(&(kind, name.to_owned())).cloned().unwrap_or(Value::Null);
-        found.add(format!("{}::{name}", kind.section()), &check, &base, classes);
+        let base = bases
+            .get(&(kind, name.to_owned()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        found.add(
+            format!("{}::{name}", kind.section()),
+            &check,
+            &base,
+            classes,
+        );
     }
     let known: BTreeSet<&str> = found.sections.iter().map(|(n, _)| n.as_str()).collect();
     let stale: Vec<String> = classes
@@ -601,7 +626,9 @@ fn inventory_of_everything(classes: &BTreeMap<String, Classes>) -> Found {
 }
 
 fn repo_file(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// Every accepted key is refused or classified, and the table is the checked-in one.
@@ -615,7 +642,12 @@ fn every_accepted_key_is_refused_or_classified() {
     if std::env::var_os("WASMCOL_BLESS").is_some() {
         std::fs::write(&path, &fresh).unwrap();
     }
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     if committed != fresh {
         let out = std::env::temp_dir().join("wasmcol-config-keys.md");
@@ -714,7 +746,9 @@ fn a_new_accepted_but_unclassified_key_fails_naming_component_and_path() {
     let (_, problems) = classify("receivers::fake", &walked, &fake_classes());
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0].starts_with("receivers::fake: `colour` is accepted but neither refused nor classified"),
+        problems[0].starts_with(
+            "receivers::fake: `colour` is accepted but neither refused nor classified"
+        ),
         "{}",
         problems[0]
     );
@@ -728,12 +762,23 @@ fn a_classified_key_that_is_gone_or_refused_fails() {
     let walked = inventory(&fake_check::<Fake>, &Value::Null, &[]).unwrap();
     let (_, problems) = classify("receivers::fake", &walked, &classes);
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems[0].contains("`tls.tpm` is refused"), "{}", problems[0]);
-    assert!(problems[1].contains("`removed` is in docs/config-keys.yaml but no longer accepted"), "{}", problems[1]);
+    assert!(
+        problems[0].contains("`tls.tpm` is refused"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[1].contains("`removed` is in docs/config-keys.yaml but no longer accepted"),
+        "{}",
+        problems[1]
+    );
 }
 
 #[test]
 fn an_invalid_base_config_is_reported() {
     let e = inventory(&fake_check::<Fake>, &yaml("endpoint: [1]"), &[]).unwrap_err();
-    assert!(e.starts_with("the base config is not valid: endpoint: invalid type"), "{e}");
+    assert!(
+        e.starts_with("the base config is not valid: endpoint: invalid type"),
+        "{e}"
+    );
 }
