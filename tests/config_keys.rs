@@ -155,10 +155,19 @@ fn keys_at(check: &Check, base: &Value, path: &[Seg]) -> Option<Vec<String>> {
 /// the key's type, one of them gets past serde to the component's own checks.
 fn candidates() -> Vec<Value> {
     let parse = |s: &str| serde_yaml::from_str::<Value>(s).unwrap_or(Value::Null);
-    ["{}", "true", "2", "x", "1s", "[x]", "{x: y}"]
-        .into_iter()
-        .map(parse)
-        .collect()
+    [
+        "{}",
+        "true",
+        "2",
+        "x",
+        "1s",
+        "[x]",
+        "{x: y}",
+        "{enabled: true}",
+    ]
+    .into_iter()
+    .map(parse)
+    .collect()
 }
 
 /// Whether `line` refuses the key at `rendered`: it names the key path and says the setting
@@ -176,17 +185,30 @@ fn refuses(line: &str, rendered: &str) -> bool {
     })
 }
 
-/// The refusal of the key at `path` when some representative value is set there.
+/// The refusal of the key at `path` when some representative value is set there. An error
+/// naming an enclosing key counts too (`tls.tpm: not supported` when `tls.tpm.enabled` is
+/// set): nothing else was changed.
 fn refusal(check: &Check, base: &Value, path: &[Seg]) -> Option<String> {
-    let rendered = render(path);
+    let named: Vec<String> = (1..=path.len()).rev().map(|n| render(&path[..n])).collect();
     candidates().into_iter().find_map(|v| {
-        check(&with(base, path, v))
-            .into_iter()
-            .find(|l| refuses(l, &rendered))
-            .map(|l| {
-                let i = l.find(&format!("{rendered}: ")).unwrap_or(0);
-                l[i + rendered.len() + 2..].to_owned()
-            })
+        let doc = with(base, path, v);
+        let mut problems = check(&doc);
+        // A key that needs a sibling (`auth.request_params` beside `auth.authenticator`)
+        // is tried again with the sibling given.
+        let missing = problems.iter().find_map(|l| {
+            let (_, rest) = l.split_once("missing field `")?;
+            rest.split('`').next().map(str::to_owned)
+        });
+        if let Some(field) = missing {
+            let mut sibling = path[..path.len() - 1].to_vec();
+            sibling.push(Seg::Key(field));
+            problems.extend(check(&with(&doc, &sibling, Value::from("x"))));
+        }
+        named.iter().find_map(|rendered| {
+            let line = problems.iter().find(|l| refuses(l, rendered))?;
+            let i = line.find(&format!("{rendered}: ")).unwrap_or(0);
+            Some(line[i + rendered.len() + 2..].to_owned())
+        })
     })
 }
 
@@ -461,13 +483,18 @@ fn yaml(s: &str) -> Value {
     serde_yaml::from_str(s).unwrap()
 }
 
-/// A whole config around `body` of component `name` of `kind`: a traces pipeline from a
-/// `nop` receiver to a `nop` exporter that uses it.
+/// A whole config around `body` of component `name` of `kind`: a traces pipeline from an
+/// `otlp` receiver to a `nop` exporter that uses it.
 fn config_around(kind: Kind, name: &str, body: &Value) -> Value {
     let mut doc = yaml(
-        "receivers: {nop: }\nexporters: {nop: }\n\
-         service: {pipelines: {traces: {receivers: [nop], exporters: [nop]}}}",
+        "receivers: {otlp: {protocols: {grpc: {endpoint: '127.0.0.1:0'}}}}\n\
+         exporters: {nop: }\n\
+         service: {pipelines: {traces: {receivers: [otlp], exporters: [nop]}}}",
     );
+    if kind == Kind::Receiver {
+        // The receiver under test is the pipeline's only one.
+        set(&mut doc, &[Seg::Key("receivers".into())], Value::Null);
+    }
     let section = kind.section();
     set(
         &mut doc,
@@ -543,7 +570,7 @@ fn bases(storage: &std::path::Path) -> BTreeMap<(Kind, String), Value> {
 /// The `service` section's base: a pipeline, and one reader of each kind.
 fn service_base() -> Value {
     yaml(
-        "pipelines: {traces: {receivers: [nop], exporters: [nop]}}\n\
+        "pipelines: {traces: {receivers: [otlp], exporters: [nop]}}\n\
          telemetry:\n  metrics:\n    readers:\n\
          \x20     - pull: {exporter: {prometheus: {host: 127.0.0.1, port: 0}}}\n\
          \x20     - periodic: {exporter: {otlp: {protocol: grpc, endpoint: 'http://127.0.0.1:4317'}}}\n",
@@ -595,7 +622,7 @@ fn inventory_of_everything(classes: &BTreeMap<String, Classes>) -> Found {
     let mut found = Found::default();
     let service_loc = Location::Other("service".into());
     let service_check = |body: &Value| {
-        let mut doc = config_around(Kind::Receiver, "nop", &Value::Null);
+        let mut doc = config_around(Kind::Exporter, "nop", &Value::Null);
         set(&mut doc, &[Seg::Key("service".into())], body.clone());
         lines(&validate(&doc, &ctx), &service_loc)
     };
