@@ -411,7 +411,8 @@ fn table(sections: &[(String, Vec<Row>)]) -> String {
          - **implemented**: applied; listed in `docs/config-keys.yaml`.\n\
          - **refused**: `validate` and start fail with the note when it is set (to a \
          representative value; some keys are refused only for some values, see README.md).\n\
-         - **hint**: accepted and, like upstream, taken as a hint; the note says why.\n\n\
+         - **hint**: accepted with no effect on the outcome: upstream treats it as a hint, or \
+         it tunes something wasmcol does not have; the note says why.\n\n\
          No key is accepted and ignored: the test fails on a key that is neither refused nor \
          classified.\n",
         sections.len()
