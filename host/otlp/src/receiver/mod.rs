@@ -285,6 +285,13 @@ impl ReceiverFactory for OtlpReceiverFactory {
                     http_tls =
                         server_tls(&h.tls, "protocols.http", &[b"h2", b"http/1.1"], &mut errs);
                     auth.http_metadata = h.include_metadata;
+                    // Found by tests/config_keys.rs: accepted and ignored until refused here.
+                    if !h.middlewares.is_empty() {
+                        errs.push(KeyError::new(
+                            "protocols.http.middlewares",
+                            "not supported by wasmcol",
+                        ));
+                    }
                     if cors_allows_an_origin(h.cors.as_ref()) {
                         errs.push(KeyError::new(
                             "protocols.http.cors",
