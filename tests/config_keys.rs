@@ -568,13 +568,17 @@ fn bases(storage: &std::path::Path) -> BTreeMap<(Kind, String), Value> {
     .collect()
 }
 
-/// The `service` section's base: a pipeline, and one reader of each kind.
+/// The `service` section's base: a pipeline, one metric reader of each kind and one log
+/// processor of each kind.
 fn service_base() -> Value {
     yaml(
         "pipelines: {traces: {receivers: [otlp], exporters: [nop]}}\n\
          telemetry:\n  metrics:\n    readers:\n\
          \x20     - pull: {exporter: {prometheus: {host: 127.0.0.1, port: 0}}}\n\
-         \x20     - periodic: {exporter: {otlp: {protocol: grpc, endpoint: 'http://127.0.0.1:4317'}}}\n",
+         \x20     - periodic: {exporter: {otlp: {protocol: grpc, endpoint: 'http://127.0.0.1:4317'}}}\n\
+         \x20 logs:\n    processors:\n\
+         \x20     - batch: {exporter: {otlp: {protocol: grpc, endpoint: 'http://127.0.0.1:4317'}}}\n\
+         \x20     - simple: {exporter: {otlp: {protocol: grpc, endpoint: 'http://127.0.0.1:4317'}}}\n",
     )
 }
 

@@ -341,6 +341,23 @@ impl LogsTelemetry {
             let Some(otlp) = &exporter.otlp else {
                 return Err(crate::KeyError::new(format!("{at}.exporter"), "needs otlp"));
             };
+            for (key, set) in [
+                (
+                    "temporality_preference",
+                    otlp.temporality_preference.is_some(),
+                ),
+                (
+                    "default_histogram_aggregation",
+                    otlp.default_histogram_aggregation.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(crate::KeyError::new(
+                        format!("{at}.exporter.otlp.{key}"),
+                        "not implemented for logs: a setting of metric exporters",
+                    ));
+                }
+            }
             let get = |v: Option<u64>, default: u64| v.unwrap_or(default);
             let (delay, timeout, queue, max_batch) = match batch {
                 // The OpenTelemetry SDKs' defaults for a batch log record processor.

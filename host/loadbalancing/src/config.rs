@@ -226,17 +226,6 @@ impl Config {
     fn resolver(&self, errs: &mut Vec<KeyError>) -> Option<Resolver> {
         let r = &self.resolver;
         let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        let count = usize::from(r.static_.is_some())
-            + usize::from(r.dns.is_some())
-            + usize::from(set(&r.k8s))
-            + usize::from(set(&r.aws_cloud_map));
-        if count > 1 {
-            errs.push(KeyError::new(
-                "resolver",
-                "only one resolver should be specified",
-            ));
-            return None;
-        }
         for (key, present) in [
             ("resolver.k8s", set(&r.k8s)),
             ("resolver.aws_cloud_map", set(&r.aws_cloud_map)),
@@ -248,6 +237,18 @@ impl Config {
                 ));
                 return None;
             }
+        }
+        // After the refusals: a resolver wasmcol lacks is named as such, whatever else is set.
+        let count = usize::from(r.static_.is_some())
+            + usize::from(r.dns.is_some())
+            + usize::from(set(&r.k8s))
+            + usize::from(set(&r.aws_cloud_map));
+        if count > 1 {
+            errs.push(KeyError::new(
+                "resolver",
+                "only one resolver should be specified",
+            ));
+            return None;
         }
         if let Some(s) = &r.static_ {
             if s.hostnames.is_empty() {
