@@ -11,30 +11,12 @@ BIN=${1:-target/release}
 CONCURRENCY=${CONCURRENCY:-4}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-tck=$(getconf CLK_TCK)
-cpu() { awk -v t="$tck" '{print ($14+$15)/t}' "/proc/$1/stat"; }
+# shellcheck source=benches/common.sh
+source "$(dirname "$0")/common.sh"
 
-sinks=()
-for i in 1 2 3; do
-    "$BIN/sink" --grpc 127.0.0.1:0 --http 127.0.0.1:0 >"$work/sink$i.out" &
-    pids+=($!)
-done
-for i in 1 2 3; do
-    for _ in $(seq 100); do grep -q grpc= "$work/sink$i.out" && break; sleep 0.1; done
-    sinks+=("$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$work/sink$i.out")")
-done
-count() { # total spans over all sinks
-    local n=0
-    for i in 1 2 3; do
-        http=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/sink$i.out")
-        n=$((n + $(curl -s "http://$http/count")))
-    done
-    echo "$n"
-}
+for i in 1 2 3; do start_sink "$i"; done
+sinks=("${SINK_GRPC[1]}" "${SINK_GRPC[2]}" "${SINK_GRPC[3]}")
+count() { sink_count 1 2 3; } # total spans over all sinks
 
 run() { # name exporter-yaml
     local name=$1 exporter=$2
@@ -52,24 +34,15 @@ service:
       receivers: [otlp]
       exporters: [$name/out]
 YAML
-    "$BIN/wasmcol" --config "$work/$name.yaml" \
-        --set service.telemetry.metrics.address=127.0.0.1:0 2>"$work/$name.log" &
-    local pid=$!
-    pids+=("$pid")
-    local endpoint=""
-    for _ in $(seq 200); do
-        endpoint=$(sed -n 's/.*Starting GRPC server.*endpoint=\([^ ]*\).*/\1/p' "$work/$name.log" | head -1)
-        grep -q "Everything is ready" "$work/$name.log" && [ -n "$endpoint" ] && break
-        sleep 0.1
-    done
+    start_collector "$BIN/wasmcol" "$work/$name.yaml"
+    local pid=$COLLECTOR_PID
     local before_spans before_cpu after_cpu after_spans
     before_spans=$(count)
     before_cpu=$(cpu "$pid")
-    "$BIN/loadgen" --endpoint "http://$endpoint" --concurrency "$CONCURRENCY" --spans 200 \
+    "$BIN/loadgen" --endpoint "http://$COLLECTOR_GRPC" --concurrency "$CONCURRENCY" --spans 200 \
         --warmup "$WARMUP" --duration "$DURATION" >"$work/$name.load"
     # Let the queue drain into the sinks before reading the CPU time.
-    local last=-1 now
-    for _ in $(seq 100); do now=$(count); [ "$now" = "$last" ] && break; last=$now; sleep 0.2; done
+    drain 1 2 3
     after_cpu=$(cpu "$pid")
     after_spans=$(count)
     kill "$pid"; wait "$pid" 2>/dev/null || true

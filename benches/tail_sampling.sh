@@ -20,20 +20,13 @@ SPANS=${SPANS:-200}
 SPANS_PER_TRACE=${SPANS_PER_TRACE:-10}
 NUM_TRACES=${NUM_TRACES:-50000}
 DECISION_WAIT=${DECISION_WAIT:-10s}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-tck=$(getconf CLK_TCK)
-cpu() { awk -v t="$tck" '{print ($14+$15)/t}' "/proc/$1/stat"; }
+# shellcheck source=benches/common.sh
+source "$(dirname "$0")/common.sh"
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-"$BIN/sink" --grpc 127.0.0.1:0 --http 127.0.0.1:0 >"$work/sink.out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q grpc= "$work/sink.out" && break; sleep 0.1; done
-sink=$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$work/sink.out")
-sink_http=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/sink.out")
-delivered() { curl -s "http://$sink_http/count"; }
+start_sink 1
+sink=${SINK_GRPC[1]}
+delivered() { sink_count 1; }
 
 cat >"$work/ts.yaml" <<YAML
 receivers:
@@ -77,17 +70,10 @@ service:
       processors: [tail_sampling]
       exporters: [otlp]
 YAML
-"$BIN/wasmcol" --config "$work/ts.yaml" \
-    --set service.telemetry.metrics.address=127.0.0.1:0 2>"$work/ts.log" &
-pid=$!
-pids+=("$pid")
-endpoint="" metrics=""
-for _ in $(seq 300); do
-    endpoint=$(sed -n 's/.*Starting GRPC server.*endpoint=\([^ ]*\).*/\1/p' "$work/ts.log" | head -1)
-    metrics=$(sed -n 's/.*Serving Prometheus metrics.*endpoint=\([^ ]*\).*/\1/p' "$work/ts.log" | head -1)
-    grep -q "Everything is ready" "$work/ts.log" && [ -n "$endpoint" ] && [ -n "$metrics" ] && break
-    sleep 0.1
-done
+start_collector "$BIN/wasmcol" "$work/ts.yaml"
+pid=$COLLECTOR_PID
+endpoint=$COLLECTOR_GRPC
+metrics=$COLLECTOR_METRICS
 metric() { # sum of the samples of one metric
     curl -s "http://$metrics/metrics" | awk -v m="$1" '
         $1 == m || index($1, m "{") == 1 || $1 == m "_total" || index($1, m "_total{") == 1 {s += $NF}
