@@ -171,6 +171,75 @@ fn metrics_level_none_serves_nothing() {
     );
 }
 
+/// Two Prometheus readers serve the same SDK provider, each named as its flags say: the
+/// first with wasmcol's defaults, the second without `_total`, with scope labels and with the
+/// chosen resource attributes as labels on every series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_readers_each_name_series_their_own_way() {
+    let yaml = format!(
+        "{PIPELINE}  telemetry:
+    resource:
+      deployment.environment: e2e
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{host: 127.0.0.1, port: 0}}
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: 0
+                without_type_suffix: true
+                without_scope_info: false
+                with_resource_constant_labels:
+                  included: ['deployment.*', service.name]
+"
+    );
+    let c = Collector::start(&yaml);
+    let endpoints: Vec<String> = c
+        .log()
+        .iter()
+        .filter(|l| l.contains("Serving Prometheus metrics"))
+        .filter_map(|l| l.split("endpoint=").nth(1))
+        .map(|e| e.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(endpoints.len(), 2, "{:#?}", c.log());
+    let scrape = |e: &str| {
+        let url = format!("http://{e}/metrics");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let plain = scrape(&endpoints[0]).await;
+    let labelled = scrape(&endpoints[1]).await;
+    let series = "otelcol_receiver_accepted_spans";
+    assert!(
+        plain.contains(&format!(
+            "{series}_total{{receiver=\"otlp\",transport=\"grpc\"}} 0"
+        )),
+        "{plain}"
+    );
+    assert!(!plain.contains("otel_scope_name"), "{plain}");
+    let line = labelled
+        .lines()
+        .find(|l| l.starts_with(&format!("{series}{{")))
+        .unwrap_or_else(|| panic!("{labelled}"));
+    for label in [
+        "deployment_environment=\"e2e\"",
+        "service_name=\"wasmcol\"",
+        "otel_scope_name=\"wasmcol\"",
+        "receiver=\"otlp\"",
+    ] {
+        assert!(line.contains(label), "{label} in {line}");
+    }
+    // `service.version` and `service.instance.id` are not in `included`.
+    assert!(!line.contains("service_version"), "{line}");
+    assert!(!labelled.contains("_total"), "{labelled}");
+    // Both show the resource as `target_info`.
+    for text in [&plain, &labelled] {
+        assert!(text.contains("target_info{"), "{text}");
+    }
+}
+
 /// A pipeline with a batch processor, so `otelcol_processor_batch_batch_send_size` (a `normal`
 /// series) exists or not by level, with a periodic OTLP reader of `protocol` to `endpoint`.
 fn pushing_config(level: &str, protocol: &str, endpoint: &str) -> String {
@@ -547,10 +616,6 @@ fn validate_refuses_telemetry_keys_it_cannot_honour() {
         (
             "metrics:\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n                without_units: false\n",
             "telemetry.metrics.readers[0].pull.exporter.prometheus.without_units: not implemented",
-        ),
-        (
-            "metrics:\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n                with_resource_constant_labels:\n                  included: [service.name]\n",
-            "telemetry.metrics.readers[0].pull.exporter.prometheus.with_resource_constant_labels: not implemented",
         ),
         (
             "metrics:\n      views:\n        - selector:\n            instrument_name: x\n",

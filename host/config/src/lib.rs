@@ -21,10 +21,10 @@ pub use error::{ConfigError, ConfigErrors, KeyError, Location};
 pub use id::{ComponentId, Kind, PipelineId};
 pub use load::{RawConfig, load, load_str};
 pub use service::{
-    BatchLogProcessor, LogExporter, LogProcessor, LogPush, LogSampling, LogsTelemetry,
-    MetricReader, MetricsTelemetry, NameValue, OtlpPush, PeriodicPush, PeriodicReader,
-    PipelineConfig, PromConfig, PrometheusReader, PullExporter, PullReader, PushExporter,
-    PushProtocol, ServiceConfig, SimpleLogProcessor, TelemetryConfig,
+    BatchLogProcessor, IncludeExclude, LogExporter, LogProcessor, LogPush, LogSampling,
+    LogsTelemetry, MetricReader, MetricsTelemetry, NameValue, OtlpPush, PeriodicPush,
+    PeriodicReader, PipelineConfig, PromConfig, PrometheusReader, PullExporter, PullReader,
+    PushExporter, PushProtocol, ServiceConfig, SimpleLogProcessor, TelemetryConfig,
 };
 pub use wasmcol_pdata::Signal;
 

@@ -530,6 +530,73 @@ pub struct PrometheusReader {
     pub endpoint: String,
     /// Drop the `_total` suffix on counters (recent upstream's default shape).
     pub without_type_suffix: bool,
+    /// No `otel_scope_*` labels (upstream's default for explicit readers).
+    pub without_scope_info: bool,
+    /// Resource attributes written as labels on every series.
+    pub resource_labels: Option<IncludeExclude>,
+}
+
+impl PrometheusReader {
+    /// An endpoint at `endpoint` with wasmcol's default naming (`_total`, no scope labels, no
+    /// resource labels).
+    fn default_shape(endpoint: &str) -> PrometheusReader {
+        PrometheusReader {
+            endpoint: endpoint.to_owned(),
+            without_type_suffix: false,
+            without_scope_info: true,
+            resource_labels: None,
+        }
+    }
+}
+
+/// The declarative configuration's `IncludeExclude` (here `with_resource_constant_labels`):
+/// attribute keys, exact or with `*` (any run) and `?` (one character) wildcards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncludeExclude {
+    /// Keys to keep; when absent, every key is kept.
+    #[serde(default)]
+    pub included: Option<Vec<String>>,
+    /// Keys to drop, also when `included` matches them.
+    #[serde(default)]
+    pub excluded: Vec<String>,
+}
+
+impl IncludeExclude {
+    /// Whether `key` passes the lists.
+    pub fn keeps(&self, key: &str) -> bool {
+        if self.excluded.iter().any(|p| glob(p, key)) {
+            return false;
+        }
+        match &self.included {
+            Some(included) => included.iter().any(|p| glob(p, key)),
+            None => true,
+        }
+    }
+}
+
+/// `*` matches any run of characters, `?` one character, anything else itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // The classic two-pointer walk with one backtrack point: linear in practice.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// One entry of `metrics.readers`.
@@ -880,20 +947,21 @@ pub struct PromConfig {
     /// Names carry no unit suffix here: only `true` is accepted.
     #[serde(default)]
     pub without_units: Option<bool>,
-    /// No `otel_scope_*` labels are written here: only `true` is accepted.
+    /// `false` adds `otel_scope_name` / `otel_scope_version` labels (default `true`).
     #[serde(default)]
     pub without_scope_info: Option<bool>,
-    /// Refused: no resource attributes are exported.
+    /// Resource attributes to write as labels on every series.
     #[serde(default)]
-    pub with_resource_constant_labels: Option<Value>,
+    pub with_resource_constant_labels: Option<IncludeExclude>,
 }
 
 impl MetricsTelemetry {
-    /// The Prometheus endpoint to serve, or `None` when metrics are off.
+    /// The Prometheus endpoints to serve, in config order; none when metrics are off or
+    /// every reader pushes.
     ///
     /// Counters carry `_total` unless `without_type_suffix: true` (`docs/design.md#differences`: the seed's
     /// alert rules use the suffixed names).
-    pub fn prometheus(&self) -> Result<Option<PrometheusReader>, crate::KeyError> {
+    pub fn prometheus(&self) -> Result<Vec<PrometheusReader>, crate::KeyError> {
         if !matches!(
             self.level.as_str(),
             "none" | "basic" | "normal" | "detailed"
@@ -913,15 +981,15 @@ impl MetricsTelemetry {
         }
         // As upstream, `none` turns every reader off, so their settings have nothing to do.
         if self.level == "none" {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         if let Some(addr) = &self.address {
-            return Ok(Some(PrometheusReader {
+            return Ok(vec![PrometheusReader {
                 endpoint: addr.clone(),
-                without_type_suffix: false,
-            }));
+                ..PrometheusReader::default_shape("")
+            }]);
         }
-        let mut served = None;
+        let mut served = Vec::new();
         for (i, reader) in self.readers.iter().enumerate() {
             let at = format!("readers[{i}]");
             let pull = match (&reader.pull, &reader.periodic) {
@@ -936,27 +1004,12 @@ impl MetricsTelemetry {
             };
             let at = format!("{at}.pull.exporter.prometheus");
             let cfg = &pull.exporter.prometheus;
-            for (key, value) in [
-                ("without_units", cfg.without_units),
-                ("without_scope_info", cfg.without_scope_info),
-            ] {
-                if value == Some(false) {
-                    return Err(crate::KeyError::new(
-                        format!("{at}.{key}"),
-                        "not implemented: only true (the names and labels wasmcol writes) is accepted",
-                    ));
-                }
-            }
-            if cfg.with_resource_constant_labels.is_some() {
+            if cfg.without_units == Some(false) {
                 return Err(crate::KeyError::new(
-                    format!("{at}.with_resource_constant_labels"),
-                    "not implemented: no resource attributes are exported",
-                ));
-            }
-            if served.is_some() {
-                return Err(crate::KeyError::new(
-                    at,
-                    "not implemented: a second Prometheus reader (one endpoint is served)",
+                    format!("{at}.without_units"),
+                    "not implemented: only true is accepted (the Prometheus exporter would \
+                     write a unit twice on names that already end in it, \
+                     `..._seconds_seconds`)",
                 ));
             }
             let host = cfg.host.clone().unwrap_or_else(|| "localhost".into());
@@ -966,20 +1019,19 @@ impl MetricsTelemetry {
             } else {
                 host
             };
-            served = Some(PrometheusReader {
+            served.push(PrometheusReader {
                 endpoint: format!("{host}:{port}"),
                 without_type_suffix: cfg.without_type_suffix.unwrap_or(false),
+                without_scope_info: cfg.without_scope_info.unwrap_or(true),
+                resource_labels: cfg.with_resource_constant_labels.clone(),
             });
         }
         // Upstream serves localhost:8888 when no reader is configured; readers that only push
         // leave no endpoint.
-        if served.is_none() && !self.readers.is_empty() {
-            return Ok(None);
+        if self.readers.is_empty() {
+            served.push(PrometheusReader::default_shape("localhost:8888"));
         }
-        Ok(Some(served.unwrap_or_else(|| PrometheusReader {
-            endpoint: "localhost:8888".into(),
-            without_type_suffix: false,
-        })))
+        Ok(served)
     }
 
     /// The periodic OTLP readers (none when `level` is `none`).
@@ -1049,6 +1101,57 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_reader_takes_scope_info_and_resource_labels() {
+        let t = telemetry(
+            "metrics:
+  readers:
+    - pull:
+        exporter:
+          prometheus:
+            port: 9999
+            without_scope_info: false
+            with_resource_constant_labels:
+              included: ['service.*', 'k8s.pod.name']
+              excluded: [service.version]
+",
+        );
+        let p = t.metrics.prometheus().unwrap().remove(0);
+        assert_eq!(p.endpoint, "localhost:9999");
+        assert!(!p.without_scope_info);
+        let labels = p.resource_labels.unwrap();
+        for (key, kept) in [
+            ("service.name", true),
+            ("service.instance.id", true),
+            ("service.version", false),
+            ("k8s.pod.name", true),
+            ("k8s.pod.uid", false),
+            ("host.name", false),
+        ] {
+            assert_eq!(labels.keeps(key), kept, "{key}");
+        }
+        // Defaults: no scope labels, no resource labels.
+        let p = telemetry("metrics: {}")
+            .metrics
+            .prometheus()
+            .unwrap()
+            .remove(0);
+        assert!(p.without_scope_info);
+        assert_eq!(p.resource_labels, None);
+        // `?` is one character; without `included` every key not excluded is kept.
+        let only_excluded = IncludeExclude {
+            included: None,
+            excluded: vec!["host.?d".into()],
+        };
+        assert!(!only_excluded.keeps("host.id"));
+        assert!(only_excluded.keeps("host.name"));
+        // An unknown key under the lists is refused by name.
+        let bad: Result<TelemetryConfig, _> = serde_yaml::from_str(
+            "metrics: {readers: [{pull: {exporter: {prometheus: {with_resource_constant_labels: {include: [a]}}}}}]}",
+        );
+        assert!(bad.unwrap_err().to_string().contains("include"));
+    }
+
+    #[test]
     fn periodic_reader_becomes_an_exporter_config() {
         let t = telemetry(
             "metrics:
@@ -1082,7 +1185,7 @@ mod tests {
         assert_eq!(cfg["timeout"], "30000ms", "capped by the reader's timeout");
         assert_eq!(cfg["retry_on_failure"]["enabled"], false);
         // A push-only config serves no Prometheus endpoint.
-        assert_eq!(t.metrics.prometheus().ok().flatten(), None);
+        assert_eq!(t.metrics.prometheus().ok(), Some(Vec::new()));
     }
 
     #[test]

@@ -543,11 +543,13 @@ impl<'a> Builder<'a> {
             let name = location(Kind::Extension, id);
             listens.extend(e.endpoints().into_iter().map(|e| (name.clone(), e)));
         }
-        if let Ok(Some(p)) = self.config.service.telemetry.metrics.prometheus() {
-            listens.push((
-                "service::telemetry".to_owned(),
-                Endpoint::new("metrics", p.endpoint),
-            ));
+        if let Ok(pulls) = self.config.service.telemetry.metrics.prometheus() {
+            listens.extend(pulls.into_iter().map(|p| {
+                (
+                    "service::telemetry".to_owned(),
+                    Endpoint::new("metrics", p.endpoint),
+                )
+            }));
         }
         for (at, message) in crate::endpoint::clashes(&listens) {
             self.errors.push(at, message);

@@ -375,7 +375,7 @@ async fn full_memory_queue_refuses_with_hint() {
         series(&metrics, "wasmcol_exporter_queue_capacity_bytes", labels),
         Some(wasmcol_delivery::chain::MEMORY_QUEUE_MAX_BYTES as f64)
     );
-    let text = metrics.render(false);
+    let text = metrics.render();
     let mib = format!(
         "{} MiB",
         wasmcol_delivery::chain::MEMORY_QUEUE_MAX_BYTES >> 20

@@ -78,7 +78,7 @@ impl Collector {
     }
 
     fn queue_size(&self) -> String {
-        let text = self.metrics.render(false);
+        let text = self.metrics.render();
         text.lines()
             .find(|l| l.starts_with("otelcol_exporter_queue_size{"))
             .unwrap_or("")

@@ -1361,7 +1361,7 @@ async fn tail_sampling_holds_spans_and_forwards_decided_traces_whole() {
     };
     assert_eq!((global("true"), global("false")), (1, 1));
     // Upstream's histograms: two decisions, two late parts.
-    let text = m.render(false);
+    let text = m.render();
     let count = |h: &str| {
         let line =
             format!("otelcol_processor_tail_sampling_{h}_count{{processor=\"tail_sampling\"}} ");

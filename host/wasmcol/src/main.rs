@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use wasmcol_core::telemetry::Level;
+use wasmcol_core::telemetry::{Level, MetricsOptions, PromNaming};
 use wasmcol_core::{Metrics, config};
 use wasmcol_wasm::{Runtime as PluginRuntime, RuntimeOptions};
 
@@ -369,30 +369,32 @@ fn instance_id() -> String {
     )
 }
 
-/// `target_info`: the resource on the Prometheus endpoint, as upstream's exporter writes it
-/// (dots in attribute names become underscores).
-fn register_target_info(metrics: &Metrics, resource: &[(String, String)]) {
-    let labels: Vec<(String, String)> = resource
-        .iter()
-        .map(|(k, v)| (k.replace(['.', '-'], "_"), v.clone()))
-        .collect();
-    let borrowed: Vec<(&str, &str)> = labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    metrics.gauge_fn("target_info", "Target metadata", &borrowed, || 1.0);
-}
-
 async fn serve(
     cfg: config::RawConfig,
     log_exports: Vec<selflogs::LogExport>,
 ) -> anyhow::Result<()> {
     let telemetry_cfg = &cfg.service.telemetry;
     let level = Level::parse(&telemetry_cfg.metrics.level).unwrap_or(Level::Normal);
-    let metrics = Metrics::with_level(level);
     let resource =
         Arc::new(telemetry_cfg.resource("wasmcol", &instance_id(), env!("CARGO_PKG_VERSION")));
-    register_target_info(&metrics, &resource);
+    let prometheus = telemetry_cfg
+        .metrics
+        .prometheus()
+        .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
+    // The SDK provider is built with every reader it will have: the resource goes on every
+    // output (`target_info` on Prometheus, the OTLP resource on pushes).
+    let metrics = Metrics::with_options(MetricsOptions {
+        level,
+        resource: resource.as_ref().clone(),
+        pull: prometheus
+            .iter()
+            .map(|p| PromNaming {
+                without_type_suffix: p.without_type_suffix,
+                with_scope_info: !p.without_scope_info,
+                resource_labels: p.resource_labels.clone(),
+            })
+            .collect(),
+    });
     // The process series exist for the push readers too, not only on the Prometheus endpoint.
     wasmcol_core::telemetry::register_process_metrics(&metrics);
     let pushes = telemetry_cfg
@@ -401,12 +403,6 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
     let plugins = plugin_runtime()?;
     let registry = components::registry(plugins.clone());
-    let prometheus = cfg
-        .service
-        .telemetry
-        .metrics
-        .prometheus()
-        .map_err(|e| anyhow::anyhow!("service::telemetry::metrics: {e}"))?;
     // Building reads the files a config names (certificates, storage directories): off the
     // async workers, like every other blocking read.
     let build_metrics = metrics.clone();
@@ -415,24 +411,18 @@ async fn serve(
             .await
             .context("building the pipelines did not finish")?
             .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    let telemetry = match &prometheus {
-        Some(p) => {
-            let server = wasmcol_core::telemetry::serve(
-                &p.endpoint,
-                metrics.clone(),
-                p.without_type_suffix,
-                service.tasks(),
-            )
-            .await
-            .with_context(|| format!("cannot serve metrics on {}", p.endpoint))?;
-            tracing::info!(endpoint = %server.local_addr(), "Serving Prometheus metrics");
-            Some(server)
-        }
-        None => None,
-    };
+    let mut telemetry = Vec::new();
+    for (index, p) in prometheus.iter().enumerate() {
+        let server =
+            wasmcol_core::telemetry::serve(&p.endpoint, metrics.clone(), index, service.tasks())
+                .await
+                .with_context(|| format!("cannot serve metrics on {}", p.endpoint))?;
+        tracing::info!(endpoint = %server.local_addr(), "Serving Prometheus metrics");
+        telemetry.push(server);
+    }
     for push in &pushes {
         selfpush::PeriodicReader::build(push, service.tasks())?
-            .start(metrics.clone(), resource.clone(), service.tasks())
+            .start(metrics.clone(), service.tasks())
             .await?;
         tracing::info!(reader = %push.path, "Pushing the collector's own metrics");
     }

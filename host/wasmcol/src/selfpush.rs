@@ -1,6 +1,10 @@
 //! `service.telemetry.metrics.readers[*].periodic`: pushes the collector's own metrics over
 //! OTLP every `interval`.
 //!
+//! What is pushed is collected from the SDK meter provider's cumulative reader
+//! ([`Metrics::to_otlp`], the SDK's own conversion to OTLP) and carries the provider's
+//! resource.
+//!
 //! The push goes through the `otlp` / `otlphttp` exporters' senders, so TLS, headers and
 //! compression behave as for any exporter; their queue and retries are off. A failed push is
 //! logged and counted (`wasmcol_telemetry_push_failed`) and never touches the pipelines: the
@@ -81,12 +85,7 @@ impl PeriodicReader {
     }
 
     /// Starts the sender and the push loop as a task of `tasks`.
-    pub async fn start(
-        self,
-        metrics: Metrics,
-        resource: Arc<Vec<(String, String)>>,
-        tasks: &Tasks,
-    ) -> anyhow::Result<()> {
+    pub async fn start(self, metrics: Metrics, tasks: &Tasks) -> anyhow::Result<()> {
         self.sender
             .start()
             .await
@@ -107,14 +106,14 @@ impl PeriodicReader {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tick.tick() => self.push(&metrics, &resource, self.timeout, &failed).await,
+                    _ = tick.tick() => self.push(&metrics, self.timeout, &failed).await,
                 }
             }
             // The final flush: within the reader's timeout and what is left of the deadline.
             let left = tasks_for_deadline
                 .time_left()
                 .map_or(self.timeout, |l| l.min(self.timeout));
-            self.push(&metrics, &resource, left, &failed).await;
+            self.push(&metrics, left, &failed).await;
             if let Err(e) = self.sender.shutdown().await {
                 tracing::debug!(reader = %self.path, error = %e, "telemetry reader shutdown");
             }
@@ -122,14 +121,18 @@ impl PeriodicReader {
         Ok(())
     }
 
-    async fn push(
-        &self,
-        metrics: &Metrics,
-        resource: &[(String, String)],
-        timeout: Duration,
-        failed: &Counter,
-    ) {
-        let batch = Batch::Metrics(MetricsBatch::from_message(metrics.to_otlp(resource)));
+    async fn push(&self, metrics: &Metrics, timeout: Duration, failed: &Counter) {
+        // Collecting runs the observable callbacks (a few /proc reads): off the async workers.
+        let collect = metrics.clone();
+        let request = match tokio::task::spawn_blocking(move || collect.to_otlp()).await {
+            Ok(request) => request,
+            Err(e) => {
+                failed.inc();
+                tracing::warn!(reader = %self.path, error = %e, "Collecting the collector's own metrics failed");
+                return;
+            }
+        };
+        let batch = Batch::Metrics(MetricsBatch::from_message(request));
         let error = match tokio::time::timeout(timeout, self.sender.send(batch)).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),

@@ -101,7 +101,7 @@ async fn size_trigger_merges_concurrent_senders() {
         counter(&c, "otelcol_processor_batch_timeout_trigger_send"),
         0
     );
-    assert!(c.metrics.render(false).contains(
+    assert!(c.metrics.render().contains(
         "otelcol_processor_batch_batch_send_size_bucket{processor=\"batch\",le=\"25\"} 1"
     ));
 }

@@ -240,7 +240,7 @@ impl State {
 
     fn graph_json(&self) -> String {
         let t = self.topology();
-        let snap = stats::snapshot(&stats::parse(&self.metrics.render(false)));
+        let snap = stats::snapshot(&stats::parse(&self.metrics.render()));
         let rates: BTreeMap<(Role, String), Rates> = self.sampler.lock().observe(&snap);
         let components = components(&t)
             .into_iter()

@@ -198,5 +198,5 @@ pub fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
 
 /// The value of series `name` whose labels include every `k="v"` pair in `labels` (any order).
 pub fn series(metrics: &Metrics, name: &str, labels: &str) -> Option<f64> {
-    wasmcol_testkit::prom::series(&metrics.render(false), name, labels)
+    wasmcol_testkit::prom::series(&metrics.render(), name, labels)
 }
