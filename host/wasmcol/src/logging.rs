@@ -13,6 +13,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use opentelemetry::logs::{AnyValue, LogRecord as _, Severity};
 use parking_lot::Mutex;
 use serde_json::{Map, Value as Json};
 use tracing::field::{Field, Visit};
@@ -21,10 +22,8 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use wasmcol_components::rfc3339;
 use wasmcol_config::{LogSampling, LogsTelemetry};
-use wasmcol_pdata::proto::common::v1::{AnyValue, KeyValue, any_value};
-use wasmcol_pdata::proto::logs::v1::LogRecord;
 
-use crate::selflogs::{LogExport, LogQueue};
+use crate::selflogs::{LogExport, Loggers};
 
 /// Installs the logger for `cfg`; `WASMCOL_LOG` (an `EnvFilter` directive) overrides the level.
 /// Returns the OTLP log processors' exports, to start once the service runs.
@@ -32,14 +31,14 @@ pub fn init(cfg: &LogsTelemetry) -> anyhow::Result<Vec<LogExport>> {
     let pushes = cfg
         .pushes()
         .map_err(|e| anyhow::anyhow!("service::telemetry::logs: {e}"))?;
-    let (queues, exports) = crate::selflogs::queues(pushes);
+    let (loggers, exports) = crate::selflogs::loggers(pushes);
     let level = match cfg.level.to_lowercase().as_str() {
         "dpanic" | "panic" | "fatal" => "error".to_owned(),
         other => other.to_owned(),
     };
     let filter = std::env::var("WASMCOL_LOG").unwrap_or(level).to_lowercase();
     let mut layer = ZapLayer::new(cfg)?;
-    layer.otlp = queues;
+    layer.otlp = loggers;
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new(filter))
         .with(layer)
@@ -115,8 +114,8 @@ struct ZapLayer {
     out: Vec<Sink>,
     err: Vec<Sink>,
     sampler: Option<Sampler>,
-    /// The OTLP log processors' queues.
-    otlp: Vec<LogQueue>,
+    /// The SDK logger behind the OTLP log processors, when there are any.
+    otlp: Option<Loggers>,
 }
 
 impl ZapLayer {
@@ -139,76 +138,50 @@ impl ZapLayer {
                 started: Instant::now(),
                 seen: Mutex::new(HashMap::new()),
             }),
-            otlp: Vec::new(),
+            otlp: None,
         })
     }
 
-    /// The line as an OTLP log record, as upstream's zap-to-OpenTelemetry bridge writes it:
-    /// the message as body, zap's level as severity, the initial and the line's fields as
+    /// Emits the line as an SDK log record, as upstream's zap-to-OpenTelemetry bridge writes
+    /// it: the message as body, zap's level as severity, the initial and the line's fields as
     /// attributes, the caller as `code.filepath` / `code.lineno`.
-    fn record(&self, event: &Event<'_>, v: &Fields) -> LogRecord {
+    fn emit(&self, loggers: &Loggers, event: &Event<'_>, v: &Fields) {
         let meta = event.metadata();
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default();
-        let severity_number = match *meta.level() {
-            Level::TRACE => 1,
-            Level::DEBUG => 5,
-            Level::INFO => 9,
-            Level::WARN => 13,
-            Level::ERROR => 17,
+        let now = SystemTime::now();
+        let (severity, text) = match *meta.level() {
+            Level::TRACE => (Severity::Trace, "trace"),
+            Level::DEBUG => (Severity::Debug, "debug"),
+            Level::INFO => (Severity::Info, "info"),
+            Level::WARN => (Severity::Warn, "warn"),
+            Level::ERROR => (Severity::Error, "error"),
         };
-        let value = |j: &Json| {
-            Some(AnyValue {
-                value: Some(match j {
-                    Json::String(s) => any_value::Value::StringValue(s.clone()),
-                    Json::Bool(b) => any_value::Value::BoolValue(*b),
-                    Json::Number(n) => match n.as_i64() {
-                        Some(i) => any_value::Value::IntValue(i),
-                        None => any_value::Value::DoubleValue(n.as_f64().unwrap_or_default()),
-                    },
-                    other => any_value::Value::StringValue(other.to_string()),
-                }),
-            })
+        let value = |j: &Json| match j {
+            Json::String(s) => AnyValue::from(s.clone()),
+            Json::Bool(b) => AnyValue::Boolean(*b),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => AnyValue::Int(i),
+                None => AnyValue::Double(n.as_f64().unwrap_or_default()),
+            },
+            other => AnyValue::from(other.to_string()),
         };
-        let mut attributes: Vec<KeyValue> = self
-            .initial
-            .iter()
-            .chain(v.fields.iter())
-            .map(|(k, j)| KeyValue {
-                key: k.clone(),
-                value: value(j),
-                ..Default::default()
-            })
-            .collect();
+        let mut record = loggers.record();
+        record.set_timestamp(now);
+        record.set_observed_timestamp(now);
+        record.set_severity_number(severity);
+        record.set_severity_text(text);
+        record.set_body(AnyValue::from(v.message.clone()));
+        for (k, j) in self.initial.iter().chain(v.fields.iter()) {
+            record.add_attribute(k.clone(), value(j));
+        }
         if self.caller {
-            let file = meta.file().map(str::to_owned).or(v.log_file.clone());
-            let line = meta.line().map(u64::from).or(v.log_line);
-            if let Some(f) = file {
-                attributes.push(KeyValue {
-                    key: "code.filepath".into(),
-                    value: value(&Json::String(f)),
-                    ..Default::default()
-                });
+            if let Some(f) = meta.file().map(str::to_owned).or(v.log_file.clone()) {
+                record.add_attribute("code.filepath", f);
             }
-            if let Some(l) = line {
-                attributes.push(KeyValue {
-                    key: "code.lineno".into(),
-                    value: value(&Json::from(l)),
-                    ..Default::default()
-                });
+            if let Some(l) = meta.line().map(u64::from).or(v.log_line) {
+                record.add_attribute("code.lineno", AnyValue::Int(l as i64));
             }
         }
-        LogRecord {
-            time_unix_nano: now,
-            observed_time_unix_nano: now,
-            severity_number,
-            severity_text: meta.level().as_str().to_lowercase(),
-            body: value(&Json::String(v.message.clone())),
-            attributes,
-            ..Default::default()
-        }
+        loggers.emit(record);
     }
 
     fn line(&self, event: &Event<'_>, v: Fields) -> String {
@@ -276,11 +249,12 @@ impl<S: Subscriber> Layer<S> for ZapLayer {
         {
             return;
         }
-        if !self.otlp.is_empty() {
-            let record = self.record(event, &v);
-            for q in &self.otlp {
-                q.offer(record.clone());
-            }
+        // The SDK's own diagnostics are not fed back into the SDK: a warning it logs while
+        // emitting would be emitted again.
+        if let Some(loggers) = &self.otlp
+            && !event.metadata().target().starts_with("opentelemetry")
+        {
+            self.emit(loggers, event, &v);
         }
         let line = self.line(event, v);
         for sink in &self.out {

@@ -1,8 +1,14 @@
 //! `service.telemetry.logs.processors`: the collector's own log lines exported over OTLP
 //! too, by a batch (or simple) log record processor per entry.
 //!
-//! The logger ([`crate::logging`]) hands each line that passed sampling to every
-//! processor's bounded queue without waiting; a full queue drops the record and counts it
+//! The logger ([`crate::logging`]) emits each line that passed sampling as a record through
+//! the OpenTelemetry SDK's logger API ([`Loggers::emit`]). The SDK logger provider hands the
+//! record to a [`LogProcessor`] per configured processor: [`QueueProcessor`] converts it to
+//! OTLP with `opentelemetry-proto`'s transform and puts it on its bounded queue without
+//! waiting. The host's processor rather than the SDK's `BatchLogProcessor` because the
+//! latter runs on a thread of its own that the service's shutdown deadline does not govern,
+//! keeps its drop count to itself, and would need a second async runtime to reach the
+//! exporters' senders. A full queue drops the record and counts it
 //! (`wasmcol_telemetry_logs_dropped`), as the SDKs' batch processor does, so logging never
 //! blocks on a slow backend. A task per processor exports a batch every `schedule_delay`, or
 //! as soon as `max_export_batch_size` records wait, through the `otlp` / `otlphttp`
@@ -16,6 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use opentelemetry::InstrumentationScope as SdkScope;
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use tokio::sync::mpsc;
 use wasmcol_config::LogPush;
 use wasmcol_core::{Batch, Counter, Metrics, Sender, Signal, Tasks};
@@ -25,7 +35,7 @@ use wasmcol_pdata::proto::resource::v1::Resource;
 use wasmcol_pdata::{ExportLogsServiceRequest, LogsBatch};
 
 /// The logger's end of one processor's queue.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LogQueue {
     tx: mpsc::Sender<LogRecord>,
     dropped: Arc<AtomicU64>,
@@ -47,22 +57,66 @@ pub struct LogExport {
     dropped: Arc<AtomicU64>,
 }
 
-/// A queue for each processor: the logger's ends and the exports to start.
-pub fn queues(pushes: Vec<LogPush>) -> (Vec<LogQueue>, Vec<LogExport>) {
-    pushes
-        .into_iter()
-        .map(|push| {
-            let (tx, rx) = mpsc::channel(push.max_queue_size);
-            let dropped = Arc::new(AtomicU64::new(0));
-            (
-                LogQueue {
-                    tx,
-                    dropped: dropped.clone(),
-                },
-                LogExport { push, rx, dropped },
-            )
-        })
-        .unzip()
+/// An SDK log processor feeding one processor's queue.
+#[derive(Debug)]
+pub struct QueueProcessor(LogQueue);
+
+impl LogProcessor for QueueProcessor {
+    fn emit(&self, record: &mut SdkLogRecord, _scope: &SdkScope) {
+        self.0.offer(LogRecord::from(&*record));
+    }
+    /// The queue's task exports on its own schedule; there is nothing held here to flush.
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    /// The queue's task flushes within the service's deadline when the service stops.
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// The SDK logger the log layer emits through: one provider, a [`QueueProcessor`] per
+/// configured processor.
+pub struct Loggers {
+    logger: SdkLogger,
+}
+
+impl Loggers {
+    /// Emits `record` to every processor.
+    pub fn emit(&self, record: SdkLogRecord) {
+        use opentelemetry::logs::Logger as _;
+        self.logger.emit(record);
+    }
+
+    /// A new record to fill and [`Loggers::emit`].
+    pub fn record(&self) -> SdkLogRecord {
+        use opentelemetry::logs::Logger as _;
+        self.logger.create_log_record()
+    }
+}
+
+/// The SDK logger for `pushes` (`None` when there are none) and the exports to start.
+pub fn loggers(pushes: Vec<LogPush>) -> (Option<Loggers>, Vec<LogExport>) {
+    if pushes.is_empty() {
+        return (None, Vec::new());
+    }
+    let mut builder = SdkLoggerProvider::builder();
+    let mut exports = Vec::new();
+    for push in pushes {
+        let (tx, rx) = mpsc::channel(push.max_queue_size);
+        let dropped = Arc::new(AtomicU64::new(0));
+        builder = builder.with_log_processor(QueueProcessor(LogQueue {
+            tx,
+            dropped: dropped.clone(),
+        }));
+        exports.push(LogExport { push, rx, dropped });
+    }
+    let provider = builder.build();
+    let scope = SdkScope::builder("wasmcol")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    let logger = provider.logger_with_scope(scope);
+    (Some(Loggers { logger }), exports)
 }
 
 /// A string attribute.
