@@ -48,19 +48,12 @@ pub(crate) fn take_found<'n>(
     attributes: &[KeyValue],
     key: &mut String,
 ) -> Vec<&'n str> {
-    let mut pending = Vec::new();
-    for name in names {
-        match get(Some(attributes), name) {
-            Some(value) => {
-                key.push_str(name);
-                key.push('=');
-                push_value(key, value);
-                key.push('|');
-            }
-            None => pending.push(*name),
-        }
-    }
-    pending
+    take_found_with(names, attributes, key, |key, name, value| {
+        key.push_str(name);
+        key.push('=');
+        push_value(key, value);
+        key.push('|');
+    })
 }
 
 /// The metrics form of [`take_found`]. Upstream's metrics splitter appends only the value's
@@ -72,10 +65,23 @@ pub(crate) fn take_found_str<'n>(
     attributes: &[KeyValue],
     key: &mut String,
 ) -> Vec<&'n str> {
+    take_found_with(names, attributes, key, |key, _, value| {
+        push_str_only(key, value)
+    })
+}
+
+/// The descent step both forms share: `append` writes each found name's part of the key;
+/// the names not found are returned for the next level.
+fn take_found_with<'n>(
+    names: &[&'n str],
+    attributes: &[KeyValue],
+    key: &mut String,
+    append: impl Fn(&mut String, &str, Option<&Value>),
+) -> Vec<&'n str> {
     let mut pending = Vec::new();
     for name in names {
         match get(Some(attributes), name) {
-            Some(value) => push_str_only(key, value),
+            Some(value) => append(key, name, value),
             None => pending.push(*name),
         }
     }
