@@ -120,7 +120,7 @@ pub struct PromNaming {
 
 /// What the registry is built with: the level, the telemetry resource and the Prometheus
 /// endpoints to feed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct MetricsOptions {
     /// `service.telemetry.metrics.level`.
     pub level: Level,
@@ -128,16 +128,6 @@ pub struct MetricsOptions {
     pub resource: Vec<(String, String)>,
     /// One entry per Prometheus pull reader, in config order.
     pub pull: Vec<PromNaming>,
-}
-
-impl Default for MetricsOptions {
-    fn default() -> Self {
-        MetricsOptions {
-            level: Level::Normal,
-            resource: Vec::new(),
-            pull: Vec::new(),
-        }
-    }
 }
 
 /// A manual reader shared between the provider (which owns its readers) and [`Metrics`],
@@ -272,23 +262,32 @@ impl Sdk {
         let mut builder = SdkMeterProvider::builder()
             .with_resource(resource)
             .with_reader(snapshot.clone());
-        let mut render = prometheus::Registry::new();
-        if let Some((exporter, registry)) =
-            prometheus_reader(&PromNaming::default(), &options.resource)
-        {
-            builder = builder.with_reader(exporter);
-            render = registry;
-        }
         let mut pull = Vec::new();
+        // The in-process view shares a pull endpoint's registry when one has the default
+        // naming (the usual case), so each measurement updates one reader fewer.
+        let mut render = None;
         for naming in &options.pull {
             match prometheus_reader(naming, &options.resource) {
                 Some((exporter, registry)) => {
                     builder = builder.with_reader(exporter);
+                    if render.is_none() && *naming == PromNaming::default() {
+                        render = Some(registry.clone());
+                    }
                     pull.push(registry);
                 }
                 None => pull.push(prometheus::Registry::new()),
             }
         }
+        let render = match render {
+            Some(registry) => registry,
+            None => match prometheus_reader(&PromNaming::default(), &options.resource) {
+                Some((exporter, registry)) => {
+                    builder = builder.with_reader(exporter);
+                    registry
+                }
+                None => prometheus::Registry::new(),
+            },
+        };
         let provider = builder.build();
         let scope = opentelemetry::InstrumentationScope::builder("wasmcol")
             .with_version(env!("CARGO_PKG_VERSION"))
@@ -606,13 +605,14 @@ pub async fn serve(
 }
 
 /// `service.telemetry.metrics.level`: which series exist.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// No metrics at all.
     None,
     /// The components' item counts, queues and the process.
     Basic,
     /// Adds batch sizes and wasmcol's finer series (the default).
+    #[default]
     Normal,
     /// Adds byte-size histograms.
     Detailed,
